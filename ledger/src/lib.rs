@@ -1,0 +1,2 @@
+//! placeholder
+use rocksdb as _;
