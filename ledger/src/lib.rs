@@ -1,2 +1,46 @@
-//! placeholder
-use rocksdb as _;
+//! `cairn-ledger`: what the ledger is and how it changes.
+//!
+//! - Data model ([`transaction`], [`block`], [`certificate`], [`genesis`]): the structures
+//!   every node, wallet and explorer agrees on, byte for byte (`docs/PROTOCOL.md`).
+//! - Rules ([`validation`]): stateless and stateful validity, with one typed list of
+//!   rejection reasons ([`TxRejection`]).
+//! - The state machine ([`Ledger`]): deterministic execution, block building and validation,
+//!   atomic commits; equal inputs give equal state roots on every machine.
+//! - Storage ([`store`]): the [`BlockStore`] trait, a memory store and (feature `rocksdb`,
+//!   on by default) the RocksDB store, with one conformance suite for both.
+//! - The [`mempool`].
+//!
+//! Must not depend on tokio or libp2p. `cairn-consensus` uses this crate with default features
+//! off, so that its dependency tree holds no storage engine.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod audit;
+pub mod block;
+pub mod certificate;
+pub mod domains;
+pub mod genesis;
+mod ledger;
+pub mod mempool;
+pub mod state;
+pub mod store;
+pub mod testkit;
+pub mod transaction;
+pub mod validation;
+
+pub use block::{Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation};
+pub use certificate::{
+    CertificateError, CommitCertificate, CommitVote, PbftCertificate, PbftCommitStatement,
+    RaftCertificate, RaftCommitStatement,
+};
+pub use genesis::{
+    ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, GenesisError, PbftParams, RaftParams,
+    Validator, ValidatorSet,
+};
+pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, Trust};
+pub use mempool::{Mempool, MempoolConfig};
+pub use state::{Account, StateView};
+#[cfg(feature = "rocksdb")]
+pub use store::RocksStore;
+pub use store::{BlockStore, MemoryStore, StoreError};
+pub use transaction::{Payload, Role, SignedTransaction, Transaction, TxId, VerifiedTransaction};
+pub use validation::{TxRejection, verify_transactions};

@@ -1,0 +1,596 @@
+//! The state machine: executes blocks deterministically, builds blocks for proposers,
+//! validates blocks from others and commits them to a [`BlockStore`].
+//!
+//! Determinism: execution reads only the store and the block, iterates only ordered maps,
+//! and uses no clock (the block's timestamp is the proposer's, checked only for order).
+
+use std::collections::BTreeMap;
+
+use cairn_crypto::{Hash, PublicKey, codec};
+
+use crate::block::{
+    BLOCK_TXS_MAX, Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation,
+};
+use crate::certificate::{CertificateError, CommitCertificate};
+use crate::genesis::{Genesis, ValidatorSet};
+use crate::state::{
+    Account, StateKey, StateView, WriteSet, genesis_state_root, genesis_writes, next_state_root,
+};
+use crate::store::{BlockCommit, BlockStore, SCHEMA_VERSION, StoreError};
+use crate::transaction::{Payload, Role, Transaction, TxId, VerifiedTransaction};
+use crate::validation::{TxRejection, check_stateless, verify_transactions};
+
+/// Whether a block's transaction signatures and certificate still need checking here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Check everything (blocks from peers, block sync).
+    Verify,
+    /// Already checked on this node (blocks this node built from verified transactions, or
+    /// whose transactions it verified on admission): skip signatures and certificate.
+    PreVerified,
+}
+
+/// Why a block cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// Header names another chain.
+    #[error("block is for chain {got:?}")]
+    WrongChain {
+        /// The header's chain id.
+        got: String,
+    },
+    /// Not the next height.
+    #[error("block height {got}, expected {expected}")]
+    WrongHeight {
+        /// Tip + 1.
+        expected: Height,
+        /// The header's.
+        got: Height,
+    },
+    /// Parent is not the tip.
+    #[error("block's parent {got} is not the tip {expected}")]
+    WrongParent {
+        /// Tip hash.
+        expected: BlockHash,
+        /// The header's prev_hash.
+        got: BlockHash,
+    },
+    /// Timestamp goes backwards.
+    #[error("block timestamp {got} is before its parent's {parent}")]
+    TimestampBeforeParent {
+        /// Parent's timestamp.
+        parent: u64,
+        /// The header's.
+        got: u64,
+    },
+    /// Proposer is not a validator.
+    #[error("proposer {0} is not a validator")]
+    ProposerNotValidator(PublicKey),
+    /// More transactions than a block may hold.
+    #[error("block has {got} transactions, the limit is {max}")]
+    TooManyTxs {
+        /// Count.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// `tx_root` does not match the transactions.
+    #[error("tx_root does not match the transactions")]
+    TxRootMismatch,
+    /// `state_root` does not match execution.
+    #[error("state_root {claimed} does not match the executed {computed}")]
+    StateRootMismatch {
+        /// Header's.
+        claimed: Hash,
+        /// Computed.
+        computed: Hash,
+    },
+    /// A transaction is invalid (every transaction in a block must execute).
+    #[error("transaction {index} ({id}) is invalid: {reason}")]
+    InvalidTx {
+        /// Position.
+        index: usize,
+        /// Id.
+        id: TxId,
+        /// Why.
+        reason: TxRejection,
+    },
+    /// The certificate does not prove the commit.
+    #[error("certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    /// The execution passed to `commit` is of another block.
+    #[error("execution result belongs to another block")]
+    ExecutionMismatch,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of executing a block: what committing it will write.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// The block executed.
+    pub block_hash: BlockHash,
+    /// Its transaction ids.
+    pub tx_ids: Vec<TxId>,
+    /// State changes.
+    pub writes: WriteSet,
+    /// Root after the block.
+    pub state_root: Hash,
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+}
+
+/// A block built by a proposer, and what was left out of it.
+#[derive(Debug, Clone)]
+pub struct BuiltBlock {
+    /// The block.
+    pub block: Block,
+    /// Its execution, ready to commit.
+    pub execution: Execution,
+    /// Candidates that did not execute, with why. Drop them from the mempool.
+    pub dropped: Vec<(TxId, TxRejection)>,
+}
+
+/// Proposer inputs for [`Ledger::build_block`].
+#[derive(Debug, Clone, Copy)]
+pub struct BlockParams {
+    /// The proposing validator.
+    pub proposer: PublicKey,
+    /// Term or view.
+    pub round: u64,
+    /// The proposer's clock (raised to the parent's timestamp if behind).
+    pub timestamp_ms: u64,
+    /// Most transactions to include (capped at [`BLOCK_TXS_MAX`]).
+    pub max_txs: usize,
+}
+
+/// One chain's ledger: genesis, store and tip.
+#[derive(Debug)]
+pub struct Ledger<S> {
+    genesis: Genesis,
+    genesis_hash: BlockHash,
+    validators: ValidatorSet,
+    store: S,
+    tip: Tip,
+}
+
+impl<S: BlockStore> Ledger<S> {
+    /// Opens the ledger on `store`, writing the genesis state if the store is empty. Refuses a
+    /// store of another chain or schema version.
+    pub fn open(mut store: S, genesis: Genesis) -> Result<Self, StoreError> {
+        let genesis_hash = genesis.hash();
+        let tip = match store.meta()? {
+            None => {
+                let writes = genesis_writes(&genesis);
+                let tip = Tip {
+                    height: 0,
+                    hash: genesis_hash,
+                    state_root: genesis_state_root(&genesis_hash, &writes),
+                    timestamp_ms: genesis.genesis_time_ms,
+                };
+                store.initialize(genesis_hash, &writes, tip)?;
+                tip
+            }
+            Some(meta) => {
+                if meta.schema_version != SCHEMA_VERSION {
+                    return Err(StoreError::UnsupportedSchema {
+                        found: meta.schema_version,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                if meta.genesis_hash != genesis_hash {
+                    return Err(StoreError::GenesisMismatch {
+                        found: meta.genesis_hash,
+                        expected: genesis_hash,
+                    });
+                }
+                store.tip()?
+            }
+        };
+        Ok(Ledger {
+            validators: genesis.validator_set(),
+            genesis,
+            genesis_hash,
+            store,
+            tip,
+        })
+    }
+
+    /// The genesis document.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The chain's identity.
+    pub fn genesis_hash(&self) -> BlockHash {
+        self.genesis_hash
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.genesis.chain_id
+    }
+
+    /// The validators.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// The newest committed block.
+    pub fn tip(&self) -> Tip {
+        self.tip
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, for the consensus engine's durable state.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Builds the next block from candidates in order, leaving out those that do not execute.
+    pub fn build_block(
+        &self,
+        candidates: &[VerifiedTransaction],
+        params: BlockParams,
+    ) -> Result<BuiltBlock, StoreError> {
+        let height = self.tip.height + 1;
+        let max = params.max_txs.min(BLOCK_TXS_MAX);
+        let mut overlay = Overlay::new(&self.store);
+        let mut txs = Vec::new();
+        let mut ids = Vec::new();
+        let mut receipts = Vec::new();
+        let mut dropped = Vec::new();
+        for c in candidates {
+            if txs.len() == max {
+                break;
+            }
+            if c.tx().chain_id != self.genesis.chain_id {
+                dropped.push((
+                    c.id(),
+                    TxRejection::WrongChain {
+                        expected: self.genesis.chain_id.clone(),
+                        got: c.tx().chain_id.clone(),
+                    },
+                ));
+                continue;
+            }
+            match overlay.apply(c.tx())? {
+                Ok(sender) => {
+                    receipts.push(receipt(c.id(), height, txs.len(), &sender));
+                    ids.push(c.id());
+                    txs.push(c.signed().clone());
+                }
+                Err(reason) => dropped.push((c.id(), reason)),
+            }
+        }
+        let writes = overlay.into_writes();
+        let state_root = next_state_root(&self.tip.state_root, height, &writes);
+        let header = BlockHeader {
+            chain_id: self.genesis.chain_id.clone(),
+            height,
+            prev_hash: self.tip.hash,
+            timestamp_ms: params.timestamp_ms.max(self.tip.timestamp_ms),
+            tx_root: Block::tx_root_of(&ids),
+            state_root,
+            proposer: params.proposer,
+            round: params.round,
+        };
+        let block_hash = header.hash();
+        Ok(BuiltBlock {
+            block: Block { header, txs },
+            execution: Execution {
+                block_hash,
+                tx_ids: ids,
+                writes,
+                state_root,
+                receipts,
+            },
+            dropped,
+        })
+    }
+
+    /// Checks a proposed or fetched block against the tip and executes it, without writing.
+    pub fn execute_block(&self, block: &Block, trust: Trust) -> Result<Execution, BlockError> {
+        let h = &block.header;
+        if h.chain_id != self.genesis.chain_id {
+            return Err(BlockError::WrongChain {
+                got: h.chain_id.clone(),
+            });
+        }
+        if h.height != self.tip.height + 1 {
+            return Err(BlockError::WrongHeight {
+                expected: self.tip.height + 1,
+                got: h.height,
+            });
+        }
+        if h.prev_hash != self.tip.hash {
+            return Err(BlockError::WrongParent {
+                expected: self.tip.hash,
+                got: h.prev_hash,
+            });
+        }
+        if h.timestamp_ms < self.tip.timestamp_ms {
+            return Err(BlockError::TimestampBeforeParent {
+                parent: self.tip.timestamp_ms,
+                got: h.timestamp_ms,
+            });
+        }
+        if !self.validators.contains(&h.proposer) {
+            return Err(BlockError::ProposerNotValidator(h.proposer));
+        }
+        if block.txs.len() > BLOCK_TXS_MAX {
+            return Err(BlockError::TooManyTxs {
+                got: block.txs.len(),
+                max: BLOCK_TXS_MAX,
+            });
+        }
+        let ids: Vec<TxId> = match trust {
+            Trust::Verify => verify_transactions(block.txs.clone(), &self.genesis.chain_id)
+                .into_iter()
+                .enumerate()
+                .map(|(index, r)| {
+                    r.map(|v| v.id()).map_err(|reason| BlockError::InvalidTx {
+                        index,
+                        id: block.txs[index].id(),
+                        reason,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Trust::PreVerified => block.tx_ids(),
+        };
+        if Block::tx_root_of(&ids) != h.tx_root {
+            return Err(BlockError::TxRootMismatch);
+        }
+        let mut overlay = Overlay::new(&self.store);
+        let mut receipts = Vec::with_capacity(block.txs.len());
+        for (index, tx) in block.txs.iter().enumerate() {
+            if trust == Trust::PreVerified {
+                // Cheap rules still hold for blocks we trust; signatures are what we skip.
+                check_stateless(tx, &self.genesis.chain_id).map_err(|reason| {
+                    BlockError::InvalidTx {
+                        index,
+                        id: ids[index],
+                        reason,
+                    }
+                })?;
+            }
+            match overlay.apply(&tx.tx)? {
+                Ok(sender) => receipts.push(receipt(ids[index], h.height, index, &sender)),
+                Err(reason) => {
+                    return Err(BlockError::InvalidTx {
+                        index,
+                        id: ids[index],
+                        reason,
+                    });
+                }
+            }
+        }
+        let writes = overlay.into_writes();
+        let computed = next_state_root(&self.tip.state_root, h.height, &writes);
+        if computed != h.state_root {
+            return Err(BlockError::StateRootMismatch {
+                claimed: h.state_root,
+                computed,
+            });
+        }
+        Ok(Execution {
+            block_hash: block.hash(),
+            tx_ids: ids,
+            writes,
+            state_root: computed,
+            receipts,
+        })
+    }
+
+    /// Writes an executed block and its certificate: one atomic, synced store commit.
+    pub fn commit(
+        &mut self,
+        block: Block,
+        certificate: CommitCertificate,
+        execution: Execution,
+    ) -> Result<Vec<Receipt>, BlockError> {
+        if execution.block_hash != block.hash() || block.header.height != self.tip.height + 1 {
+            return Err(BlockError::ExecutionMismatch);
+        }
+        let tip = Tip {
+            height: block.header.height,
+            hash: execution.block_hash,
+            state_root: execution.state_root,
+            timestamp_ms: block.header.timestamp_ms,
+        };
+        let commit = BlockCommit {
+            block,
+            hash: execution.block_hash,
+            certificate,
+            tx_ids: execution.tx_ids,
+            writes: execution.writes,
+        };
+        self.store.commit(&commit, tip)?;
+        self.tip = tip;
+        Ok(execution.receipts)
+    }
+
+    /// Verifies (as `trust` says), executes and commits a block with its certificate.
+    pub fn apply_block(
+        &mut self,
+        block: Block,
+        certificate: CommitCertificate,
+        trust: Trust,
+    ) -> Result<Vec<Receipt>, BlockError> {
+        if trust == Trust::Verify {
+            self.verify_certificate(&block, &certificate)?;
+        }
+        let execution = self.execute_block(&block, trust)?;
+        self.commit(block, certificate, execution)
+    }
+
+    /// Checks a certificate for a block against this chain's genesis.
+    pub fn verify_certificate(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), CertificateError> {
+        certificate.verify(
+            &self.genesis.chain_id,
+            self.genesis.consensus.kind(),
+            &self.validators,
+            block.header.height,
+            &block.hash(),
+        )
+    }
+}
+
+impl<S: BlockStore> StateView for Ledger<S> {
+    fn account(&self, id: &PublicKey) -> Result<Option<Account>, StoreError> {
+        self.store.account(id)
+    }
+
+    fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.record(owner, key)
+    }
+}
+
+fn receipt(tx_id: TxId, height: Height, index: usize, sender: &Account) -> Receipt {
+    Receipt {
+        tx_id,
+        location: TxLocation {
+            height,
+            index: index as u32,
+        },
+        sender_balance: sender.balance,
+        sender_next_nonce: sender.nonce,
+    }
+}
+
+/// Uncommitted changes on top of the committed state, for executing one block.
+struct Overlay<'a, V> {
+    base: &'a V,
+    /// Accounts read from the base, so each is read once per block.
+    read: BTreeMap<PublicKey, Account>,
+    /// Accounts changed by this block.
+    accounts: BTreeMap<PublicKey, Account>,
+    /// Records written by this block.
+    records: BTreeMap<(PublicKey, String), Vec<u8>>,
+}
+
+impl<'a, V: StateView> Overlay<'a, V> {
+    fn new(base: &'a V) -> Self {
+        Self {
+            base,
+            read: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// The account as this block has left it so far (default if it does not exist).
+    fn get(&mut self, id: &PublicKey) -> Result<Account, StoreError> {
+        if let Some(a) = self.accounts.get(id) {
+            return Ok(*a);
+        }
+        if let Some(a) = self.read.get(id) {
+            return Ok(*a);
+        }
+        let a = self.base.account(id)?.unwrap_or_default();
+        self.read.insert(*id, a);
+        Ok(a)
+    }
+
+    /// Checks the stateful rules and, only if all pass, applies the transaction. The outer
+    /// error is a storage failure; the inner one a rejection that changed nothing. Returns the
+    /// sender's account after the transaction.
+    fn apply(&mut self, tx: &Transaction) -> Result<Result<Account, TxRejection>, StoreError> {
+        let mut sender = self.get(&tx.sender)?;
+        let Some(role) = sender.role else {
+            return Ok(Err(TxRejection::NotMember { sender: tx.sender }));
+        };
+        if tx.nonce != sender.nonce {
+            let (expected, got) = (sender.nonce, tx.nonce);
+            return Ok(Err(if got < expected {
+                TxRejection::StaleNonce { expected, got }
+            } else {
+                TxRejection::FutureNonce { expected, got }
+            }));
+        }
+        match &tx.payload {
+            Payload::Transfer { to, amount } => {
+                if sender.balance < *amount {
+                    return Ok(Err(TxRejection::InsufficientBalance {
+                        available: sender.balance,
+                        needed: *amount,
+                    }));
+                }
+                if *to != tx.sender {
+                    let mut receiver = self.get(to)?;
+                    let Some(b) = receiver.balance.checked_add(*amount) else {
+                        return Ok(Err(TxRejection::BalanceOverflow));
+                    };
+                    receiver.balance = b;
+                    sender.balance -= amount;
+                    self.accounts.insert(*to, receiver);
+                }
+            }
+            Payload::PutRecord { key, value } => {
+                self.records.insert((tx.sender, key.clone()), value.clone());
+            }
+            Payload::AddMember { account, role: new } => {
+                if role != Role::Admin {
+                    return Ok(Err(TxRejection::NotAdmin { sender: tx.sender }));
+                }
+                if *account == tx.sender {
+                    // An admin setting its own role: unchanged, or a demotion, which would be
+                    // removing its own admin rights.
+                    return Ok(Err(if *new == Role::Admin {
+                        TxRejection::RoleUnchanged { account: *account }
+                    } else {
+                        TxRejection::CannotRemoveSelf
+                    }));
+                }
+                let mut target = self.get(account)?;
+                if target.role == Some(*new) {
+                    return Ok(Err(TxRejection::RoleUnchanged { account: *account }));
+                }
+                target.role = Some(*new);
+                self.accounts.insert(*account, target);
+            }
+            Payload::RemoveMember { account } => {
+                if role != Role::Admin {
+                    return Ok(Err(TxRejection::NotAdmin { sender: tx.sender }));
+                }
+                if *account == tx.sender {
+                    return Ok(Err(TxRejection::CannotRemoveSelf));
+                }
+                let mut target = self.get(account)?;
+                if target.role.is_none() {
+                    return Ok(Err(TxRejection::AccountNotMember { account: *account }));
+                }
+                target.role = None;
+                self.accounts.insert(*account, target);
+            }
+        }
+        sender.nonce += 1;
+        self.accounts.insert(tx.sender, sender);
+        Ok(Ok(sender))
+    }
+
+    fn into_writes(self) -> WriteSet {
+        let mut w = WriteSet::new();
+        for (id, a) in self.accounts {
+            w.insert(StateKey::Account(id).to_bytes(), Some(codec::encode(&a)));
+        }
+        for ((owner, key), value) in self.records {
+            w.insert(StateKey::Record(owner, key).to_bytes(), Some(value));
+        }
+        w
+    }
+}

@@ -1,0 +1,304 @@
+//! Pending transactions: bounded by count and bytes, deduplicated by id, ordered per sender by
+//! nonce, pruned as blocks commit.
+//!
+//! Admission takes [`VerifiedTransaction`]s only (signature checked once, on this node, in a
+//! batch) and checks what can be checked against the committed state without executing:
+//! membership and nonce range. Balances are checked when a block is built; a transaction that
+//! stops being valid is dropped with its reason, which [`Mempool::rejection`] keeps for the API.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use cairn_crypto::PublicKey;
+
+use crate::block::Block;
+use crate::state::StateView;
+use crate::store::StoreError;
+use crate::transaction::{TxId, VerifiedTransaction};
+use crate::validation::TxRejection;
+
+/// Mempool limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Most pending transactions.
+    pub txs_max: usize,
+    /// Most pending bytes (encoded transactions).
+    pub bytes_max: usize,
+    /// How far beyond the sender's next nonce a transaction may be and still wait here.
+    pub nonce_gap_max: u64,
+    /// How many recent rejections to remember for [`Mempool::rejection`].
+    pub rejections_kept: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        Self {
+            txs_max: 100_000,
+            bytes_max: 64 << 20,
+            nonce_gap_max: 256,
+            rejections_kept: 100_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: VerifiedTransaction,
+    /// Arrival order.
+    seq: u64,
+}
+
+/// The pending transactions of one node.
+#[derive(Debug)]
+pub struct Mempool {
+    config: MempoolConfig,
+    by_id: HashMap<TxId, Entry>,
+    /// Per sender, nonce → id.
+    by_sender: HashMap<PublicKey, BTreeMap<u64, TxId>>,
+    /// Arrival order → id; block building serves senders in order of arrival.
+    arrival: BTreeMap<u64, TxId>,
+    next_seq: u64,
+    bytes: usize,
+    rejected: HashMap<TxId, TxRejection>,
+    rejected_order: VecDeque<TxId>,
+}
+
+impl Mempool {
+    /// An empty mempool.
+    pub fn new(config: MempoolConfig) -> Self {
+        Self {
+            config,
+            by_id: HashMap::new(),
+            by_sender: HashMap::new(),
+            arrival: BTreeMap::new(),
+            next_seq: 0,
+            bytes: 0,
+            rejected: HashMap::new(),
+            rejected_order: VecDeque::new(),
+        }
+    }
+
+    /// Pending transactions.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Pending bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether `id` is pending.
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// A pending transaction.
+    pub fn get(&self, id: &TxId) -> Option<&VerifiedTransaction> {
+        self.by_id.get(id).map(|e| &e.tx)
+    }
+
+    /// Why `id` was dropped, if it was dropped recently.
+    pub fn rejection(&self, id: &TxId) -> Option<&TxRejection> {
+        self.rejected.get(id)
+    }
+
+    /// Admits a transaction, or says why not. Changes nothing on rejection.
+    pub fn insert(
+        &mut self,
+        tx: VerifiedTransaction,
+        state: &impl StateView,
+    ) -> Result<Result<TxId, TxRejection>, StoreError> {
+        let id = tx.id();
+        if self.by_id.contains_key(&id) {
+            return Ok(Err(TxRejection::Duplicate));
+        }
+        let sender = tx.tx().sender;
+        let nonce = tx.tx().nonce;
+        let account = state.account(&sender)?.unwrap_or_default();
+        if !account.is_member() {
+            return Ok(Err(TxRejection::NotMember { sender }));
+        }
+        if nonce < account.nonce {
+            return Ok(Err(TxRejection::StaleNonce {
+                expected: account.nonce,
+                got: nonce,
+            }));
+        }
+        if nonce - account.nonce > self.config.nonce_gap_max {
+            return Ok(Err(TxRejection::NonceTooFarAhead {
+                expected: account.nonce,
+                got: nonce,
+                max_gap: self.config.nonce_gap_max,
+            }));
+        }
+        if self
+            .by_sender
+            .get(&sender)
+            .is_some_and(|m| m.contains_key(&nonce))
+        {
+            return Ok(Err(TxRejection::NonceInUse { nonce }));
+        }
+        if self.by_id.len() >= self.config.txs_max || self.bytes + tx.size() > self.config.bytes_max
+        {
+            return Ok(Err(TxRejection::MempoolFull));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += tx.size();
+        self.by_sender.entry(sender).or_default().insert(nonce, id);
+        self.arrival.insert(seq, id);
+        self.by_id.insert(id, Entry { tx, seq });
+        Ok(Ok(id))
+    }
+
+    /// Candidates for the next block, at most `max_txs`: senders in order of their oldest
+    /// pending transaction, each sender's run of consecutive nonces from its committed next
+    /// nonce. Transactions behind a nonce gap wait.
+    pub fn candidates(
+        &self,
+        state: &impl StateView,
+        max_txs: usize,
+    ) -> Result<Vec<VerifiedTransaction>, StoreError> {
+        let mut out = Vec::new();
+        let mut served = std::collections::HashSet::new();
+        for id in self.arrival.values() {
+            if out.len() >= max_txs {
+                break;
+            }
+            let Some(entry) = self.by_id.get(id) else {
+                continue;
+            };
+            let sender = entry.tx.tx().sender;
+            if !served.insert(sender) {
+                continue;
+            }
+            let mut next = state.account(&sender)?.unwrap_or_default().nonce;
+            if let Some(pending) = self.by_sender.get(&sender) {
+                for (nonce, id) in pending.range(next..) {
+                    if *nonce != next || out.len() >= max_txs {
+                        break;
+                    }
+                    if let Some(e) = self.by_id.get(id) {
+                        out.push(e.tx.clone());
+                    }
+                    next += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes what a committed block included, and what it made invalid: transactions of its
+    /// senders whose nonces are now used, and transactions of senders that lost membership.
+    /// Returns the dropped ones with their reasons (also kept for [`Mempool::rejection`]).
+    pub fn on_block_committed(
+        &mut self,
+        block: &Block,
+        tx_ids: &[TxId],
+        state: &impl StateView,
+    ) -> Result<Vec<(TxId, TxRejection)>, StoreError> {
+        for id in tx_ids {
+            self.remove(id);
+        }
+        let mut touched: Vec<PublicKey> = block.txs.iter().map(|t| t.tx.sender).collect();
+        for t in &block.txs {
+            if let crate::transaction::Payload::RemoveMember { account } = &t.tx.payload {
+                touched.push(*account);
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        let mut dropped = Vec::new();
+        for sender in touched {
+            let Some(pending) = self.by_sender.get(&sender) else {
+                continue;
+            };
+            let account = state.account(&sender)?.unwrap_or_default();
+            let doomed: Vec<(TxId, TxRejection)> = if !account.is_member() {
+                pending
+                    .values()
+                    .map(|id| (*id, TxRejection::NotMember { sender }))
+                    .collect()
+            } else {
+                pending
+                    .range(..account.nonce)
+                    .map(|(nonce, id)| {
+                        (
+                            *id,
+                            TxRejection::StaleNonce {
+                                expected: account.nonce,
+                                got: *nonce,
+                            },
+                        )
+                    })
+                    .collect()
+            };
+            dropped.extend(doomed);
+        }
+        self.drop_rejected(&dropped);
+        Ok(dropped)
+    }
+
+    /// Drops transactions that failed (at block building, say), remembering why. A sender's
+    /// later nonces cannot execute without the dropped one, so they are dropped too.
+    pub fn drop_rejected(&mut self, rejected: &[(TxId, TxRejection)]) {
+        for (id, reason) in rejected {
+            let Some(entry) = self.by_id.get(id) else {
+                self.remember(*id, reason.clone());
+                continue;
+            };
+            let sender = entry.tx.tx().sender;
+            let nonce = entry.tx.tx().nonce;
+            self.remove(id);
+            self.remember(*id, reason.clone());
+            let later: Vec<(u64, TxId)> = self
+                .by_sender
+                .get(&sender)
+                .map(|m| m.range(nonce + 1..).map(|(n, i)| (*n, *i)).collect())
+                .unwrap_or_default();
+            for (n, later_id) in later {
+                self.remove(&later_id);
+                self.remember(
+                    later_id,
+                    TxRejection::FutureNonce {
+                        expected: nonce,
+                        got: n,
+                    },
+                );
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &TxId) -> Option<VerifiedTransaction> {
+        let entry = self.by_id.remove(id)?;
+        self.bytes -= entry.tx.size();
+        self.arrival.remove(&entry.seq);
+        let sender = entry.tx.tx().sender;
+        if let Some(m) = self.by_sender.get_mut(&sender) {
+            m.remove(&entry.tx.tx().nonce);
+            if m.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+        }
+        Some(entry.tx)
+    }
+
+    fn remember(&mut self, id: TxId, reason: TxRejection) {
+        if self.config.rejections_kept == 0 {
+            return;
+        }
+        if self.rejected.insert(id, reason).is_none() {
+            self.rejected_order.push_back(id);
+        }
+        while self.rejected_order.len() > self.config.rejections_kept {
+            if let Some(old) = self.rejected_order.pop_front() {
+                self.rejected.remove(&old);
+            }
+        }
+    }
+}

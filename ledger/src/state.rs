@@ -1,0 +1,133 @@
+//! The replicated state: accounts (balance, nonce, role) and per-account records; how it is
+//! keyed, written and committed to by the state root.
+//!
+//! # State root
+//! `state_root(h) = SHA-256(tag "cairn/state/v1" ‖ state_root(h-1) ‖ u64 h ‖ encoded writes(h))`
+//! where `writes(h)` is every key block `h` changed with its new value, sorted by key, and
+//! `state_root(0)` chains from the genesis hash over the genesis accounts. Equal roots at a
+//! height mean equal sequences of changes from the same genesis, hence equal states. It costs
+//! O(changes) per block; it does not give proofs of single entries (see ARCHITECTURE.md).
+//! [`state_digest`] hashes the whole state for audits and tests.
+
+use std::collections::BTreeMap;
+
+use cairn_crypto::{Hash, PublicKey, codec};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{BlockHash, Height};
+use crate::domains;
+use crate::store::StoreError;
+use crate::transaction::Role;
+
+/// An account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Account {
+    /// Balance.
+    pub balance: u64,
+    /// Next nonce the account must use.
+    pub nonce: u64,
+    /// Membership role; `None` for accounts that only hold funds.
+    pub role: Option<Role>,
+}
+
+impl Account {
+    /// Whether the account may send transactions.
+    pub fn is_member(&self) -> bool {
+        self.role.is_some()
+    }
+}
+
+const ACCOUNT_PREFIX: u8 = 0x01;
+const RECORD_PREFIX: u8 = 0x02;
+
+/// A key of the state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateKey {
+    /// `0x01 ‖ public key`.
+    Account(PublicKey),
+    /// `0x02 ‖ owner public key ‖ record key bytes`.
+    Record(PublicKey, String),
+}
+
+impl StateKey {
+    /// The key's bytes in the store (and in the state root).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            StateKey::Account(pk) => {
+                let mut k = Vec::with_capacity(33);
+                k.push(ACCOUNT_PREFIX);
+                k.extend_from_slice(&pk.0);
+                k
+            }
+            StateKey::Record(pk, key) => {
+                let mut k = Vec::with_capacity(33 + key.len());
+                k.push(RECORD_PREFIX);
+                k.extend_from_slice(&pk.0);
+                k.extend_from_slice(key.as_bytes());
+                k
+            }
+        }
+    }
+}
+
+/// Changes to the state, keyed by the store's key bytes, kept sorted. `None` deletes.
+pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Read access to the committed state.
+pub trait StateView {
+    /// An account, if it exists.
+    fn account(&self, id: &PublicKey) -> Result<Option<Account>, StoreError>;
+    /// A record, if set.
+    fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The root after applying `writes` at `height` on top of `prev_root`.
+pub fn next_state_root(prev_root: &Hash, height: Height, writes: &WriteSet) -> Hash {
+    let entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = writes.iter().collect();
+    Hash::tagged(
+        domains::STATE_ROOT,
+        &[
+            &prev_root.0,
+            &height.to_le_bytes(),
+            &codec::encode(&entries),
+        ],
+    )
+}
+
+/// The writes that create the genesis accounts.
+pub fn genesis_writes(genesis: &crate::genesis::Genesis) -> WriteSet {
+    genesis
+        .accounts
+        .iter()
+        .map(|a| {
+            let account = Account {
+                balance: a.balance,
+                nonce: 0,
+                role: a.role,
+            };
+            (
+                StateKey::Account(a.public_key).to_bytes(),
+                Some(codec::encode(&account)),
+            )
+        })
+        .collect()
+}
+
+/// The state root at height 0.
+pub fn genesis_state_root(genesis_hash: &BlockHash, writes: &WriteSet) -> Hash {
+    next_state_root(&genesis_hash.0, 0, writes)
+}
+
+/// A digest of a whole state, given as sorted `(key, value)` pairs: for audits and tests that
+/// compare two stores entry by entry.
+pub fn state_digest<'a, I>(entries: I) -> Hash
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let mut buf = Vec::new();
+    for (k, v) in entries {
+        buf.extend_from_slice(&codec::encode(k));
+        buf.extend_from_slice(&codec::encode(v));
+    }
+    Hash::tagged(domains::STATE_DIGEST, &[&buf])
+}

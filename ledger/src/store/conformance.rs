@@ -1,0 +1,246 @@
+//! The conformance suite every [`BlockStore`] must pass. Call [`run_all`] with a factory of
+//! fresh, empty stores; it panics with the failing check's name.
+
+use crate::block::{Block, BlockHash, Tip};
+use crate::genesis::ConsensusKind;
+use crate::ledger::{BlockParams, Ledger, Trust};
+use crate::state::StateView;
+use crate::store::{BlockStore, StoreError};
+use crate::testkit::TestChain;
+use crate::transaction::{Payload, VerifiedTransaction};
+
+/// Runs every check, each on a fresh store from `make`.
+pub fn run_all<S: BlockStore>(mut make: impl FnMut() -> S) {
+    empty_store_reports_no_meta(make());
+    genesis_state_is_readable(make());
+    commit_then_read_back(make());
+    refuses_gaps_and_forks(make());
+    refuses_second_initialize(make());
+    consensus_state_round_trips(make());
+    state_entries_are_sorted_and_complete(make());
+}
+
+fn chain() -> TestChain {
+    TestChain::new(ConsensusKind::Raft, 1, 4, 1_000)
+}
+
+fn next_block<S: BlockStore>(c: &TestChain, l: &Ledger<S>, payloads: &[(usize, Payload)]) -> Block {
+    let txs: Vec<VerifiedTransaction> = payloads
+        .iter()
+        .map(|(from, p)| {
+            let k = &c.accounts[*from];
+            let nonce = l
+                .account(&k.public_key())
+                .ok()
+                .flatten()
+                .map_or(0, |a| a.nonce);
+            VerifiedTransaction::trusted(c.tx(k, nonce, p.clone()))
+        })
+        .collect();
+    let built = l
+        .build_block(
+            &txs,
+            BlockParams {
+                proposer: c.validators[0].public_key(),
+                round: 1,
+                timestamp_ms: c.genesis.genesis_time_ms + l.tip().height + 1,
+                max_txs: 100,
+            },
+        )
+        .expect("build");
+    assert!(
+        built.dropped.is_empty(),
+        "test blocks are valid: {:?}",
+        built.dropped
+    );
+    built.block
+}
+
+fn empty_store_reports_no_meta<S: BlockStore>(s: S) {
+    assert!(s.meta().expect("meta").is_none(), "empty store has no meta");
+    assert!(
+        matches!(s.tip(), Err(StoreError::Uninitialized)),
+        "empty store has no tip"
+    );
+}
+
+fn genesis_state_is_readable<S: BlockStore>(s: S) {
+    let c = chain();
+    let l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let meta = l.store().meta().expect("meta").expect("initialized");
+    assert_eq!(
+        meta.genesis_hash,
+        c.genesis.hash(),
+        "meta keeps the genesis hash"
+    );
+    assert_eq!(meta.schema_version, crate::store::SCHEMA_VERSION);
+    let tip = l.store().tip().expect("tip");
+    assert_eq!(tip.height, 0);
+    assert_eq!(tip.hash, c.genesis.hash());
+    for k in &c.accounts {
+        let a = l
+            .account(&k.public_key())
+            .expect("read")
+            .expect("genesis account");
+        assert_eq!((a.balance, a.nonce), (1_000, 0));
+    }
+    assert!(
+        l.store().block(0).expect("read").is_none(),
+        "height 0 is not a block"
+    );
+}
+
+fn commit_then_read_back<S: BlockStore>(s: S) {
+    let c = chain();
+    let mut l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let to = c.accounts[1].public_key();
+    let b1 = next_block(
+        &c,
+        &l,
+        &[
+            (0, Payload::Transfer { to, amount: 5 }),
+            (
+                2,
+                Payload::PutRecord {
+                    key: "k".into(),
+                    value: b"v".to_vec(),
+                },
+            ),
+        ],
+    );
+    let cert = c.certify(&b1);
+    let receipts = l
+        .apply_block(b1.clone(), cert.clone(), Trust::Verify)
+        .expect("apply");
+    assert_eq!(receipts.len(), 2);
+    let st = l.store();
+    assert_eq!(
+        st.block(1).expect("read"),
+        Some(b1.clone()),
+        "block by height"
+    );
+    assert_eq!(
+        st.height_of(&b1.hash()).expect("read"),
+        Some(1),
+        "height by hash"
+    );
+    assert_eq!(st.certificate(1).expect("read"), Some(cert), "certificate");
+    for (i, id) in b1.tx_ids().iter().enumerate() {
+        let loc = st.tx_location(id).expect("read").expect("indexed");
+        assert_eq!((loc.height, loc.index), (1, i as u32), "tx index");
+    }
+    assert_eq!(
+        st.tip().expect("tip").hash,
+        b1.hash(),
+        "tip follows commits"
+    );
+    assert_eq!(
+        l.account(&to).expect("read").expect("exists").balance,
+        1_005
+    );
+    assert_eq!(
+        l.record(&c.accounts[2].public_key(), "k").expect("read"),
+        Some(b"v".to_vec()),
+        "record written"
+    );
+    assert!(st.block(2).expect("read").is_none());
+    assert!(
+        st.height_of(&BlockHash(cairn_crypto::Hash::ZERO))
+            .expect("read")
+            .is_none()
+    );
+}
+
+fn refuses_gaps_and_forks<S: BlockStore>(s: S) {
+    let c = chain();
+    let mut l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let b1 = next_block(&c, &l, &[]);
+    let exec = l.execute_block(&b1, Trust::PreVerified).expect("exec");
+    let commit = crate::store::BlockCommit {
+        block: b1.clone(),
+        hash: b1.hash(),
+        certificate: c.certify(&b1),
+        tx_ids: vec![],
+        writes: exec.writes.clone(),
+    };
+    let tip1 = Tip {
+        height: 1,
+        hash: b1.hash(),
+        state_root: b1.header.state_root,
+        timestamp_ms: b1.header.timestamp_ms,
+    };
+    // A block at height 2 on a store at height 0: refused.
+    let mut gap = commit.clone();
+    gap.block.header.height = 2;
+    assert!(matches!(
+        l.store_mut().commit(&gap, tip1),
+        Err(StoreError::NotNextHeight { tip: 0, got: 2 })
+    ));
+    // A block whose parent is not the tip: refused.
+    let mut fork = commit.clone();
+    fork.block.header.prev_hash = BlockHash(cairn_crypto::Hash::ZERO);
+    assert!(matches!(
+        l.store_mut().commit(&fork, tip1),
+        Err(StoreError::NotChild { .. })
+    ));
+    assert_eq!(
+        l.store().tip().expect("tip").height,
+        0,
+        "refusals change nothing"
+    );
+    assert!(
+        l.store().block(1).expect("read").is_none(),
+        "refusals change nothing"
+    );
+    l.store_mut()
+        .commit(&commit, tip1)
+        .expect("the real child commits");
+    assert!(matches!(
+        l.store_mut().commit(&commit, tip1),
+        Err(StoreError::NotNextHeight { tip: 1, got: 1 })
+    ));
+}
+
+fn refuses_second_initialize<S: BlockStore>(s: S) {
+    let c = chain();
+    let mut l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let tip = l.tip();
+    assert!(matches!(
+        l.store_mut()
+            .initialize(c.genesis.hash(), &Default::default(), tip),
+        Err(StoreError::AlreadyInitialized)
+    ));
+}
+
+fn consensus_state_round_trips<S: BlockStore>(mut s: S) {
+    assert_eq!(s.consensus_get(b"term").expect("read"), None);
+    s.consensus_put(b"term", b"7").expect("write");
+    s.consensus_put(b"vote", b"node1").expect("write");
+    s.consensus_put(b"term", b"8").expect("overwrite");
+    assert_eq!(s.consensus_get(b"term").expect("read"), Some(b"8".to_vec()));
+    assert_eq!(
+        s.consensus_get(b"vote").expect("read"),
+        Some(b"node1".to_vec())
+    );
+}
+
+fn state_entries_are_sorted_and_complete<S: BlockStore>(s: S) {
+    let c = chain();
+    let mut l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let b1 = next_block(
+        &c,
+        &l,
+        &[(
+            1,
+            Payload::PutRecord {
+                key: "a".into(),
+                value: vec![1],
+            },
+        )],
+    );
+    let cert = c.certify(&b1);
+    l.apply_block(b1, cert, Trust::Verify).expect("apply");
+    let entries = l.store().state_entries().expect("scan");
+    assert_eq!(entries.len(), 4 + 1, "4 accounts and 1 record");
+    assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted by key");
+}

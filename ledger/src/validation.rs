@@ -1,0 +1,236 @@
+//! Transaction validity: stateless rules (size, chain, payload bounds, signature), stateful
+//! rules (membership, role, nonce, balance), and the one typed list of rejection reasons that
+//! the executor, the mempool and the API share.
+
+use cairn_crypto::{BatchVerifier, PublicKey, codec};
+use serde::{Deserialize, Serialize};
+
+use crate::domains;
+use crate::transaction::{
+    Payload, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, SignedTransaction, TX_BYTES_MAX,
+    VerifiedTransaction,
+};
+
+/// Why a transaction was not accepted, executed or kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum TxRejection {
+    // --- stateless ---
+    /// Encoded transaction larger than allowed.
+    #[error("transaction is {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Meant for another chain.
+    #[error("transaction is for chain {got:?}, this is {expected:?}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The transaction's.
+        got: String,
+    },
+    /// The signature does not verify for the sender.
+    #[error("bad signature")]
+    BadSignature,
+    /// A transfer of nothing.
+    #[error("transfer amount must be greater than zero")]
+    ZeroAmount,
+    /// Record key empty or too long.
+    #[error("record key must be 1..={max} bytes, got {len}")]
+    BadRecordKey {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Record value too long.
+    #[error("record value is {len} bytes, the limit is {max}")]
+    RecordValueTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    // --- stateful ---
+    /// The sender is not a member.
+    #[error("sender {sender} is not a member")]
+    NotMember {
+        /// The sender.
+        sender: PublicKey,
+    },
+    /// Only admins may change membership.
+    #[error("sender {sender} is not an admin")]
+    NotAdmin {
+        /// The sender.
+        sender: PublicKey,
+    },
+    /// Nonce already used.
+    #[error("nonce {got} already used; the sender's next nonce is {expected}")]
+    StaleNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Nonce ahead of the sender's next nonce (an earlier one is missing).
+    #[error("nonce {got} is ahead; the sender's next nonce is {expected}")]
+    FutureNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Not enough funds.
+    #[error("balance {available} is less than {needed}")]
+    InsufficientBalance {
+        /// Balance.
+        available: u64,
+        /// Amount.
+        needed: u64,
+    },
+    /// The receiver's balance would overflow.
+    #[error("receiver balance would overflow")]
+    BalanceOverflow,
+    /// Removing a non-member.
+    #[error("account {account} is not a member")]
+    AccountNotMember {
+        /// The account.
+        account: PublicKey,
+    },
+    /// Setting the role an account already has.
+    #[error("account {account} already has that role")]
+    RoleUnchanged {
+        /// The account.
+        account: PublicKey,
+    },
+    /// An admin may not remove itself (a chain must never lose its last admin by accident).
+    #[error("an admin cannot remove itself")]
+    CannotRemoveSelf,
+    // --- mempool ---
+    /// Already in the mempool.
+    #[error("transaction already pending")]
+    Duplicate,
+    /// Another pending transaction has the same sender and nonce.
+    #[error("another pending transaction uses nonce {nonce}")]
+    NonceInUse {
+        /// The nonce.
+        nonce: u64,
+    },
+    /// Nonce too far beyond the sender's next nonce to be kept.
+    #[error("nonce {got} is more than {max_gap} ahead of the next nonce {expected}")]
+    NonceTooFarAhead {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+        /// The allowed gap.
+        max_gap: u64,
+    },
+    /// The mempool is at its count or byte limit.
+    #[error("mempool is full")]
+    MempoolFull,
+}
+
+impl TxRejection {
+    /// A stable snake_case code, for API errors and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxRejection::TooLarge { .. } => "too_large",
+            TxRejection::WrongChain { .. } => "wrong_chain",
+            TxRejection::BadSignature => "bad_signature",
+            TxRejection::ZeroAmount => "zero_amount",
+            TxRejection::BadRecordKey { .. } => "bad_record_key",
+            TxRejection::RecordValueTooLarge { .. } => "record_value_too_large",
+            TxRejection::NotMember { .. } => "not_member",
+            TxRejection::NotAdmin { .. } => "not_admin",
+            TxRejection::StaleNonce { .. } => "stale_nonce",
+            TxRejection::FutureNonce { .. } => "future_nonce",
+            TxRejection::InsufficientBalance { .. } => "insufficient_balance",
+            TxRejection::BalanceOverflow => "balance_overflow",
+            TxRejection::AccountNotMember { .. } => "account_not_member",
+            TxRejection::RoleUnchanged { .. } => "role_unchanged",
+            TxRejection::CannotRemoveSelf => "cannot_remove_self",
+            TxRejection::Duplicate => "duplicate",
+            TxRejection::NonceInUse { .. } => "nonce_in_use",
+            TxRejection::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
+            TxRejection::MempoolFull => "mempool_full",
+        }
+    }
+}
+
+/// Stateless rules except the signature: size, chain id, payload bounds. Returns the encoded
+/// size.
+pub fn check_stateless(tx: &SignedTransaction, chain_id: &str) -> Result<usize, TxRejection> {
+    let size = tx.encoded_len();
+    if size > TX_BYTES_MAX {
+        return Err(TxRejection::TooLarge {
+            size,
+            max: TX_BYTES_MAX,
+        });
+    }
+    if tx.tx.chain_id != chain_id {
+        return Err(TxRejection::WrongChain {
+            expected: chain_id.to_string(),
+            got: tx.tx.chain_id.clone(),
+        });
+    }
+    match &tx.tx.payload {
+        Payload::Transfer { amount, .. } if *amount == 0 => Err(TxRejection::ZeroAmount),
+        Payload::PutRecord { key, .. } if key.is_empty() || key.len() > RECORD_KEY_BYTES_MAX => {
+            Err(TxRejection::BadRecordKey {
+                len: key.len(),
+                max: RECORD_KEY_BYTES_MAX,
+            })
+        }
+        Payload::PutRecord { value, .. } if value.len() > RECORD_VALUE_BYTES_MAX => {
+            Err(TxRejection::RecordValueTooLarge {
+                len: value.len(),
+                max: RECORD_VALUE_BYTES_MAX,
+            })
+        }
+        _ => Ok(size),
+    }
+}
+
+/// Checks the stateless rules and the signatures of many transactions, signatures in one
+/// batch. One result per input, in order. This is the one way transactions from outside
+/// become [`VerifiedTransaction`]s.
+pub fn verify_transactions(
+    txs: Vec<SignedTransaction>,
+    chain_id: &str,
+) -> Vec<Result<VerifiedTransaction, TxRejection>> {
+    let mut out: Vec<Result<VerifiedTransaction, TxRejection>> = Vec::with_capacity(txs.len());
+    let mut batch = BatchVerifier::with_capacity(txs.len());
+    // Position in `out` of each queued signature.
+    let mut queued = Vec::with_capacity(txs.len());
+    for tx in txs {
+        match check_stateless(&tx, chain_id) {
+            Err(e) => out.push(Err(e)),
+            Ok(size) => {
+                let encoded = codec::encode(&tx.tx);
+                batch.push(
+                    &tx.tx.sender,
+                    domains::TX_SIGN,
+                    chain_id,
+                    &encoded,
+                    &tx.signature,
+                );
+                let id = crate::transaction::TxId(cairn_crypto::Hash::tagged(
+                    domains::TX_ID,
+                    &[&encoded],
+                ));
+                queued.push(out.len());
+                out.push(Ok(VerifiedTransaction::new_checked(tx, id, size)));
+            }
+        }
+    }
+    if let Err(bad) = batch.verify() {
+        for (i, _) in bad {
+            out[queued[i]] = Err(TxRejection::BadSignature);
+        }
+    }
+    out
+}
