@@ -1,0 +1,158 @@
+//! The genesis JSON: parsing, every refusal, and a hash that ignores JSON formatting.
+
+use cairn_ledger::testkit::TestChain;
+use cairn_ledger::{ConsensusKind, Genesis, GenesisError};
+
+fn sample() -> Genesis {
+    TestChain::new(ConsensusKind::Pbft, 4, 3, 1_000).genesis
+}
+
+#[test]
+fn json_round_trip_and_hash_ignores_formatting() {
+    let g = sample();
+    let pretty = g.to_json();
+    assert!(
+        pretty.contains("\"pbft\""),
+        "consensus is written by name:\n{pretty}"
+    );
+    let parsed = Genesis::from_json(&pretty).expect("parse");
+    assert_eq!(parsed, g);
+    let compact = serde_json::to_string(&g).expect("json");
+    assert_eq!(
+        Genesis::from_json(&compact).expect("parse").hash(),
+        g.hash()
+    );
+}
+
+#[test]
+fn refusals() {
+    let json = |g: &Genesis| serde_json::to_value(g).expect("json");
+    let parse = |v: serde_json::Value| Genesis::from_json(&v.to_string());
+
+    let mut v = json(&sample());
+    v["surprise"] = 1.into();
+    assert!(
+        matches!(parse(v), Err(GenesisError::Json(_))),
+        "unknown field"
+    );
+
+    let mut v = json(&sample());
+    v["validators"][0]["public_key"] = "zz".into();
+    assert!(matches!(parse(v), Err(GenesisError::Json(_))), "bad hex");
+
+    let cases: Vec<(&str, fn(&mut Genesis), fn(&GenesisError) -> bool)> = vec![
+        (
+            "chain id with space",
+            |g| g.chain_id = "a b".into(),
+            |e| matches!(e, GenesisError::BadChainId(_)),
+        ),
+        (
+            "no validators",
+            |g| g.validators.clear(),
+            |e| matches!(e, GenesisError::ValidatorCount(0)),
+        ),
+        (
+            "validator twice",
+            |g| g.validators[1].public_key = g.validators[0].public_key,
+            |e| {
+                matches!(
+                    e,
+                    GenesisError::DuplicateKey {
+                        what: "validator",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "account twice",
+            |g| g.accounts[1].public_key = g.accounts[0].public_key,
+            |e| {
+                matches!(
+                    e,
+                    GenesisError::DuplicateKey {
+                        what: "account",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "key off the curve",
+            |g| {
+                g.validators[0].public_key = cairn_crypto::PublicKey({
+                    let mut b = [0u8; 32];
+                    b[0] = 2;
+                    b
+                })
+            },
+            |e| {
+                matches!(
+                    e,
+                    GenesisError::BadKey {
+                        what: "validator",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "supply overflow",
+            |g| g.accounts[0].balance = u64::MAX,
+            |e| matches!(e, GenesisError::SupplyOverflow),
+        ),
+        (
+            "no members",
+            |g| g.accounts.iter_mut().for_each(|a| a.role = None),
+            |e| matches!(e, GenesisError::NoMembers),
+        ),
+        (
+            "zero checkpoint interval",
+            |g| {
+                if let cairn_ledger::ConsensusConfig::Pbft(p) = &mut g.consensus {
+                    p.checkpoint_interval = 0;
+                }
+            },
+            |e| matches!(e, GenesisError::BadParams(_)),
+        ),
+        (
+            "raft timeouts inverted",
+            |g| {
+                g.consensus = cairn_ledger::ConsensusConfig::Raft(cairn_ledger::RaftParams {
+                    election_timeout_min_ms: 500,
+                    election_timeout_max_ms: 400,
+                    heartbeat_interval_ms: 100,
+                })
+            },
+            |e| matches!(e, GenesisError::BadParams(_)),
+        ),
+    ];
+    for (desc, mutate, want) in cases {
+        let mut g = sample();
+        mutate(&mut g);
+        let err = Genesis::from_json(&g.to_json()).expect_err(desc);
+        assert!(want(&err), "{desc}: {err}");
+    }
+}
+
+#[test]
+fn load_reports_missing_file() {
+    let err =
+        Genesis::load(std::path::Path::new("/nonexistent/genesis.json")).expect_err("missing");
+    assert!(matches!(err, GenesisError::Io { .. }));
+    assert!(err.to_string().contains("/nonexistent/genesis.json"));
+}
+
+#[test]
+fn every_field_changes_the_hash() {
+    let g = sample();
+    let mut a = g.clone();
+    a.genesis_time_ms += 1;
+    let mut b = g.clone();
+    b.accounts[0].balance += 1;
+    let mut c = g.clone();
+    c.validators[0].address.push('0');
+    for (desc, other) in [("time", a), ("balance", b), ("address", c)] {
+        assert_ne!(other.hash(), g.hash(), "{desc}");
+    }
+}
