@@ -1,1 +1,131 @@
-fn main() {}
+//! Ledger benchmarks.
+//!
+//! `cargo bench --workspace --bench ledger`
+//!
+//! - `apply_store_5000/pre_verified`: execute a block of 5,000 pre-verified transfers and
+//!   commit it to RocksDB (one synced WriteBatch). Target: ≥ 100k tx/s on one core.
+//! - `apply_store_5000/verify`: the same with every signature batch-verified (block sync).
+//! - `verify_transactions_5000`: stateless checks + batch signature verification.
+//! - `mempool_insert_5000`: mempool admission of 5,000 verified transactions.
+
+use cairn_ledger::testkit::TestChain;
+use cairn_ledger::{
+    Block, BlockParams, CommitCertificate, ConsensusKind, Ledger, MemoryStore, Mempool,
+    MempoolConfig, RocksStore, SignedTransaction, Trust, VerifiedTransaction, verify_transactions,
+};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const TXS: usize = 5_000;
+const BLOCKS: u64 = 8;
+
+/// A chain of `TXS` accounts and `BLOCKS` blocks in which every account sends one transfer.
+fn fixture() -> (TestChain, Vec<(Block, CommitCertificate)>) {
+    let c = TestChain::new(ConsensusKind::Raft, 1, TXS, 1_000_000);
+    let mut l = Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open");
+    let mut blocks = Vec::new();
+    for h in 0..BLOCKS {
+        let txs: Vec<VerifiedTransaction> = (0..TXS)
+            .map(|i| {
+                let to = c.accounts[(i + 1) % TXS].public_key();
+                VerifiedTransaction::trusted(c.transfer(&c.accounts[i], h, to, 1 + i as u64 % 5))
+            })
+            .collect();
+        let built = l
+            .build_block(
+                &txs,
+                BlockParams {
+                    proposer: c.validators[0].public_key(),
+                    round: 1,
+                    timestamp_ms: c.genesis.genesis_time_ms + h,
+                    max_txs: TXS,
+                },
+            )
+            .expect("build");
+        assert!(built.dropped.is_empty());
+        let cert = c.certify(&built.block);
+        blocks.push((built.block.clone(), cert.clone()));
+        l.commit(built.block, cert, built.execution)
+            .expect("commit");
+    }
+    (c, blocks)
+}
+
+fn apply_store(c: &mut Criterion) {
+    let (chain, blocks) = fixture();
+    let mut g = c.benchmark_group("apply_store_5000");
+    g.throughput(Throughput::Elements(TXS as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    for (name, trust) in [
+        ("pre_verified", Trust::PreVerified),
+        ("verify", Trust::Verify),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    // A fresh store for each run of BLOCKS blocks (not timed).
+                    let dir = tempfile::tempdir().expect("tmp");
+                    let store = RocksStore::open(dir.path(), &chain.genesis.hash()).expect("open");
+                    let mut l = Ledger::open(store, chain.genesis.clone()).expect("ledger");
+                    for (block, cert) in blocks.iter().take((iters - done) as usize) {
+                        let (block, cert) = (block.clone(), cert.clone());
+                        let t = Instant::now();
+                        black_box(l.apply_block(block, cert, trust).expect("apply"));
+                        total += t.elapsed();
+                        done += 1;
+                    }
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn signed_batch() -> (TestChain, Vec<SignedTransaction>) {
+    let c = TestChain::new(ConsensusKind::Raft, 1, TXS, 1_000_000);
+    let txs = (0..TXS)
+        .map(|i| c.transfer(&c.accounts[i], 0, c.accounts[(i + 1) % TXS].public_key(), 1))
+        .collect();
+    (c, txs)
+}
+
+fn verify_and_admit(c: &mut Criterion) {
+    let (chain, txs) = signed_batch();
+    let mut g = c.benchmark_group("admission");
+    g.throughput(Throughput::Elements(TXS as u64));
+    g.sample_size(10);
+    g.bench_function("verify_transactions_5000", |b| {
+        b.iter_batched(
+            || txs.clone(),
+            |t| black_box(verify_transactions(t, chain.chain_id())),
+            BatchSize::LargeInput,
+        )
+    });
+    let ledger = Ledger::open(MemoryStore::new(), chain.genesis.clone()).expect("open");
+    let verified: Vec<VerifiedTransaction> = txs
+        .iter()
+        .cloned()
+        .map(VerifiedTransaction::trusted)
+        .collect();
+    g.bench_function("mempool_insert_5000", |b| {
+        b.iter_batched(
+            || (Mempool::new(MempoolConfig::default()), verified.clone()),
+            |(mut pool, txs)| {
+                for t in txs {
+                    black_box(pool.insert(t, &ledger).expect("io").expect("admitted"));
+                }
+                pool
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, apply_store, verify_and_admit);
+criterion_main!(benches);

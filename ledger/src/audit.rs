@@ -74,7 +74,7 @@ pub fn audit_store<S: BlockStore>(store: &S, genesis: &Genesis) -> Result<AuditR
             stored: Box::new(stored_tip),
         });
     }
-    let digest = |entries: Vec<(Vec<u8>, Vec<u8>)>| {
+    let digest = |entries: crate::store::StateEntries| {
         state_digest(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     };
     let stored = digest(store.state_entries()?);

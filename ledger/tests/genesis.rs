@@ -40,7 +40,8 @@ fn refusals() {
     v["validators"][0]["public_key"] = "zz".into();
     assert!(matches!(parse(v), Err(GenesisError::Json(_))), "bad hex");
 
-    let cases: Vec<(&str, fn(&mut Genesis), fn(&GenesisError) -> bool)> = vec![
+    type Case = (&'static str, fn(&mut Genesis), fn(&GenesisError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "chain id with space",
             |g| g.chain_id = "a b".into(),

@@ -438,8 +438,8 @@ fn block_rejections() {
         .expect("build")
         .block;
     assert!(l.execute_block(&good, Trust::Verify).is_ok());
-    type Tamper = fn(&mut Block);
-    let cases: Vec<(&str, Tamper, fn(&BlockError) -> bool)> = vec![
+    type Case = (&'static str, fn(&mut Block), fn(&BlockError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "other chain",
             |b| b.header.chain_id = "x".into(),

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use cairn_crypto::{PublicKey, codec};
 
-use super::{BlockCommit, BlockStore, SCHEMA_VERSION, StoreError, StoreMeta, check_extends};
+use super::{
+    BlockCommit, BlockStore, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta, check_extends,
+};
 use crate::block::{Block, BlockHash, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
 use crate::state::{Account, StateKey, StateView, WriteSet};
@@ -118,7 +120,7 @@ impl BlockStore for MemoryStore {
         Ok(self.tx_index.get(id).copied())
     }
 
-    fn state_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn state_entries(&self) -> Result<StateEntries, StoreError> {
         Ok(self
             .state
             .iter()

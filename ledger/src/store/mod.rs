@@ -38,6 +38,9 @@ pub struct BlockCommit {
     pub writes: WriteSet,
 }
 
+/// State entries as `(key, value)` pairs, sorted by key.
+pub type StateEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a store knows about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreMeta {
@@ -128,7 +131,7 @@ pub trait BlockStore: StateView {
     /// Where a committed transaction is.
     fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError>;
     /// Every state entry, sorted by key (for audits, tests and snapshots).
-    fn state_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn state_entries(&self) -> Result<StateEntries, StoreError>;
     /// Durable consensus state (term, vote, log, safety data…), by key.
     fn consensus_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores consensus state durably before returning.

@@ -16,7 +16,9 @@ use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
-use super::{BlockCommit, BlockStore, SCHEMA_VERSION, StoreError, StoreMeta, check_extends};
+use super::{
+    BlockCommit, BlockStore, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta, check_extends,
+};
 use crate::block::{Block, BlockHash, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
 use crate::state::{Account, StateKey, StateView, WriteSet};
@@ -285,7 +287,7 @@ impl BlockStore for RocksStore {
         }
     }
 
-    fn state_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn state_entries(&self) -> Result<StateEntries, StoreError> {
         self.db
             .iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start)
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(engine))

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs Cairn's whole test suite from a fresh clone: installs the system packages the build
+# needs (Debian), checks formatting and lints, then runs every test in the workspace.
+#
+#   ./scripts/test.sh
+#
+# Needs: a Rust toolchain (cargo). Installs with apt-get, as root (or through sudo):
+# libclang-dev (RocksDB's bindings are generated with bindgen), g++ and pkg-config.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+missing=()
+for pkg in libclang-dev g++ pkg-config; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  say "installing system packages: ${missing[*]}"
+  if [[ $(id -u) -eq 0 ]]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+    echo "error: need root or sudo to apt-get install ${missing[*]}" >&2; exit 1
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "error: cargo not found; install Rust first (rustup)" >&2; exit 1; }
+
+start=$SECONDS
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+# Build once in the test profile; clippy then reuses the compiled dependencies' metadata.
+say "cargo test --workspace (builds RocksDB from source on a fresh machine: ~10 min)"
+cargo test --workspace --locked --no-run
+
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "running the tests"
+cargo test --workspace --locked
+
+say "all checks passed in $((SECONDS - start)) s"
