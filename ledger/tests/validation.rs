@@ -695,3 +695,30 @@ fn membership_changes_take_effect() {
         "balance stays, membership goes"
     );
 }
+
+#[test]
+fn oversized_block_and_foreign_execution_are_refused() {
+    let c = chain();
+    let mut l = ledger(&c);
+    let tx = c.transfer(&c.accounts[1], 0, c.accounts[2].public_key(), 1);
+    let mut big = l.build_block(&[], params(&c)).expect("build").block;
+    big.txs = vec![tx; cairn_ledger::block::BLOCK_TXS_MAX + 1];
+    assert!(matches!(
+        l.execute_block(&big, Trust::Verify),
+        Err(BlockError::TooManyTxs {
+            max: cairn_ledger::block::BLOCK_TXS_MAX,
+            ..
+        })
+    ));
+    // An execution result may only be committed with the block it came from.
+    let a = l.build_block(&[], params(&c)).expect("build");
+    let mut p = params(&c);
+    p.timestamp_ms += 1;
+    let b = l.build_block(&[], p).expect("build");
+    let cert = c.certify(&b.block);
+    assert!(matches!(
+        l.commit(b.block, cert, a.execution),
+        Err(BlockError::ExecutionMismatch)
+    ));
+    assert_eq!(l.tip().height, 0, "nothing committed");
+}
