@@ -50,6 +50,9 @@ pub enum AuditError {
         /// From replay.
         replayed: Hash,
     },
+    /// The genesis is invalid or replay could not start.
+    #[error(transparent)]
+    Open(#[from] crate::ledger::OpenError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

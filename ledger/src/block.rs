@@ -51,6 +51,9 @@ pub struct BlockHeader {
     pub timestamp_ms: u64,
     /// Merkle root (RFC 6962) over the transaction ids, in block order.
     pub tx_root: Hash,
+    /// Number of transactions. Committing to it fixes the Merkle tree's size, so an inclusion
+    /// proof proves a transaction's position, not only its presence.
+    pub tx_count: u32,
     /// State root after applying this block (see `state::next_state_root`).
     pub state_root: Hash,
     /// The validator that proposed the block (Raft leader or PBFT primary).
@@ -92,11 +95,29 @@ impl Block {
         merkle::root(&leaves)
     }
 
+    /// Encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        codec::encoded_len(self)
+    }
+
+    /// Decodes a block, refusing more than [`BLOCK_BYTES_MAX`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Block, codec::CodecError> {
+        codec::decode_limited(bytes, BLOCK_BYTES_MAX)
+    }
+
     /// Proof that the transaction at `index` is in this block (checked against
     /// `header.tx_root`).
     pub fn inclusion_proof(&self, index: usize) -> Option<merkle::MerkleProof> {
         let leaves: Vec<Hash> = self.txs.iter().map(|t| t.id().0).collect();
         merkle::prove(&leaves, index)
+    }
+}
+
+impl BlockHeader {
+    /// Whether `proof` shows transaction `id` at `proof.index` of this block: the proof's tree
+    /// size must be the header's `tx_count` and its path must lead to `tx_root`.
+    pub fn proves_inclusion(&self, id: &TxId, proof: &merkle::MerkleProof) -> bool {
+        proof.leaf_count == u64::from(self.tx_count) && proof.verify(&id.0, &self.tx_root)
     }
 }
 

@@ -202,7 +202,8 @@ impl CommitCertificate {
                         &v.signature,
                     );
                 }
-                let need = validators.byzantine_quorum();
+                // Never fewer than one vote, even for a (refused) empty validator set.
+                let need = validators.byzantine_quorum().max(1);
                 if seen.len() < need {
                     return Err(CertificateError::NoQuorum {
                         got: seen.len(),

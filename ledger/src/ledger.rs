@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use cairn_crypto::{Hash, PublicKey, codec};
 
 use crate::block::{
-    BLOCK_TXS_MAX, Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation,
+    BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation,
 };
 use crate::certificate::{CertificateError, CommitCertificate};
-use crate::genesis::{Genesis, ValidatorSet};
+use crate::genesis::{Genesis, GenesisError, ValidatorSet};
 use crate::state::{
     Account, StateKey, StateView, WriteSet, genesis_state_root, genesis_writes, next_state_root,
 };
 use crate::store::{BlockCommit, BlockStore, SCHEMA_VERSION, StoreError};
 use crate::transaction::{Payload, Role, Transaction, TxId, VerifiedTransaction};
-use crate::validation::{TxRejection, check_stateless, verify_transactions};
+use crate::validation::{TxRejection, check_stateless, check_stateless_sized, verify_transactions};
 
 /// Whether a block's transaction signatures and certificate still need checking here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,22 @@ pub enum BlockError {
         /// Limit.
         max: usize,
     },
+    /// Encoded block larger than a block may be.
+    #[error("block is {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// Size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// `tx_count` does not match the transactions.
+    #[error("header says {claimed} transactions, the block has {actual}")]
+    TxCountMismatch {
+        /// Header's.
+        claimed: u32,
+        /// Actual.
+        actual: usize,
+    },
     /// `tx_root` does not match the transactions.
     #[error("tx_root does not match the transactions")]
     TxRootMismatch,
@@ -106,19 +122,53 @@ pub enum BlockError {
     Store(#[from] StoreError),
 }
 
-/// The result of executing a block: what committing it will write.
+/// The result of executing a block: what committing it will write. Only the ledger makes
+/// one, so [`Ledger::commit`] can trust that its writes are the block's.
 #[derive(Debug, Clone)]
 pub struct Execution {
+    block_hash: BlockHash,
+    tx_ids: Vec<TxId>,
+    writes: WriteSet,
+    state_root: Hash,
+    receipts: Vec<Receipt>,
+}
+
+impl Execution {
     /// The block executed.
-    pub block_hash: BlockHash,
-    /// Its transaction ids.
-    pub tx_ids: Vec<TxId>,
-    /// State changes.
-    pub writes: WriteSet,
+    pub fn block_hash(&self) -> BlockHash {
+        self.block_hash
+    }
+
+    /// Its transaction ids, in order.
+    pub fn tx_ids(&self) -> &[TxId] {
+        &self.tx_ids
+    }
+
+    /// State changes, sorted by key.
+    pub fn writes(&self) -> &WriteSet {
+        &self.writes
+    }
+
     /// Root after the block.
-    pub state_root: Hash,
+    pub fn state_root(&self) -> Hash {
+        self.state_root
+    }
+
     /// One receipt per transaction.
-    pub receipts: Vec<Receipt>,
+    pub fn receipts(&self) -> &[Receipt] {
+        &self.receipts
+    }
+}
+
+/// Why a ledger could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The genesis document breaks a rule.
+    #[error("invalid genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    /// The store refused (another chain, another schema version) or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A block built by a proposer, and what was left out of it.
@@ -156,9 +206,10 @@ pub struct Ledger<S> {
 }
 
 impl<S: BlockStore> Ledger<S> {
-    /// Opens the ledger on `store`, writing the genesis state if the store is empty. Refuses a
-    /// store of another chain or schema version.
-    pub fn open(mut store: S, genesis: Genesis) -> Result<Self, StoreError> {
+    /// Opens the ledger on `store`, writing the genesis state if the store is empty. Refuses
+    /// an invalid genesis, and a store of another chain or schema version.
+    pub fn open(mut store: S, genesis: Genesis) -> Result<Self, OpenError> {
+        genesis.validate()?;
         let genesis_hash = genesis.hash();
         let tip = match store.meta()? {
             None => {
@@ -177,13 +228,15 @@ impl<S: BlockStore> Ledger<S> {
                     return Err(StoreError::UnsupportedSchema {
                         found: meta.schema_version,
                         supported: SCHEMA_VERSION,
-                    });
+                    }
+                    .into());
                 }
                 if meta.genesis_hash != genesis_hash {
                     return Err(StoreError::GenesisMismatch {
                         found: meta.genesis_hash,
                         expected: genesis_hash,
-                    });
+                    }
+                    .into());
                 }
                 store.tip()?
             }
@@ -237,7 +290,9 @@ impl<S: BlockStore> Ledger<S> {
         self.store
     }
 
-    /// Builds the next block from candidates in order, leaving out those that do not execute.
+    /// Builds the next block from candidates in order, leaving out those that do not execute
+    /// (with why). Stops at `max_txs` or when the next transaction would take the block over
+    /// [`BLOCK_BYTES_MAX`]; candidates not reached are neither included nor dropped.
     pub fn build_block(
         &self,
         candidates: &[VerifiedTransaction],
@@ -250,18 +305,16 @@ impl<S: BlockStore> Ledger<S> {
         let mut ids = Vec::new();
         let mut receipts = Vec::new();
         let mut dropped = Vec::new();
+        // Header (its chain id is the only variable part) and the transaction list's length.
+        let mut bytes = HEADER_FIXED_BYTES + self.genesis.chain_id.len() + 8;
         for c in candidates {
-            if txs.len() == max {
+            if txs.len() == max || bytes + c.size() > BLOCK_BYTES_MAX {
                 break;
             }
-            if c.tx().chain_id != self.genesis.chain_id {
-                dropped.push((
-                    c.id(),
-                    TxRejection::WrongChain {
-                        expected: self.genesis.chain_id.clone(),
-                        got: c.tx().chain_id.clone(),
-                    },
-                ));
+            // Cheap rules hold for every transaction, however it got here.
+            if let Err(reason) = check_stateless_sized(c.signed(), c.size(), &self.genesis.chain_id)
+            {
+                dropped.push((c.id(), reason));
                 continue;
             }
             match overlay.apply(c.tx())? {
@@ -269,6 +322,7 @@ impl<S: BlockStore> Ledger<S> {
                     receipts.push(receipt(c.id(), height, txs.len(), &sender));
                     ids.push(c.id());
                     txs.push(c.signed().clone());
+                    bytes += c.size();
                 }
                 Err(reason) => dropped.push((c.id(), reason)),
             }
@@ -281,6 +335,7 @@ impl<S: BlockStore> Ledger<S> {
             prev_hash: self.tip.hash,
             timestamp_ms: params.timestamp_ms.max(self.tip.timestamp_ms),
             tx_root: Block::tx_root_of(&ids),
+            tx_count: ids.len() as u32,
             state_root,
             proposer: params.proposer,
             round: params.round,
@@ -332,6 +387,19 @@ impl<S: BlockStore> Ledger<S> {
             return Err(BlockError::TooManyTxs {
                 got: block.txs.len(),
                 max: BLOCK_TXS_MAX,
+            });
+        }
+        let size = block.encoded_len();
+        if size > BLOCK_BYTES_MAX {
+            return Err(BlockError::TooLarge {
+                size,
+                max: BLOCK_BYTES_MAX,
+            });
+        }
+        if h.tx_count as usize != block.txs.len() {
+            return Err(BlockError::TxCountMismatch {
+                claimed: h.tx_count,
+                actual: block.txs.len(),
             });
         }
         let ids: Vec<TxId> = match trust {
@@ -399,7 +467,10 @@ impl<S: BlockStore> Ledger<S> {
         certificate: CommitCertificate,
         execution: Execution,
     ) -> Result<Vec<Receipt>, BlockError> {
-        if execution.block_hash != block.hash() || block.header.height != self.tip.height + 1 {
+        if execution.block_hash != block.hash()
+            || execution.state_root != block.header.state_root
+            || block.header.height != self.tip.height + 1
+        {
             return Err(BlockError::ExecutionMismatch);
         }
         let tip = Tip {
@@ -459,6 +530,11 @@ impl<S: BlockStore> StateView for Ledger<S> {
         self.store.record(owner, key)
     }
 }
+
+/// Encoded header size apart from the chain id's bytes: the chain id's length prefix and the
+/// fixed-width fields (height, prev_hash, timestamp_ms, tx_root, tx_count, state_root,
+/// proposer, round).
+const HEADER_FIXED_BYTES: usize = 8 + 8 + 32 + 8 + 32 + 4 + 32 + 32 + 8;
 
 fn receipt(tx_id: TxId, height: Height, index: usize, sender: &Account) -> Receipt {
     Receipt {
@@ -592,5 +668,64 @@ impl<'a, V: StateView> Overlay<'a, V> {
             w.insert(StateKey::Record(owner, key).to_bytes(), Some(value));
         }
         w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state where one account holds nearly everything: reachable only through a bug
+    /// elsewhere, since genesis caps supply, so it is faked here.
+    struct Rich(PublicKey, PublicKey);
+
+    impl StateView for Rich {
+        fn account(&self, id: &PublicKey) -> Result<Option<Account>, StoreError> {
+            Ok(Some(Account {
+                balance: if *id == self.1 { u64::MAX } else { 5 },
+                nonce: 0,
+                role: Some(Role::User),
+            }))
+        }
+        fn record(&self, _: &PublicKey, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn receiver_overflow_is_refused_and_changes_nothing() {
+        let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
+        let view = Rich(a, b);
+        let mut o = Overlay::new(&view);
+        let tx = Transaction {
+            chain_id: "c".into(),
+            sender: a,
+            nonce: 0,
+            payload: Payload::Transfer { to: b, amount: 1 },
+        };
+        assert_eq!(o.apply(&tx).expect("io"), Err(TxRejection::BalanceOverflow));
+        assert!(o.into_writes().is_empty());
+    }
+
+    #[test]
+    fn self_transfer_only_uses_the_nonce() {
+        let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
+        let view = Rich(a, b);
+        let mut o = Overlay::new(&view);
+        let to_self = |nonce, amount| Transaction {
+            chain_id: "c".into(),
+            sender: a,
+            nonce,
+            payload: Payload::Transfer { to: a, amount },
+        };
+        let after = o.apply(&to_self(0, 5)).expect("io").expect("valid");
+        assert_eq!((after.balance, after.nonce), (5, 1));
+        assert_eq!(
+            o.apply(&to_self(1, 6)).expect("io"),
+            Err(TxRejection::InsufficientBalance {
+                available: 5,
+                needed: 6
+            })
+        );
     }
 }

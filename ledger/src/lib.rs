@@ -36,7 +36,7 @@ pub use genesis::{
     ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, GenesisError, PbftParams, RaftParams,
     Validator, ValidatorSet,
 };
-pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, Trust};
+pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, OpenError, Trust};
 pub use mempool::{Mempool, MempoolConfig};
 pub use state::{Account, StateView};
 #[cfg(feature = "rocksdb")]

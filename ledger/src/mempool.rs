@@ -240,7 +240,12 @@ impl Mempool {
             };
             dropped.extend(doomed);
         }
-        self.drop_rejected(&dropped);
+        // No cascade here: what is left of each sender starts at its next nonce (or the
+        // sender lost membership and everything of it is in `dropped`).
+        for (id, reason) in &dropped {
+            self.remove(id);
+            self.remember(*id, reason.clone());
+        }
         Ok(dropped)
     }
 
@@ -265,8 +270,8 @@ impl Mempool {
                 self.remove(&later_id);
                 self.remember(
                     later_id,
-                    TxRejection::FutureNonce {
-                        expected: nonce,
+                    TxRejection::PredecessorDropped {
+                        dropped_nonce: nonce,
                         got: n,
                     },
                 );
@@ -292,7 +297,10 @@ impl Mempool {
         if self.config.rejections_kept == 0 {
             return;
         }
-        if self.rejected.insert(id, reason).is_none() {
+        // The first reason recorded for an id is the most specific one (a cascade names the
+        // predecessor; the executor's later `FutureNonce` for the same id says less).
+        if let std::collections::hash_map::Entry::Vacant(e) = self.rejected.entry(id) {
+            e.insert(reason);
             self.rejected_order.push_back(id);
         }
         while self.rejected_order.len() > self.config.rejections_kept {

@@ -138,6 +138,11 @@ impl SignedTransaction {
     pub fn encoded_len(&self) -> usize {
         codec::encoded_len(self)
     }
+
+    /// Decodes a signed transaction, refusing more than [`TX_BYTES_MAX`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<SignedTransaction, codec::CodecError> {
+        codec::decode_limited(bytes, TX_BYTES_MAX)
+    }
 }
 
 /// A transaction whose signature and stateless rules were checked on this node, with its id

@@ -129,6 +129,15 @@ pub enum TxRejection {
         /// The allowed gap.
         max_gap: u64,
     },
+    /// An earlier transaction of the same sender was dropped, so this one can never execute
+    /// as signed; the sender must resubmit from the dropped nonce.
+    #[error("dropped: this sender's transaction with nonce {dropped_nonce} was dropped before it")]
+    PredecessorDropped {
+        /// The dropped predecessor's nonce.
+        dropped_nonce: u64,
+        /// This transaction's nonce.
+        got: u64,
+    },
     /// The mempool is at its count or byte limit.
     #[error("mempool is full")]
     MempoolFull,
@@ -156,6 +165,7 @@ impl TxRejection {
             TxRejection::Duplicate => "duplicate",
             TxRejection::NonceInUse { .. } => "nonce_in_use",
             TxRejection::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
+            TxRejection::PredecessorDropped { .. } => "predecessor_dropped",
             TxRejection::MempoolFull => "mempool_full",
         }
     }
@@ -164,7 +174,15 @@ impl TxRejection {
 /// Stateless rules except the signature: size, chain id, payload bounds. Returns the encoded
 /// size.
 pub fn check_stateless(tx: &SignedTransaction, chain_id: &str) -> Result<usize, TxRejection> {
-    let size = tx.encoded_len();
+    check_stateless_sized(tx, tx.encoded_len(), chain_id)
+}
+
+/// [`check_stateless`] for a transaction whose encoded size is already known.
+pub fn check_stateless_sized(
+    tx: &SignedTransaction,
+    size: usize,
+    chain_id: &str,
+) -> Result<usize, TxRejection> {
     if size > TX_BYTES_MAX {
         return Err(TxRejection::TooLarge {
             size,

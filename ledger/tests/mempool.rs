@@ -90,11 +90,14 @@ fn commit_prunes_included_and_stale_and_keeps_reasons() {
             needed: 4
         })
     );
-    assert!(matches!(
+    assert_eq!(
         pool.rejection(&a3.id()),
-        Some(TxRejection::FutureNonce { .. })
-    ));
-    let ids = built.execution.tx_ids.clone();
+        Some(&TxRejection::PredecessorDropped {
+            dropped_nonce: 2,
+            got: 3
+        })
+    );
+    let ids = built.execution.tx_ids().to_vec();
     let block = built.block.clone();
     let cert = c.certify(&built.block);
     l.commit(built.block, cert, built.execution)
@@ -133,7 +136,7 @@ fn commit_prunes_included_and_stale_and_keeps_reasons() {
             },
         )
         .expect("build");
-    let ids = built.execution.tx_ids.clone();
+    let ids = built.execution.tx_ids().to_vec();
     let block = built.block.clone();
     let cert = c.certify(&built.block);
     l.commit(built.block, cert, built.execution)
@@ -168,4 +171,58 @@ fn rejection_memory_is_bounded() {
     );
     assert!(pool.rejection(&ids[0]).is_none() && pool.rejection(&ids[1]).is_none());
     assert!(ids[2..].iter().all(|id| pool.rejection(id).is_some()));
+}
+
+#[test]
+fn a_competing_commit_drops_only_the_stale_nonce() {
+    // The pool holds nonces 1 and 2 of a sender; another transaction with nonce 1 (gossiped
+    // elsewhere) commits. Our nonce 1 is stale; our nonce 2 is now exactly next and must stay.
+    let c = TestChain::new(ConsensusKind::Raft, 1, 2, 100);
+    let mut l = Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open");
+    let a = &c.accounts[1];
+    let to = c.accounts[0].public_key();
+    let commit = |l: &mut Ledger<MemoryStore>, txs: Vec<VerifiedTransaction>| {
+        let built = l
+            .build_block(
+                &txs,
+                BlockParams {
+                    proposer: c.validators[0].public_key(),
+                    round: 1,
+                    timestamp_ms: 0,
+                    max_txs: 10,
+                },
+            )
+            .expect("build");
+        assert!(built.dropped.is_empty());
+        let ids = built.execution.tx_ids().to_vec();
+        let block = built.block.clone();
+        let cert = c.certify(&built.block);
+        l.commit(built.block, cert, built.execution)
+            .expect("commit");
+        (block, ids)
+    };
+    commit(&mut l, vec![v(c.transfer(a, 0, to, 1))]);
+    let mut pool = Mempool::new(MempoolConfig::default());
+    let ours1 = v(c.transfer(a, 1, to, 1));
+    let ours2 = v(c.transfer(a, 2, to, 1));
+    pool.insert(ours1.clone(), &l)
+        .expect("io")
+        .expect("admitted");
+    pool.insert(ours2.clone(), &l)
+        .expect("io")
+        .expect("admitted");
+    let (block, ids) = commit(&mut l, vec![v(c.transfer(a, 1, to, 2))]);
+    let dropped = pool.on_block_committed(&block, &ids, &l).expect("io");
+    assert_eq!(
+        dropped,
+        vec![(
+            ours1.id(),
+            TxRejection::StaleNonce {
+                expected: 2,
+                got: 1
+            }
+        )]
+    );
+    assert!(pool.contains(&ours2.id()), "the next nonce stays");
+    assert_eq!(pool.candidates(&l, 10).expect("io"), vec![ours2]);
 }

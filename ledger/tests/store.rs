@@ -4,8 +4,8 @@
 use cairn_ledger::store::{SCHEMA_VERSION, conformance};
 use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{
-    BlockParams, BlockStore, ConsensusKind, Ledger, MemoryStore, RocksStore, StateView, StoreError,
-    Trust, VerifiedTransaction,
+    BlockParams, BlockStore, ConsensusKind, Ledger, MemoryStore, OpenError, RocksStore, StateView,
+    StoreError, Trust, VerifiedTransaction,
 };
 
 #[test]
@@ -104,7 +104,7 @@ fn rocks_store_refuses_another_chain() {
         .into_store();
     assert!(matches!(
         Ledger::open(mem, other),
-        Err(StoreError::GenesisMismatch { .. })
+        Err(OpenError::Store(StoreError::GenesisMismatch { .. }))
     ));
 }
 

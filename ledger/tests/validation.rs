@@ -309,6 +309,7 @@ fn stateful_rejections() {
         let mut forced = built.block.clone();
         forced.txs.push(v.signed().clone());
         forced.header.tx_root = Block::tx_root_of(&[v.id()]);
+        forced.header.tx_count = 1;
         match l.execute_block(&forced, Trust::Verify) {
             Err(BlockError::InvalidTx {
                 index: 0, reason, ..
@@ -320,22 +321,17 @@ fn stateful_rejections() {
 }
 
 #[test]
-fn balance_overflow_is_rejected() {
-    // A valid genesis caps total supply at u64::MAX, so overflow needs a genesis that skipped
-    // validation; the executor must still refuse rather than wrap.
+fn genesis_with_supply_overflow_cannot_open() {
+    // A valid genesis caps total supply at u64::MAX, so no balance can overflow; the
+    // executor's own overflow refusal is unit-tested in ledger.rs.
     let mut c = TestChain::new(ConsensusKind::Raft, 1, 2, 10);
     c.genesis.accounts[1].balance = u64::MAX;
     assert!(matches!(
-        c.genesis.validate(),
-        Err(cairn_ledger::GenesisError::SupplyOverflow)
+        Ledger::open(MemoryStore::new(), c.genesis),
+        Err(cairn_ledger::OpenError::Genesis(
+            cairn_ledger::GenesisError::SupplyOverflow
+        ))
     ));
-    let l = ledger(&c);
-    let tx =
-        VerifiedTransaction::trusted(c.transfer(&c.accounts[0], 0, c.accounts[1].public_key(), 1));
-    let built = l
-        .build_block(std::slice::from_ref(&tx), params(&c))
-        .expect("build");
-    assert_eq!(built.dropped, vec![(tx.id(), TxRejection::BalanceOverflow)]);
 }
 
 #[test]
@@ -517,6 +513,22 @@ fn block_rejections() {
             "transaction removed",
             |b| {
                 b.txs.clear();
+            },
+            |e| {
+                matches!(
+                    e,
+                    BlockError::TxCountMismatch {
+                        claimed: 1,
+                        actual: 0
+                    }
+                )
+            },
+        ),
+        (
+            "transaction removed and count lowered",
+            |b| {
+                b.txs.clear();
+                b.header.tx_count = 0;
             },
             |e| matches!(e, BlockError::TxRootMismatch),
         ),
@@ -707,6 +719,23 @@ fn oversized_block_and_foreign_execution_are_refused() {
         l.execute_block(&big, Trust::Verify),
         Err(BlockError::TooManyTxs {
             max: cairn_ledger::block::BLOCK_TXS_MAX,
+            ..
+        })
+    ));
+    // Under the count limit but over the byte limit: 15,000 transactions of ~2.4 KB.
+    let fat = c.tx(
+        &c.accounts[1],
+        0,
+        Payload::PutRecord {
+            key: "k".repeat(128),
+            value: vec![7; 2048],
+        },
+    );
+    big.txs = vec![fat; 15_000];
+    assert!(matches!(
+        l.execute_block(&big, Trust::Verify),
+        Err(BlockError::TooLarge {
+            max: cairn_ledger::block::BLOCK_BYTES_MAX,
             ..
         })
     ));

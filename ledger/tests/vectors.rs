@@ -153,7 +153,7 @@ fn vectors() -> Value {
     };
     let writes: Vec<Value> = built
         .execution
-        .writes
+        .writes()
         .iter()
         .map(|(k, v)| json!({ "key": h(k), "value": v.as_deref().map(h) }))
         .collect();
@@ -166,6 +166,10 @@ fn vectors() -> Value {
         }],
     });
     let block_encoding = codec::encode(&built.block);
+    assert!(
+        header.proves_inclusion(&signed[2].id(), &proof),
+        "proof checks against the header"
+    );
     ledger
         .commit(built.block, cert.clone(), built.execution)
         .expect("commit");

@@ -161,7 +161,7 @@ fn refuses_gaps_and_forks<S: BlockStore>(s: S) {
         hash: b1.hash(),
         certificate: c.certify(&b1),
         tx_ids: vec![],
-        writes: exec.writes.clone(),
+        writes: exec.writes().clone(),
     };
     let tip1 = Tip {
         height: 1,

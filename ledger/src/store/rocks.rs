@@ -251,7 +251,7 @@ impl BlockStore for RocksStore {
         let Some(bytes) = self.get(CF_BLOCKS, &height_key(height))? else {
             return Ok(None);
         };
-        let block: Block = codec::decode(&bytes)?;
+        let block = Block::decode(&bytes)?;
         // Assert at both ends: what we read back must be what was written under this key.
         if block.header.height != height {
             return Err(StoreError::Corrupt(format!(
