@@ -675,14 +675,14 @@ impl<'a, V: StateView> Overlay<'a, V> {
 mod tests {
     use super::*;
 
-    /// A state where one account holds nearly everything: reachable only through a bug
-    /// elsewhere, since genesis caps supply, so it is faked here.
-    struct Rich(PublicKey, PublicKey);
+    /// A state where every account is a member with 5, except one rich account holding
+    /// u64::MAX: unreachable from a valid genesis (which caps supply), so it is faked here.
+    struct Rich(PublicKey);
 
     impl StateView for Rich {
         fn account(&self, id: &PublicKey) -> Result<Option<Account>, StoreError> {
             Ok(Some(Account {
-                balance: if *id == self.1 { u64::MAX } else { 5 },
+                balance: if *id == self.0 { u64::MAX } else { 5 },
                 nonce: 0,
                 role: Some(Role::User),
             }))
@@ -695,7 +695,7 @@ mod tests {
     #[test]
     fn receiver_overflow_is_refused_and_changes_nothing() {
         let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
-        let view = Rich(a, b);
+        let view = Rich(b);
         let mut o = Overlay::new(&view);
         let tx = Transaction {
             chain_id: "c".into(),
@@ -710,7 +710,7 @@ mod tests {
     #[test]
     fn self_transfer_only_uses_the_nonce() {
         let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
-        let view = Rich(a, b);
+        let view = Rich(b);
         let mut o = Overlay::new(&view);
         let to_self = |nonce, amount| Transaction {
             chain_id: "c".into(),
