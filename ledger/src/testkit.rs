@@ -5,7 +5,7 @@
 
 use cairn_crypto::{Hash, PublicKey, SigningKey};
 
-use crate::block::Block;
+use crate::block::{Block, Height};
 use crate::certificate::{
     CommitCertificate, CommitVote, PbftCertificate, PbftCommitStatement, RaftCertificate,
     RaftCommitStatement,
@@ -13,7 +13,11 @@ use crate::certificate::{
 use crate::genesis::{
     ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, PbftParams, RaftParams, Validator,
 };
-use crate::transaction::{Payload, Role, SignedTransaction, Transaction};
+use crate::ledger::{BlockError, BlockParams, Ledger};
+use crate::store::BlockStore;
+use crate::transaction::{
+    Payload, Role, SignedTransaction, Transaction, TxId, VerifiedTransaction,
+};
 
 /// The key with index `i` in namespace `ns` (e.g. "validator", "account").
 pub fn key(ns: &str, i: u64) -> SigningKey {
@@ -97,6 +101,41 @@ impl TestChain {
         amount: u64,
     ) -> SignedTransaction {
         self.tx(from, nonce, Payload::Transfer { to, amount })
+    }
+
+    /// Proposer inputs for the block at `height`: validator 0, round 1, a timestamp
+    /// `height` ms after genesis, room for 20,000 transactions.
+    pub fn params(&self, height: Height) -> BlockParams {
+        BlockParams {
+            proposer: self.validators[0].public_key(),
+            round: 1,
+            timestamp_ms: self.genesis.genesis_time_ms + height,
+            max_txs: 20_000,
+        }
+    }
+
+    /// Builds the next block from `txs`, certifies it and commits it. Every transaction must
+    /// execute: the first one that does not is returned as `BlockError::InvalidTx`, and
+    /// nothing is committed. Returns the block and its transaction ids.
+    pub fn commit<S: BlockStore>(
+        &self,
+        ledger: &mut Ledger<S>,
+        txs: &[VerifiedTransaction],
+    ) -> Result<(Block, Vec<TxId>), BlockError> {
+        let built = ledger.build_block(txs, self.params(ledger.tip().height + 1))?;
+        if let Some((id, reason)) = built.dropped.first() {
+            let index = txs.iter().position(|t| t.id() == *id).unwrap_or(0);
+            return Err(BlockError::InvalidTx {
+                index,
+                id: *id,
+                reason: reason.clone(),
+            });
+        }
+        let ids = built.execution.tx_ids().to_vec();
+        let block = built.block.clone();
+        let certificate = self.certify(&built.block);
+        ledger.commit(built.block, certificate, built.execution)?;
+        Ok((block, ids))
     }
 
     /// A valid certificate for `block`: signed by validator 0 as Raft leader, or by the first

@@ -125,22 +125,7 @@ fn commit_prunes_included_and_stale_and_keeps_reasons() {
     pool.insert(a_next.clone(), &l)
         .expect("io")
         .expect("admitted");
-    let built = l
-        .build_block(
-            &[b1_elsewhere, remove_b],
-            BlockParams {
-                proposer: c.validators[0].public_key(),
-                round: 1,
-                timestamp_ms: 0,
-                max_txs: 100,
-            },
-        )
-        .expect("build");
-    let ids = built.execution.tx_ids().to_vec();
-    let block = built.block.clone();
-    let cert = c.certify(&built.block);
-    l.commit(built.block, cert, built.execution)
-        .expect("commit");
+    let (block, ids) = c.commit(&mut l, &[b1_elsewhere, remove_b]).expect("commit");
     let dropped = pool.on_block_committed(&block, &ids, &l).expect("io");
     assert_eq!(
         dropped,
@@ -181,27 +166,8 @@ fn a_competing_commit_drops_only_the_stale_nonce() {
     let mut l = Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open");
     let a = &c.accounts[1];
     let to = c.accounts[0].public_key();
-    let commit = |l: &mut Ledger<MemoryStore>, txs: Vec<VerifiedTransaction>| {
-        let built = l
-            .build_block(
-                &txs,
-                BlockParams {
-                    proposer: c.validators[0].public_key(),
-                    round: 1,
-                    timestamp_ms: 0,
-                    max_txs: 10,
-                },
-            )
-            .expect("build");
-        assert!(built.dropped.is_empty());
-        let ids = built.execution.tx_ids().to_vec();
-        let block = built.block.clone();
-        let cert = c.certify(&built.block);
-        l.commit(built.block, cert, built.execution)
-            .expect("commit");
-        (block, ids)
-    };
-    commit(&mut l, vec![v(c.transfer(a, 0, to, 1))]);
+    c.commit(&mut l, &[v(c.transfer(a, 0, to, 1))])
+        .expect("commit");
     let mut pool = Mempool::new(MempoolConfig::default());
     let ours1 = v(c.transfer(a, 1, to, 1));
     let ours2 = v(c.transfer(a, 2, to, 1));
@@ -211,7 +177,9 @@ fn a_competing_commit_drops_only_the_stale_nonce() {
     pool.insert(ours2.clone(), &l)
         .expect("io")
         .expect("admitted");
-    let (block, ids) = commit(&mut l, vec![v(c.transfer(a, 1, to, 2))]);
+    let (block, ids) = c
+        .commit(&mut l, &[v(c.transfer(a, 1, to, 2))])
+        .expect("commit");
     let dropped = pool.on_block_committed(&block, &ids, &l).expect("io");
     assert_eq!(
         dropped,

@@ -4,8 +4,8 @@
 use cairn_ledger::store::{SCHEMA_VERSION, conformance};
 use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{
-    BlockParams, BlockStore, ConsensusKind, Ledger, MemoryStore, OpenError, RocksStore, StateView,
-    StoreError, Trust, VerifiedTransaction,
+    BlockStore, ConsensusKind, Ledger, MemoryStore, OpenError, RocksStore, StateView, StoreError,
+    Trust, VerifiedTransaction,
 };
 
 #[test]
@@ -36,20 +36,7 @@ fn commit_blocks(l: &mut Ledger<RocksStore>, c: &TestChain, n: u64) {
             .expect("read")
             .map_or(0, |a| a.nonce);
         let tx = VerifiedTransaction::trusted(c.transfer(k, nonce, c.accounts[2].public_key(), 1));
-        let built = l
-            .build_block(
-                &[tx],
-                BlockParams {
-                    proposer: c.validators[0].public_key(),
-                    round: 1,
-                    timestamp_ms: c.genesis.genesis_time_ms + 1,
-                    max_txs: 10,
-                },
-            )
-            .expect("build");
-        let cert = c.certify(&built.block);
-        l.commit(built.block, cert, built.execution)
-            .expect("commit");
+        c.commit(l, &[tx]).expect("commit");
     }
 }
 

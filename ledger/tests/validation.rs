@@ -31,11 +31,7 @@ fn params(c: &TestChain) -> BlockParams {
 /// Commits a block of `txs` (all must execute).
 fn commit(c: &TestChain, l: &mut Ledger<MemoryStore>, txs: Vec<SignedTransaction>) {
     let v: Vec<VerifiedTransaction> = txs.into_iter().map(VerifiedTransaction::trusted).collect();
-    let built = l.build_block(&v, params(c)).expect("build");
-    assert!(built.dropped.is_empty(), "{:?}", built.dropped);
-    let cert = c.certify(&built.block);
-    l.commit(built.block, cert, built.execution)
-        .expect("commit");
+    c.commit(l, &v).expect("commit");
 }
 
 #[test]

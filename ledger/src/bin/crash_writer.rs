@@ -7,9 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cairn_ledger::testkit::TestChain;
-use cairn_ledger::{
-    BlockParams, ConsensusKind, Ledger, Payload, RocksStore, StateView, VerifiedTransaction,
-};
+use cairn_ledger::{ConsensusKind, Ledger, Payload, RocksStore, StateView, VerifiedTransaction};
 
 /// The chain the writer and the crash test share.
 fn chain() -> TestChain {
@@ -64,20 +62,7 @@ fn main() -> Result<()> {
                 value: height.to_le_bytes().to_vec(),
             },
         )));
-        let built = ledger.build_block(
-            &txs,
-            BlockParams {
-                proposer: c.validators[0].public_key(),
-                round: 1,
-                timestamp_ms: c.genesis.genesis_time_ms + height,
-                max_txs: 1000,
-            },
-        )?;
-        if !built.dropped.is_empty() {
-            return Err(format!("writer built an invalid transaction: {:?}", built.dropped).into());
-        }
-        let cert = c.certify(&built.block);
-        ledger.commit(built.block, cert, built.execution)?;
+        c.commit(&mut ledger, &txs)?;
         let mut out = stdout.lock();
         writeln!(out, "committed {height}")?;
         out.flush()?;

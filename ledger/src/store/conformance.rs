@@ -3,7 +3,7 @@
 
 use crate::block::{Block, BlockHash, Tip};
 use crate::genesis::ConsensusKind;
-use crate::ledger::{BlockParams, Ledger, Trust};
+use crate::ledger::{Ledger, Trust};
 use crate::state::StateView;
 use crate::store::{BlockStore, StoreError};
 use crate::testkit::TestChain;
@@ -38,15 +38,7 @@ fn next_block<S: BlockStore>(c: &TestChain, l: &Ledger<S>, payloads: &[(usize, P
         })
         .collect();
     let built = l
-        .build_block(
-            &txs,
-            BlockParams {
-                proposer: c.validators[0].public_key(),
-                round: 1,
-                timestamp_ms: c.genesis.genesis_time_ms + l.tip().height + 1,
-                max_txs: 100,
-            },
-        )
+        .build_block(&txs, c.params(l.tip().height + 1))
         .expect("build");
     assert!(
         built.dropped.is_empty(),
