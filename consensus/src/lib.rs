@@ -1,0 +1,176 @@
+//! `cairn-consensus`: the engines that order blocks, as pure state machines.
+//!
+//! Every engine implements [`Protocol`]: the caller feeds it [`Input`]s (ticks, messages,
+//! proposals, validation results) through [`Protocol::step`] and executes the [`Output`]s it
+//! pushes, **in order**. The engine does no IO, reads no clock (time is a count of `Tick`s),
+//! and draws randomness only from a seeded [`DetRng`], so a run is a function of its inputs.
+//!
+//! The caller's contract, which every engine relies on for safety:
+//! - `Persist` is a barrier: the op must be durable before any later output of the same step
+//!   is executed (persist, then send, as in raft-rs' `Ready`);
+//! - `Commit` outputs arrive once per height, in height order; the caller applies the block
+//!   to its ledger before executing the next output, so a later `RequestProposal` builds on it;
+//! - messages reach the engine only after the caller checked their size and that `from` is the
+//!   validator the connection is authenticated as.
+//!
+//! Bad, stale or duplicate messages are dropped and counted (`Status::dropped`), never a
+//! panic. Must not depend on tokio, libp2p, rocksdb, the clock or the thread RNG.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod raft;
+mod rng;
+
+use cairn_ledger::{Block, BlockHash, CommitCertificate, Height};
+use serde::{Deserialize, Serialize};
+
+pub use rng::DetRng;
+
+/// A validator's position in the genesis validator list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// As an index into the validator list.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+/// What the caller tells an engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<M> {
+    /// One unit of time has passed.
+    Tick,
+    /// A message from another validator.
+    Message {
+        /// The sender (authenticated by the transport).
+        from: NodeId,
+        /// The message.
+        msg: M,
+    },
+    /// The block the caller built after a `RequestProposal`.
+    Propose {
+        /// The block.
+        block: Block,
+    },
+    /// The result of a `Validate` request.
+    Validated {
+        /// The block's hash.
+        block_hash: BlockHash,
+        /// Whether it is a valid next block.
+        valid: bool,
+    },
+    /// The caller's ledger now holds every block up to `height` (after a `SyncTo`, or on its
+    /// own through block sync).
+    Synced {
+        /// The ledger's tip height.
+        height: Height,
+    },
+}
+
+/// What an engine asks the caller to do. Execute in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output<M, P> {
+    /// Send to one validator.
+    Send {
+        /// Receiver.
+        to: NodeId,
+        /// Message.
+        msg: M,
+    },
+    /// Send to every other validator.
+    Broadcast {
+        /// Message.
+        msg: M,
+    },
+    /// Make this durable before executing any later output.
+    Persist {
+        /// The change to the engine's durable state.
+        op: P,
+    },
+    /// The block is committed: apply it to the ledger with its certificate.
+    Commit {
+        /// The block.
+        block: Block,
+        /// Proof of the commit, checkable offline.
+        certificate: CommitCertificate,
+    },
+    /// Build the block at `height` on the ledger's tip and answer with `Input::Propose`.
+    RequestProposal {
+        /// Height of the block to build.
+        height: Height,
+        /// Term or view to put in its header.
+        round: u64,
+    },
+    /// Check that `block` is a valid next block and answer with `Input::Validated`.
+    Validate {
+        /// The block.
+        block: Block,
+    },
+    /// A proposal reached a node that is not the leader.
+    NotLeader {
+        /// The leader, if known.
+        hint: Option<NodeId>,
+    },
+    /// The ledger is behind what the engine can replay: fetch certified blocks up to
+    /// `height` (from `peer` or anyone) and answer with `Input::Synced`.
+    SyncTo {
+        /// A peer that has them.
+        peer: NodeId,
+        /// Height to reach.
+        height: Height,
+    },
+}
+
+/// An engine's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Raft follower or PBFT backup.
+    Follower,
+    /// Raft pre-candidate (PreVote phase).
+    PreCandidate,
+    /// Raft candidate.
+    Candidate,
+    /// Raft leader or PBFT primary.
+    Leader,
+}
+
+/// A snapshot of an engine's state, for metrics, the API and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Role.
+    pub role: Role,
+    /// Raft term or PBFT view.
+    pub round: u64,
+    /// Leader or primary, if known.
+    pub leader: Option<NodeId>,
+    /// Height of the last block committed (and applied by the caller).
+    pub commit_height: Height,
+    /// Messages dropped as bad, stale or duplicate.
+    pub dropped: u64,
+}
+
+/// A consensus engine.
+pub trait Protocol {
+    /// Messages between validators.
+    type Message: Clone + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>;
+    /// Changes to durable state, carried by `Output::Persist`.
+    type PersistOp: Clone + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>;
+
+    /// Advances the engine by one input, pushing the resulting work onto `out`.
+    fn step(
+        &mut self,
+        input: Input<Self::Message>,
+        out: &mut Vec<Output<Self::Message, Self::PersistOp>>,
+    );
+
+    /// Where the engine stands.
+    fn status(&self) -> Status;
+}

@@ -1,0 +1,115 @@
+//! The in-memory Raft log: entries after a snapshot point, with the block height reached at
+//! each index.
+
+use cairn_ledger::Height;
+
+use super::message::{Entry, RaftDurable};
+
+/// Entries `snapshot_index + 1 ..= last_index()`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RaftLog {
+    pub(crate) snapshot_index: u64,
+    pub(crate) snapshot_term: u64,
+    pub(crate) snapshot_height: Height,
+    entries: Vec<Entry>,
+    /// Block height reached after each entry (a no-op repeats the previous height).
+    heights: Vec<Height>,
+}
+
+impl RaftLog {
+    pub(crate) fn from_durable(d: &RaftDurable) -> Self {
+        let mut log = RaftLog {
+            snapshot_index: d.snapshot_index,
+            snapshot_term: d.snapshot_term,
+            snapshot_height: d.snapshot_height,
+            ..RaftLog::default()
+        };
+        for e in &d.entries {
+            log.push(e.clone());
+        }
+        log
+    }
+
+    pub(crate) fn last_index(&self) -> u64 {
+        self.snapshot_index + self.entries.len() as u64
+    }
+
+    pub(crate) fn last_term(&self) -> u64 {
+        self.entries.last().map_or(self.snapshot_term, |e| e.term)
+    }
+
+    pub(crate) fn last_height(&self) -> Height {
+        self.heights.last().copied().unwrap_or(self.snapshot_height)
+    }
+
+    fn pos(&self, index: u64) -> Option<usize> {
+        if index <= self.snapshot_index || index > self.last_index() {
+            None
+        } else {
+            Some((index - self.snapshot_index - 1) as usize)
+        }
+    }
+
+    /// Term of the entry at `index` (the snapshot's term at the snapshot point), if known.
+    pub(crate) fn term_at(&self, index: u64) -> Option<u64> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
+        }
+        self.pos(index).map(|p| self.entries[p].term)
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Option<&Entry> {
+        self.pos(index).map(|p| &self.entries[p])
+    }
+
+    /// Block height reached at `index`.
+    pub(crate) fn height_at(&self, index: u64) -> Option<Height> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_height);
+        }
+        self.pos(index).map(|p| self.heights[p])
+    }
+
+    /// Entries `from ..= to`.
+    pub(crate) fn slice(&self, from: u64, to: u64) -> Vec<Entry> {
+        match (self.pos(from), self.pos(to)) {
+            (Some(a), Some(b)) if a <= b => self.entries[a..=b].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, e: Entry) {
+        let h = e
+            .block
+            .as_ref()
+            .map_or(self.last_height(), |b| b.header.height);
+        self.entries.push(e);
+        self.heights.push(h);
+    }
+
+    /// Drops entries from `index` on.
+    pub(crate) fn truncate_from(&mut self, index: u64) {
+        if let Some(p) = self.pos(index) {
+            self.entries.truncate(p);
+            self.heights.truncate(p);
+        }
+    }
+
+    /// Drops entries up to `index`, which becomes the snapshot point.
+    pub(crate) fn compact(&mut self, index: u64, term: u64, height: Height) {
+        let drop = (index.saturating_sub(self.snapshot_index) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.heights.drain(..drop);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.snapshot_height = height;
+    }
+
+    /// Index of the entry holding the block at `height`, if it is in the log.
+    pub(crate) fn index_of_height(&self, height: Height) -> Option<u64> {
+        self.entries
+            .iter()
+            .position(|e| e.block.as_ref().is_some_and(|b| b.header.height == height))
+            .map(|p| self.snapshot_index + 1 + p as u64)
+    }
+}

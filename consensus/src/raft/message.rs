@@ -1,0 +1,198 @@
+//! Raft's messages, log entries and durable state (Raft paper §5, Figure 2; PreVote and
+//! CheckQuorum from Ongaro's thesis §9.6 and §6.2).
+
+use cairn_ledger::{Block, Height, RaftCertificate};
+use serde::{Deserialize, Serialize};
+
+/// A log entry: a block, or the no-op a new leader appends to commit earlier terms (§8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The term in which the leader appended it.
+    pub term: u64,
+    /// The block, or `None` for a no-op.
+    pub block: Option<Block>,
+}
+
+/// Messages between Raft validators. Unsigned: under the crash-fault model the transport's
+/// authentication of the sender is enough.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftMessage {
+    /// "Would you vote for me in `term`?" Changes no one's term (thesis §9.6).
+    PreVote {
+        /// The term the sender would campaign in (its term + 1).
+        term: u64,
+        /// Sender's last log index.
+        last_index: u64,
+        /// Sender's last log term.
+        last_term: u64,
+    },
+    /// Answer to `PreVote`.
+    PreVoteResponse {
+        /// The asked term if granted, else the responder's term.
+        term: u64,
+        /// Whether it would vote.
+        granted: bool,
+    },
+    /// RequestVote RPC (§5.2).
+    RequestVote {
+        /// Candidate's term.
+        term: u64,
+        /// Candidate's last log index.
+        last_index: u64,
+        /// Candidate's last log term.
+        last_term: u64,
+    },
+    /// Answer to `RequestVote`.
+    RequestVoteResponse {
+        /// Responder's term.
+        term: u64,
+        /// Whether the vote was granted.
+        granted: bool,
+    },
+    /// AppendEntries RPC (§5.3), also the heartbeat. Carries the leader's certificates for
+    /// committed blocks the follower has not applied yet.
+    AppendEntries {
+        /// Leader's term.
+        term: u64,
+        /// Index of the entry before `entries`.
+        prev_index: u64,
+        /// Its term.
+        prev_term: u64,
+        /// New entries (may be empty).
+        entries: Vec<Entry>,
+        /// Leader's commit index.
+        leader_commit: u64,
+        /// `(index, certificate)` for committed block entries.
+        certificates: Vec<(u64, RaftCertificate)>,
+    },
+    /// Answer to `AppendEntries` or `Snapshot`.
+    AppendEntriesResponse {
+        /// Responder's term.
+        term: u64,
+        /// Whether the entries were accepted.
+        success: bool,
+        /// On success, the highest index known to match the leader; on failure, where the
+        /// leader should resume (the follower's commit index).
+        last_index: u64,
+        /// The follower's applied index.
+        applied: u64,
+    },
+    /// The follower is behind the leader's compacted log: catch up from the ledger's blocks
+    /// up to `height`, which end the entry (`index`, `index_term`).
+    Snapshot {
+        /// Leader's term.
+        term: u64,
+        /// Last compacted index.
+        index: u64,
+        /// Its term.
+        index_term: u64,
+        /// Block height reached at `index`.
+        height: Height,
+    },
+}
+
+impl RaftMessage {
+    /// The term the message carries.
+    pub fn term(&self) -> u64 {
+        match self {
+            RaftMessage::PreVote { term, .. }
+            | RaftMessage::PreVoteResponse { term, .. }
+            | RaftMessage::RequestVote { term, .. }
+            | RaftMessage::RequestVoteResponse { term, .. }
+            | RaftMessage::AppendEntries { term, .. }
+            | RaftMessage::AppendEntriesResponse { term, .. }
+            | RaftMessage::Snapshot { term, .. } => *term,
+        }
+    }
+}
+
+/// A change to Raft's durable state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftPersist {
+    /// Current term and vote (§5.2: persisted before answering or campaigning).
+    HardState {
+        /// Term.
+        term: u64,
+        /// Vote in that term, by validator index.
+        voted_for: Option<u32>,
+    },
+    /// Entries appended at the end of the log, starting at `first_index`.
+    Append {
+        /// Index of the first entry.
+        first_index: u64,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// Drop every entry from `index` on (conflicting, never committed).
+    TruncateFrom {
+        /// First index dropped.
+        index: u64,
+    },
+    /// Entries up to `index` are in the ledger: drop them and remember where the log starts.
+    Compact {
+        /// Last compacted index.
+        index: u64,
+        /// Its term.
+        term: u64,
+        /// Block height at `index`.
+        height: Height,
+    },
+}
+
+/// Raft's durable state: what a restart starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftDurable {
+    /// Current term.
+    pub term: u64,
+    /// Vote in that term.
+    pub voted_for: Option<u32>,
+    /// Last compacted index (0: nothing compacted).
+    pub snapshot_index: u64,
+    /// Its term.
+    pub snapshot_term: u64,
+    /// Block height at the snapshot point.
+    pub snapshot_height: Height,
+    /// Entries after the snapshot point.
+    pub entries: Vec<Entry>,
+}
+
+impl RaftDurable {
+    /// Applies one persisted change. The caller (node or simulator) keeps this struct, or an
+    /// equivalent keyed layout, on disk.
+    pub fn apply(&mut self, op: &RaftPersist) {
+        match op {
+            RaftPersist::HardState { term, voted_for } => {
+                self.term = *term;
+                self.voted_for = *voted_for;
+            }
+            RaftPersist::Append {
+                first_index,
+                entries,
+            } => {
+                // Appends always continue the log; keep what precedes `first_index`.
+                let keep = first_index.saturating_sub(self.snapshot_index + 1) as usize;
+                self.entries.truncate(keep);
+                self.entries.extend(entries.iter().cloned());
+            }
+            RaftPersist::TruncateFrom { index } => {
+                let keep = index.saturating_sub(self.snapshot_index + 1) as usize;
+                self.entries.truncate(keep);
+            }
+            RaftPersist::Compact {
+                index,
+                term,
+                height,
+            } => {
+                let drop = index.saturating_sub(self.snapshot_index) as usize;
+                if drop >= self.entries.len() {
+                    self.entries.clear();
+                } else {
+                    self.entries.drain(..drop);
+                }
+                self.snapshot_index = *index;
+                self.snapshot_term = *term;
+                self.snapshot_height = *height;
+            }
+        }
+    }
+}
