@@ -17,6 +17,7 @@
 //! panic. Must not depend on tokio, libp2p, rocksdb, the clock or the thread RNG.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod pbft;
 pub mod raft;
 mod rng;
 

@@ -14,9 +14,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use cairn_consensus::pbft::{
+    PRE_PREPARE, PREPARE, Pbft, PbftConfig, PbftDurable, PbftMessage, PbftPersist, Signed, Vote,
+};
 use cairn_consensus::raft::{Raft, RaftConfig, RaftDurable, RaftPersist};
 use cairn_consensus::{DetRng, Input, NodeId, Output, Protocol, Role};
-use cairn_crypto::{Hash, SigningKey};
+use cairn_crypto::{Domain, Hash, SigningKey, codec};
 use cairn_ledger::testkit::{TestChain, key};
 use cairn_ledger::{
     Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, Genesis, Height,
@@ -57,6 +60,75 @@ pub trait SimEngine: Protocol + Sized {
         seed: u64,
         knobs: &Knobs,
     ) -> Self;
+
+    /// What a Byzantine node with `behaviour` sends instead of `msg` to `to` (`None`: nothing).
+    /// The default is an engine that has no Byzantine model (Raft: crash faults only).
+    fn corrupt(
+        msg: &Self::Message,
+        _behaviour: Behaviour,
+        _ctx: &mut Adversary<'_, Self::Message>,
+        _to: usize,
+    ) -> Option<Self::Message> {
+        Some(msg.clone())
+    }
+}
+
+/// How a Byzantine validator misbehaves (its engine runs honest code; a proxy rewrites what it
+/// sends, as in malachite's and Twins' test harnesses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Sends nothing.
+    Silent,
+    /// Corrupts every signature.
+    BadSignature,
+    /// Re-signs its votes for digests of blocks that do not exist.
+    WrongDigest,
+    /// As primary, sends different blocks to different replicas; as replica, votes for
+    /// different digests to different replicas.
+    Equivocate,
+    /// Replays its own old messages instead of (or besides) new ones.
+    Replay,
+    /// Runs twice with the same key (two honest engines that together equivocate).
+    Twin,
+}
+
+impl Behaviour {
+    const ALL: [Behaviour; 6] = [
+        Behaviour::Silent,
+        Behaviour::BadSignature,
+        Behaviour::WrongDigest,
+        Behaviour::Equivocate,
+        Behaviour::Replay,
+        Behaviour::Twin,
+    ];
+}
+
+/// What the adversary proxy has to work with.
+pub struct Adversary<'a, M> {
+    /// The Byzantine node's key.
+    pub key: &'a SigningKey,
+    /// The chain id, for signing.
+    pub chain_id: &'a str,
+    /// Randomness.
+    pub rng: &'a mut DetRng,
+    /// Messages this node sent before.
+    pub history: &'a [M],
+}
+
+impl<M> Adversary<'_, M> {
+    /// Signs `body` as the Byzantine node.
+    pub fn sign<T: serde::Serialize + Clone>(
+        &self,
+        author: u32,
+        domain: Domain,
+        body: &T,
+    ) -> Signed<T> {
+        Signed {
+            author,
+            body: body.clone(),
+            signature: self.key.sign(domain, self.chain_id, &codec::encode(body)),
+        }
+    }
 }
 
 /// Test-only switches: planted bugs that prove the checkers can fail.
@@ -64,6 +136,8 @@ pub trait SimEngine: Protocol + Sized {
 pub struct Knobs {
     /// Raft: grant votes without regard to an earlier vote in the same term.
     pub raft_vote_twice: bool,
+    /// PBFT: quorums of f+1 instead of 2f+1.
+    pub pbft_small_quorum: bool,
 }
 
 impl SimEngine for Raft {
@@ -102,6 +176,114 @@ impl SimEngine for Raft {
     }
 }
 
+impl SimEngine for Pbft {
+    type Durable = PbftDurable;
+
+    fn apply_persist(durable: &mut PbftDurable, op: &PbftPersist) {
+        durable.apply(op);
+    }
+
+    fn restore(
+        cluster: &Cluster,
+        me: NodeId,
+        durable: &PbftDurable,
+        ledger_height: Height,
+        _seed: u64,
+        knobs: &Knobs,
+    ) -> Pbft {
+        let cfg = PbftConfig {
+            chain_id: cluster.genesis.chain_id.clone(),
+            validators: cluster.genesis.validator_set(),
+            me,
+            checkpoint_interval: 5,
+            view_change_ticks: 40,
+            retransmit_ticks: 6,
+            planted_bug_small_quorum: knobs.pbft_small_quorum,
+        };
+        Pbft::restore(
+            cfg,
+            cluster.keys[me.index()].clone(),
+            durable,
+            ledger_height,
+        )
+    }
+
+    fn corrupt(
+        msg: &PbftMessage,
+        behaviour: Behaviour,
+        adv: &mut Adversary<'_, PbftMessage>,
+        to: usize,
+    ) -> Option<PbftMessage> {
+        let fake_digest = |adv: &mut Adversary<'_, PbftMessage>| {
+            BlockHash(Hash::sha256(&adv.rng.next_u64().to_le_bytes()))
+        };
+        match behaviour {
+            Behaviour::Silent => None,
+            Behaviour::Twin => Some(msg.clone()),
+            Behaviour::Replay => {
+                if !adv.history.is_empty() && adv.rng.chance(0.5) {
+                    let i = adv.rng.range(0, adv.history.len() as u64) as usize;
+                    Some(adv.history[i].clone())
+                } else {
+                    Some(msg.clone())
+                }
+            }
+            Behaviour::BadSignature => {
+                let mut m = msg.clone();
+                let sig = match &mut m {
+                    PbftMessage::PrePrepare { vote, .. } | PbftMessage::Prepare(vote) => {
+                        &mut vote.signature
+                    }
+                    PbftMessage::Commit(c) => &mut c.signature,
+                    PbftMessage::Checkpoint(c) => &mut c.signature,
+                    PbftMessage::ViewChange(v) => &mut v.signature,
+                    PbftMessage::NewView(v) => &mut v.signature,
+                };
+                sig.0[7] ^= 0x20;
+                Some(m)
+            }
+            Behaviour::WrongDigest | Behaviour::Equivocate => {
+                // Equivocation lies to every other replica; wrong digests lie to everyone.
+                if behaviour == Behaviour::Equivocate && to % 2 == 0 {
+                    return Some(msg.clone());
+                }
+                match msg {
+                    PbftMessage::PrePrepare { vote, block } => {
+                        // A different block at the same height, properly signed.
+                        let mut b = block.clone();
+                        b.header.timestamp_ms += 1 + adv.rng.range(0, 1000);
+                        let body = Vote {
+                            digest: b.hash(),
+                            ..vote.body
+                        };
+                        Some(PbftMessage::PrePrepare {
+                            vote: adv.sign(vote.author, PRE_PREPARE, &body),
+                            block: b,
+                        })
+                    }
+                    PbftMessage::Prepare(p) => {
+                        let body = Vote {
+                            digest: fake_digest(adv),
+                            ..p.body
+                        };
+                        Some(PbftMessage::Prepare(adv.sign(p.author, PREPARE, &body)))
+                    }
+                    PbftMessage::Commit(c) => {
+                        let mut body = c.body.clone();
+                        body.block_hash = fake_digest(adv);
+                        Some(PbftMessage::Commit(adv.sign(
+                            c.author,
+                            cairn_ledger::domains::PBFT_COMMIT,
+                            &body,
+                        )))
+                    }
+                    other => Some(other.clone()),
+                }
+            }
+        }
+    }
+}
+
 /// One run's parameters, all derived from the seed.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -117,10 +299,12 @@ pub struct RunConfig {
     pub liveness_blocks: u64,
     /// Planted bugs.
     pub knobs: Knobs,
+    /// Byzantine validators and how they behave (PBFT runs; at most f).
+    pub byzantine: Vec<(usize, Behaviour)>,
 }
 
 impl RunConfig {
-    /// Defaults for a seed: 3 or 5 validators, 1,500 fault ticks, 1,000 liveness ticks.
+    /// Raft defaults for a seed: 3 or 5 validators, 1,500 fault ticks, 1,000 liveness ticks.
     pub fn for_seed(seed: u64) -> RunConfig {
         let mut r = DetRng::new(seed);
         RunConfig {
@@ -130,6 +314,33 @@ impl RunConfig {
             liveness_ticks: 1_000,
             liveness_blocks: 3,
             knobs: Knobs::default(),
+            byzantine: Vec::new(),
+        }
+    }
+
+    /// PBFT defaults for a seed: 4 or 7 validators, up to f of them Byzantine with a random
+    /// behaviour each, 1,500 fault ticks, 3,000 liveness ticks (view changes back off).
+    pub fn pbft_for_seed(seed: u64) -> RunConfig {
+        let mut r = DetRng::new(seed ^ 0xb1f7);
+        let nodes = if r.chance(0.75) { 4 } else { 7 };
+        let f = (nodes - 1) / 3;
+        let count = r.range(0, f as u64 + 1) as usize;
+        let mut byzantine = Vec::new();
+        while byzantine.len() < count {
+            let i = r.range(0, nodes as u64) as usize;
+            if byzantine.iter().all(|(j, _)| *j != i) {
+                let b = Behaviour::ALL[r.range(0, Behaviour::ALL.len() as u64) as usize];
+                byzantine.push((i, b));
+            }
+        }
+        RunConfig {
+            seed,
+            nodes,
+            fault_ticks: 1_500,
+            liveness_ticks: 3_000,
+            liveness_blocks: 3,
+            knobs: Knobs::default(),
+            byzantine,
         }
     }
 }
@@ -172,9 +383,14 @@ pub struct RunReport {
     pub torn_steps: u64,
     /// Catch-ups by block sync.
     pub syncs: u64,
+    /// Highest term or view an honest node reached.
+    pub max_round: u64,
+    /// Byzantine validators in the run.
+    pub byzantine: Vec<Behaviour>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
 enum Partition {
     None,
     /// Two sides that cannot talk.
@@ -200,12 +416,21 @@ impl Partition {
     }
 }
 
-struct Node<E: SimEngine> {
+/// One engine instance and what it keeps on "disk".
+struct Instance<E: SimEngine> {
     engine: Option<E>,
     durable: E::Durable,
-    /// The node's ledger: certified blocks, height i+1 at position i.
+    /// The instance's ledger: certified blocks, height i+1 at position i.
     chain: Vec<(Block, CommitCertificate)>,
     restarts: u64,
+}
+
+struct Node<E: SimEngine> {
+    /// Instance 0 is the node; a Byzantine twin has a second instance with the same key.
+    instances: Vec<Instance<E>>,
+    byzantine: Option<Behaviour>,
+    /// What the node sent, for replay attacks.
+    history: Vec<E::Message>,
 }
 
 struct Envelope<M> {
@@ -227,9 +452,9 @@ pub struct Sim<E: SimEngine> {
     drop_p: f64,
     dup_p: f64,
     max_delay: u64,
-    /// Height → hash of the first commit at that height, by anyone.
+    /// Height → hash of the first commit at that height, by an honest node.
     committed: BTreeMap<Height, BlockHash>,
-    /// Term → the node that led it.
+    /// Term or view → the honest node that led it.
     leaders: BTreeMap<u64, usize>,
     report: RunReport,
     faults_on: bool,
@@ -244,20 +469,34 @@ impl<E: SimEngine> Sim<E> {
         let mut rng = DetRng::new(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed);
         let nodes = (0..cfg.nodes)
             .map(|i| {
-                let durable = E::Durable::default();
-                let engine = E::restore(
-                    &cluster,
-                    NodeId(i as u32),
-                    &durable,
-                    0,
-                    rng.next_u64(),
-                    &cfg.knobs,
-                );
+                let byzantine = cfg.byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| *b);
+                let copies = if byzantine == Some(Behaviour::Twin) {
+                    2
+                } else {
+                    1
+                };
+                let instances = (0..copies)
+                    .map(|_| {
+                        let durable = E::Durable::default();
+                        Instance {
+                            engine: Some(E::restore(
+                                &cluster,
+                                NodeId(i as u32),
+                                &durable,
+                                0,
+                                rng.next_u64(),
+                                &cfg.knobs,
+                            )),
+                            durable,
+                            chain: Vec::new(),
+                            restarts: 0,
+                        }
+                    })
+                    .collect();
                 Node {
-                    engine: Some(engine),
-                    durable,
-                    chain: Vec::new(),
-                    restarts: 0,
+                    instances,
+                    byzantine,
+                    history: Vec::new(),
                 }
             })
             .collect();
@@ -291,31 +530,73 @@ impl<E: SimEngine> Sim<E> {
         }
     }
 
+    fn honest(&self, i: usize) -> bool {
+        self.nodes[i].byzantine.is_none()
+    }
+
+    fn chain_len(&self, i: usize) -> Height {
+        self.nodes[i].instances[0].chain.len() as Height
+    }
+
     /// Runs the fault phase, heals, and checks liveness.
     pub fn run(mut self) -> Result<RunReport, Violation> {
         for _ in 0..self.cfg.fault_ticks {
             self.tick()?;
             self.maybe_fault();
         }
-        self.heal()?;
-        let start: Vec<Height> = self.nodes.iter().map(|n| n.chain.len() as Height).collect();
-        let target = start.iter().max().copied().unwrap_or(0) + self.cfg.liveness_blocks;
+        self.heal();
+        let honest: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.honest(i)).collect();
+        let start = honest.iter().map(|&i| self.chain_len(i)).max().unwrap_or(0);
+        let target = start + self.cfg.liveness_blocks;
         for _ in 0..self.cfg.liveness_ticks {
             self.tick()?;
-            if self.nodes.iter().all(|n| n.chain.len() as Height >= target) {
+            if honest.iter().all(|&i| self.chain_len(i) >= target) {
                 self.report.height = target;
+                self.report.max_round = honest
+                    .iter()
+                    .filter_map(|&i| self.nodes[i].instances[0].engine.as_ref())
+                    .map(|e| e.status().round)
+                    .max()
+                    .unwrap_or(0);
+                self.report.byzantine = self.cfg.byzantine.iter().map(|(_, b)| *b).collect();
                 return Ok(self.report);
             }
         }
-        let heights: Vec<usize> = self.nodes.iter().map(|n| n.chain.len()).collect();
+        let heights: Vec<Height> = honest.iter().map(|&i| self.chain_len(i)).collect();
         Err(self.violation(format!(
-            "liveness: after healing, nodes reached heights {heights:?}, needed {target} within {} ticks",
+            "liveness: after healing, honest nodes {honest:?} reached heights {heights:?}, needed {target} within {} ticks",
             self.cfg.liveness_ticks
         )))
     }
 
     fn tick(&mut self) -> Result<(), Violation> {
         self.now += 1;
+        if self.now % 100 == 0 && std::env::var_os("SIM_TRACE").is_some() {
+            let states: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| match &n.instances[0].engine {
+                    Some(e) => {
+                        let s = e.status();
+                        format!(
+                            "{:?}/r{}/h{}/l{:?}",
+                            s.role,
+                            s.round,
+                            s.commit_height,
+                            s.leader.map(|l| l.0)
+                        )
+                    }
+                    None => "down".into(),
+                })
+                .collect();
+            eprintln!(
+                "t{} faults={} {:?} {}",
+                self.now,
+                self.faults_on,
+                self.partition,
+                states.join(" ")
+            );
+        }
         while let Some((&(at, seq), _)) = self.net.first_key_value() {
             if at > self.now {
                 break;
@@ -323,26 +604,31 @@ impl<E: SimEngine> Sim<E> {
             let Some(env) = self.net.remove(&(at, seq)) else {
                 break;
             };
-            self.input(
-                env.to,
-                Input::Message {
-                    from: NodeId(env.from as u32),
-                    msg: env.msg,
-                },
-            )?;
+            for k in 0..self.nodes[env.to].instances.len() {
+                self.input(
+                    env.to,
+                    k,
+                    Input::Message {
+                        from: NodeId(env.from as u32),
+                        msg: env.msg.clone(),
+                    },
+                )?;
+            }
         }
         for i in 0..self.nodes.len() {
-            self.input(i, Input::Tick)?;
+            for k in 0..self.nodes[i].instances.len() {
+                self.input(i, k, Input::Tick)?;
+            }
         }
         Ok(())
     }
 
-    /// Steps node `i` with `input`, executes its outputs (and the inputs they lead to), and
-    /// checks the invariants after each step.
-    fn input(&mut self, i: usize, input: Input<E::Message>) -> Result<(), Violation> {
+    /// Steps instance `k` of node `i` with `input`, executes its outputs (and the inputs they
+    /// lead to), and checks the invariants after each step.
+    fn input(&mut self, i: usize, k: usize, input: Input<E::Message>) -> Result<(), Violation> {
         let mut queue = VecDeque::from([input]);
         while let Some(input) = queue.pop_front() {
-            let Some(engine) = self.nodes[i].engine.as_mut() else {
+            let Some(engine) = self.nodes[i].instances[k].engine.as_mut() else {
                 return Ok(());
             };
             let mut out: Step<E> = Vec::new();
@@ -354,17 +640,19 @@ impl<E: SimEngine> Sim<E> {
             } else {
                 None
             };
-            for (k, o) in out.into_iter().enumerate() {
-                if cut == Some(k) {
+            for (n, o) in out.into_iter().enumerate() {
+                if cut == Some(n) {
                     break;
                 }
-                self.execute(i, o, &mut queue)?;
+                self.execute(i, k, o, &mut queue)?;
             }
             if cut.is_some() {
                 self.crash(i);
                 return Ok(());
             }
-            self.check_leaders(i)?;
+            if k == 0 && self.honest(i) {
+                self.check_leaders(i)?;
+            }
         }
         Ok(())
     }
@@ -372,6 +660,7 @@ impl<E: SimEngine> Sim<E> {
     fn execute(
         &mut self,
         i: usize,
+        k: usize,
         o: Output<E::Message, E::PersistOp>,
         queue: &mut VecDeque<Input<E::Message>>,
     ) -> Result<(), Violation> {
@@ -384,16 +673,18 @@ impl<E: SimEngine> Sim<E> {
                     }
                 }
             }
-            Output::Persist { op } => E::apply_persist(&mut self.nodes[i].durable, &op),
-            Output::Commit { block, certificate } => self.commit(i, block, certificate)?,
+            Output::Persist { op } => {
+                E::apply_persist(&mut self.nodes[i].instances[k].durable, &op)
+            }
+            Output::Commit { block, certificate } => self.commit(i, k, block, certificate)?,
             Output::RequestProposal { height, round } => {
-                if height == self.nodes[i].chain.len() as Height + 1 {
-                    let block = self.build_block(i, round);
+                if height == self.nodes[i].instances[k].chain.len() as Height + 1 {
+                    let block = self.build_block(i, k, round);
                     queue.push_back(Input::Propose { block });
                 }
             }
             Output::Validate { block } => {
-                let valid = self.valid_next(i, &block).is_ok();
+                let valid = self.valid_at(i, k, &block).is_ok();
                 queue.push_back(Input::Validated {
                     block_hash: block.hash(),
                     valid,
@@ -401,9 +692,9 @@ impl<E: SimEngine> Sim<E> {
             }
             Output::NotLeader { .. } => {}
             Output::SyncTo { peer, height } => {
-                self.sync(i, peer.index(), height)?;
+                self.sync(i, k, peer.index(), height)?;
                 queue.push_back(Input::Synced {
-                    height: self.nodes[i].chain.len() as Height,
+                    height: self.nodes[i].instances[k].chain.len() as Height,
                 });
             }
         }
@@ -414,6 +705,28 @@ impl<E: SimEngine> Sim<E> {
         if to >= self.nodes.len() {
             return;
         }
+        let msg = match self.nodes[from].byzantine {
+            None => msg,
+            Some(b) => {
+                let key = self.cluster.keys[from].clone();
+                let history = std::mem::take(&mut self.nodes[from].history);
+                let mut adv = Adversary {
+                    key: &key,
+                    chain_id: &self.cluster.genesis.chain_id,
+                    rng: &mut self.rng,
+                    history: &history,
+                };
+                let corrupted = E::corrupt(&msg, b, &mut adv, to);
+                self.nodes[from].history = history;
+                if self.nodes[from].history.len() < 256 {
+                    self.nodes[from].history.push(msg);
+                }
+                match corrupted {
+                    Some(m) => m,
+                    None => return,
+                }
+            }
+        };
         if self.faults_on {
             if self.partition.blocks(from, to) || self.rng.chance(self.drop_p) {
                 self.report.dropped += 1;
@@ -443,8 +756,8 @@ impl<E: SimEngine> Sim<E> {
             .insert((self.now + delay, self.seq), Envelope { from, to, msg });
     }
 
-    fn tip(&self, i: usize) -> (BlockHash, Hash, u64) {
-        match self.nodes[i].chain.last() {
+    fn tip(&self, i: usize, k: usize) -> (BlockHash, Hash, u64) {
+        match self.nodes[i].instances[k].chain.last() {
             Some((b, _)) => (b.hash(), b.header.state_root, b.header.timestamp_ms),
             None => (
                 self.cluster.genesis.hash(),
@@ -459,9 +772,9 @@ impl<E: SimEngine> Sim<E> {
         Hash::sha256(&[prev.0.as_slice(), &height.to_le_bytes()].concat())
     }
 
-    fn build_block(&mut self, i: usize, round: u64) -> Block {
-        let (prev_hash, prev_root, ts) = self.tip(i);
-        let height = self.nodes[i].chain.len() as Height + 1;
+    fn build_block(&mut self, i: usize, k: usize, round: u64) -> Block {
+        let (prev_hash, prev_root, ts) = self.tip(i, k);
+        let height = self.nodes[i].instances[k].chain.len() as Height + 1;
         Block {
             header: BlockHeader {
                 chain_id: self.cluster.genesis.chain_id.clone(),
@@ -479,12 +792,12 @@ impl<E: SimEngine> Sim<E> {
         }
     }
 
-    /// Validity (DESIGN §9.2, for the simulated application): the block extends node `i`'s
-    /// ledger and follows the state rule.
-    fn valid_next(&self, i: usize, b: &Block) -> Result<(), String> {
-        let (prev_hash, prev_root, ts) = self.tip(i);
+    /// Validity (DESIGN §9.2, for the simulated application): the block extends the ledger
+    /// of instance `(i, k)` and follows the state rule.
+    fn valid_next(&self, i: usize, k: usize, b: &Block) -> Result<(), String> {
+        let (prev_hash, prev_root, ts) = self.tip(i, k);
         let h = &b.header;
-        let height = self.nodes[i].chain.len() as Height + 1;
+        let height = self.nodes[i].instances[k].chain.len() as Height + 1;
         if h.height != height {
             return Err(format!("height {} after {}", h.height, height - 1));
         }
@@ -503,9 +816,33 @@ impl<E: SimEngine> Sim<E> {
         Ok(())
     }
 
-    fn commit(&mut self, i: usize, block: Block, cert: CommitCertificate) -> Result<(), Violation> {
-        if let Err(e) = self.valid_next(i, &block) {
-            return Err(self.violation(format!("node {i} committed an invalid block: {e}")));
+    /// What a node answers to `Validate`: a block at a height it holds is valid if it is the
+    /// block it holds; at the next height, if it is a valid next block.
+    fn valid_at(&self, i: usize, k: usize, b: &Block) -> Result<(), String> {
+        let chain = &self.nodes[i].instances[k].chain;
+        let h = b.header.height;
+        if h >= 1 && h <= chain.len() as Height {
+            return if chain[h as usize - 1].0.hash() == b.hash() {
+                Ok(())
+            } else {
+                Err(format!("another block is committed at {h}"))
+            };
+        }
+        self.valid_next(i, k, b)
+    }
+
+    fn commit(
+        &mut self,
+        i: usize,
+        k: usize,
+        block: Block,
+        cert: CommitCertificate,
+    ) -> Result<(), Violation> {
+        let checked = k == 0 && self.honest(i);
+        if let Err(e) = self.valid_next(i, k, &block) {
+            if checked {
+                return Err(self.violation(format!("node {i} committed an invalid block: {e}")));
+            }
         }
         let hash = block.hash();
         let g = &self.cluster.genesis;
@@ -516,52 +853,73 @@ impl<E: SimEngine> Sim<E> {
             block.header.height,
             &hash,
         ) {
-            return Err(self.violation(format!(
-                "node {i} committed height {} with a bad certificate: {e}",
-                block.header.height
-            )));
-        }
-        match self.committed.get(&block.header.height) {
-            Some(h) if *h != hash => {
+            if checked {
                 return Err(self.violation(format!(
-                    "agreement: node {i} committed {hash} at height {}, another node committed {h}",
+                    "node {i} committed height {} with a bad certificate: {e}",
                     block.header.height
                 )));
             }
-            Some(_) => {}
-            None => {
-                self.committed.insert(block.header.height, hash);
+        }
+        if checked {
+            match self.committed.get(&block.header.height) {
+                Some(h) if *h != hash => {
+                    return Err(self.violation(format!(
+                        "agreement: node {i} committed {hash} at height {}, another honest node committed {h}",
+                        block.header.height
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    self.committed.insert(block.header.height, hash);
+                }
             }
         }
-        self.nodes[i].chain.push((block, cert));
+        self.nodes[i].instances[k].chain.push((block, cert));
         Ok(())
     }
 
-    /// Block sync: copies certified blocks from `peer` (or anyone ahead) up to `height`,
-    /// checking each as a node would.
-    fn sync(&mut self, i: usize, peer: usize, height: Height) -> Result<(), Violation> {
+    /// Block sync: copies certified blocks from `peer` (or the honest node furthest ahead)
+    /// up to `height`, checking each as a node would.
+    fn sync(&mut self, i: usize, k: usize, peer: usize, height: Height) -> Result<(), Violation> {
         self.report.syncs += 1;
-        let source = if self.nodes[peer].chain.len() as Height >= height {
+        let source = if peer != i && self.chain_len(peer) >= height {
             peer
         } else {
-            match (0..self.nodes.len()).max_by_key(|&j| self.nodes[j].chain.len()) {
+            match (0..self.nodes.len())
+                .filter(|&j| j != i && self.honest(j))
+                .max_by_key(|&j| self.chain_len(j))
+            {
                 Some(j) => j,
                 None => return Ok(()),
             }
         };
-        while (self.nodes[i].chain.len() as Height) < height {
-            let next = self.nodes[i].chain.len();
-            let Some((b, c)) = self.nodes[source].chain.get(next).cloned() else {
+        while (self.nodes[i].instances[k].chain.len() as Height) < height {
+            let next = self.nodes[i].instances[k].chain.len();
+            let Some((b, c)) = self.nodes[source].instances[0].chain.get(next).cloned() else {
                 break;
             };
-            self.commit(i, b, c)?;
+            // A node checks what it fetches: the link to its tip and the certificate.
+            let g = &self.cluster.genesis;
+            if self.valid_next(i, k, &b).is_err()
+                || c.verify(
+                    &g.chain_id,
+                    g.consensus.kind(),
+                    &g.validator_set(),
+                    b.header.height,
+                    &b.hash(),
+                )
+                .is_err()
+            {
+                break;
+            }
+            self.commit(i, k, b, c)?;
         }
         Ok(())
     }
 
-    /// Election safety (Raft §5.2; a PBFT view has one primary by construction).
+    /// Election safety (Raft §5.2; in PBFT, one primary per view by construction).
     fn check_leaders(&mut self, i: usize) -> Result<(), Violation> {
-        let Some(e) = &self.nodes[i].engine else {
+        let Some(e) = &self.nodes[i].instances[0].engine else {
             return Ok(());
         };
         let s = e.status();
@@ -581,39 +939,49 @@ impl<E: SimEngine> Sim<E> {
     }
 
     fn crash(&mut self, i: usize) {
-        if self.nodes[i].engine.take().is_some() {
+        let mut any = false;
+        for inst in &mut self.nodes[i].instances {
+            any |= inst.engine.take().is_some();
+        }
+        if any {
             self.report.crashes += 1;
         }
     }
 
     fn restart(&mut self, i: usize) {
-        if self.nodes[i].engine.is_some() {
-            return;
+        for k in 0..self.nodes[i].instances.len() {
+            let inst = &mut self.nodes[i].instances[k];
+            if inst.engine.is_some() {
+                continue;
+            }
+            inst.restarts += 1;
+            let seed = self.cfg.seed ^ (inst.restarts << 40) ^ (k as u64) << 20 ^ i as u64;
+            inst.engine = Some(E::restore(
+                &self.cluster,
+                NodeId(i as u32),
+                &inst.durable,
+                inst.chain.len() as Height,
+                seed,
+                &self.cfg.knobs,
+            ));
         }
-        let n = &mut self.nodes[i];
-        n.restarts += 1;
-        let seed = self.cfg.seed ^ (n.restarts << 40) ^ i as u64;
-        n.engine = Some(E::restore(
-            &self.cluster,
-            NodeId(i as u32),
-            &n.durable,
-            n.chain.len() as Height,
-            seed,
-            &self.cfg.knobs,
-        ));
     }
 
     fn maybe_fault(&mut self) {
         let n = self.nodes.len();
         // Keep a majority up most of the time, so there is progress to disturb.
-        let down = self.nodes.iter().filter(|x| x.engine.is_none()).count();
+        let down = self
+            .nodes
+            .iter()
+            .filter(|x| x.instances[0].engine.is_none())
+            .count();
         if self.rng.chance(0.004) && down < n.div_ceil(2) {
             let i = self.rng.range(0, n as u64) as usize;
             self.crash(i);
         }
         if self.rng.chance(0.01) {
             for i in 0..n {
-                if self.nodes[i].engine.is_none() && self.rng.chance(0.5) {
+                if self.nodes[i].instances[0].engine.is_none() && self.rng.chance(0.5) {
                     self.restart(i);
                 }
             }
@@ -635,19 +1003,23 @@ impl<E: SimEngine> Sim<E> {
         }
     }
 
-    fn heal(&mut self) -> Result<(), Violation> {
+    fn heal(&mut self) {
         self.faults_on = false;
         self.partition = Partition::None;
         for i in 0..self.nodes.len() {
             self.restart(i);
         }
-        Ok(())
     }
 }
 
 /// Runs one Raft seed.
 pub fn run_raft(cfg: RunConfig) -> Result<RunReport, Violation> {
     Sim::<Raft>::new(cfg, ConsensusKind::Raft).run()
+}
+
+/// Runs one PBFT seed.
+pub fn run_pbft(cfg: RunConfig) -> Result<RunReport, Violation> {
+    Sim::<Pbft>::new(cfg, ConsensusKind::Pbft).run()
 }
 
 /// Keys for tests that need a validator key outside any cluster.

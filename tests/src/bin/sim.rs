@@ -1,7 +1,7 @@
 //! Runs the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p cairn-tests --bin sim -- --engine raft --seeds 10000 [--start 0]
+//! cargo run --release -p cairn-tests --bin sim -- --engine raft|pbft --seeds 10000 [--start 0]
 //! SIM_SEED=1234 cargo run --release -p cairn-tests --bin sim -- --engine raft
 //! ```
 //!
@@ -11,10 +11,12 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cairn_tests::sim::{RunConfig, RunReport, run_raft};
+use cairn_tests::sim::{RunConfig, RunReport, run_pbft, run_raft};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim --engine raft [--seeds N] [--start S]   (SIM_SEED=n replays one seed)");
+    eprintln!(
+        "usage: sim --engine raft|pbft [--seeds N] [--start S]   (SIM_SEED=n replays one seed)"
+    );
     ExitCode::from(2)
 }
 
@@ -32,15 +34,12 @@ fn main() -> ExitCode {
             _ => return usage(),
         }
     }
-    let run: fn(RunConfig) -> Result<RunReport, cairn_tests::sim::Violation> =
-        match engine.as_deref() {
-            Some("raft") => run_raft,
-            Some("pbft") => {
-                eprintln!("sim: the PBFT engine is not built yet");
-                return ExitCode::from(2);
-            }
-            _ => return usage(),
-        };
+    type Run = fn(RunConfig) -> Result<RunReport, cairn_tests::sim::Violation>;
+    let (run, config): (Run, fn(u64) -> RunConfig) = match engine.as_deref() {
+        Some("raft") => (run_raft, RunConfig::for_seed),
+        Some("pbft") => (run_pbft, RunConfig::pbft_for_seed),
+        _ => return usage(),
+    };
     let range: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
         None => (start..start + seeds).collect(),
@@ -49,7 +48,7 @@ fn main() -> ExitCode {
     let mut total = RunReport::default();
     let mut failures = Vec::new();
     for &seed in &range {
-        match run(RunConfig::for_seed(seed)) {
+        match run(config(seed)) {
             Ok(r) => {
                 total.height += r.height;
                 total.crashes += r.crashes;
@@ -58,6 +57,8 @@ fn main() -> ExitCode {
                 total.duplicated += r.duplicated;
                 total.torn_steps += r.torn_steps;
                 total.syncs += r.syncs;
+                total.max_round = total.max_round.max(r.max_round);
+                total.byzantine.extend(r.byzantine);
             }
             Err(v) => {
                 eprintln!("VIOLATION {v}");
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "engine {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | {:.1} s",
+        "engine {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | {:.1} s",
         engine.as_deref().unwrap_or("?"),
         range.len(),
         failures.len(),
@@ -77,6 +78,8 @@ fn main() -> ExitCode {
         total.dropped,
         total.duplicated,
         total.syncs,
+        total.byzantine.len(),
+        total.max_round,
         t.elapsed().as_secs_f64()
     );
     if failures.is_empty() {

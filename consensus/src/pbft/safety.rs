@@ -1,0 +1,181 @@
+//! The only code that signs. Each rule is a small check; each signature's record is
+//! persisted (as a `Persist` output placed before the signed message can leave) so the rules
+//! hold across restarts too (as Aptos' SafetyRules).
+
+use std::collections::BTreeMap;
+
+use cairn_crypto::{Domain, SigningKey, codec};
+use cairn_ledger::domains::PBFT_COMMIT;
+use cairn_ledger::{BlockHash, PbftCommitStatement};
+use serde::{Deserialize, Serialize};
+
+use super::message::{
+    Checkpoint, NEW_VIEW, NewView, PRE_PREPARE, PREPARE, Signed, VIEW_CHANGE, ViewChange, Vote,
+};
+
+/// Which kind of vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum VoteKind {
+    /// The primary's pre-prepare.
+    PrePrepare,
+    /// A prepare.
+    Prepare,
+    /// A commit.
+    Commit,
+}
+
+/// What safety remembers: every `(kind, view, seq) → digest` it signed above the stable
+/// checkpoint, and the highest view it entered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyData {
+    /// Highest view entered; no vote is signed for a lower one.
+    pub view: u64,
+    /// Signed votes.
+    pub signed: BTreeMap<(VoteKind, u64, u64), BlockHash>,
+}
+
+/// Why safety refused to sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another digest was already signed for this (kind, view, seq).
+    Equivocation,
+    /// The view is below one already entered.
+    StaleView,
+}
+
+pub(crate) struct Safety {
+    key: SigningKey,
+    me: u32,
+    chain_id: String,
+    data: SafetyData,
+}
+
+impl Safety {
+    pub(crate) fn new(key: SigningKey, me: u32, chain_id: String, data: SafetyData) -> Self {
+        Safety {
+            key,
+            me,
+            chain_id,
+            data,
+        }
+    }
+
+    pub(crate) fn data(&self) -> &SafetyData {
+        &self.data
+    }
+
+    fn sign<T: Serialize + Clone>(&self, domain: Domain, body: &T) -> Signed<T> {
+        Signed {
+            author: self.me,
+            body: body.clone(),
+            signature: self.key.sign(domain, &self.chain_id, &codec::encode(body)),
+        }
+    }
+
+    /// Rule: views only go up. Returns whether the view was raised (persist `data` then).
+    pub(crate) fn enter_view(&mut self, view: u64) -> bool {
+        if view > self.data.view {
+            self.data.view = view;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Rule: never two different digests for one (kind, view, seq), and never a vote for a
+    /// view below the highest entered. The caller persists [`Safety::data`] (the new record)
+    /// before sending the returned vote.
+    fn check_and_record(&mut self, kind: VoteKind, v: &Vote) -> Result<(), Refusal> {
+        if v.view < self.data.view {
+            return Err(Refusal::StaleView);
+        }
+        match self.data.signed.get(&(kind, v.view, v.seq)) {
+            Some(d) if *d != v.digest => Err(Refusal::Equivocation),
+            _ => {
+                self.data.signed.insert((kind, v.view, v.seq), v.digest);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn pre_prepare(&mut self, v: Vote) -> Result<Signed<Vote>, Refusal> {
+        self.check_and_record(VoteKind::PrePrepare, &v)?;
+        Ok(self.sign(PRE_PREPARE, &v))
+    }
+
+    pub(crate) fn prepare(&mut self, v: Vote) -> Result<Signed<Vote>, Refusal> {
+        self.check_and_record(VoteKind::Prepare, &v)?;
+        Ok(self.sign(PREPARE, &v))
+    }
+
+    pub(crate) fn commit(&mut self, v: Vote) -> Result<Signed<PbftCommitStatement>, Refusal> {
+        self.check_and_record(VoteKind::Commit, &v)?;
+        let statement = PbftCommitStatement {
+            view: v.view,
+            seq: v.seq,
+            block_hash: v.digest,
+        };
+        Ok(self.sign(PBFT_COMMIT, &statement))
+    }
+
+    /// Checkpoints, view changes and new views state facts, not votes: no equivocation rule
+    /// applies beyond the view rule for view changes.
+    pub(crate) fn checkpoint(&self, c: Checkpoint) -> Signed<Checkpoint> {
+        self.sign(super::message::CHECKPOINT, &c)
+    }
+
+    pub(crate) fn view_change(&self, vc: &ViewChange) -> Signed<ViewChange> {
+        self.sign(VIEW_CHANGE, vc)
+    }
+
+    pub(crate) fn new_view(&self, nv: &NewView) -> Signed<NewView> {
+        self.sign(NEW_VIEW, nv)
+    }
+
+    /// Forgets votes at or below a stable checkpoint.
+    pub(crate) fn prune(&mut self, seq: u64) {
+        self.data.signed.retain(|(_, _, s), _| *s > seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_crypto::Hash;
+
+    #[test]
+    fn never_two_digests_for_one_view_and_seq_and_views_only_go_up() {
+        let mut s = Safety::new(
+            SigningKey::from_seed([1; 32]),
+            0,
+            "c".into(),
+            SafetyData::default(),
+        );
+        let d1 = BlockHash(Hash::sha256(b"1"));
+        let d2 = BlockHash(Hash::sha256(b"2"));
+        let v = |view, seq, digest| Vote { view, seq, digest };
+        assert!(s.prepare(v(0, 1, d1)).is_ok());
+        assert!(
+            s.prepare(v(0, 1, d1)).is_ok(),
+            "the same vote again is fine"
+        );
+        assert_eq!(s.prepare(v(0, 1, d2)).err(), Some(Refusal::Equivocation));
+        assert!(s.commit(v(0, 1, d1)).is_ok(), "commit is its own kind");
+        assert!(
+            s.prepare(v(1, 1, d2)).is_ok(),
+            "a new view may prepare another digest"
+        );
+        assert!(s.enter_view(3));
+        assert!(!s.enter_view(2));
+        assert_eq!(s.commit(v(2, 2, d1)).err(), Some(Refusal::StaleView));
+        // Across a restart: the persisted data keeps the rules.
+        let data = s.data().clone();
+        let mut again = Safety::new(SigningKey::from_seed([1; 32]), 0, "c".into(), data);
+        assert_eq!(again.prepare(v(0, 1, d2)).err(), Some(Refusal::StaleView));
+        assert!(again.prepare(v(3, 5, d1)).is_ok());
+        assert_eq!(
+            again.prepare(v(3, 5, d2)).err(),
+            Some(Refusal::Equivocation)
+        );
+    }
+}
