@@ -13,8 +13,13 @@ pub fn primary(view: u64, n: usize) -> u32 {
     (view % n as u64) as u32
 }
 
-/// A stable checkpoint proof: a quorum of distinct validators signed the same checkpoint.
-pub fn checkpoint_proof_ok(p: &CheckpointProof, chain_id: &str, v: &ValidatorSet) -> bool {
+/// A stable checkpoint proof: `quorum` (2f+1) distinct validators signed the same checkpoint.
+pub fn checkpoint_proof_ok(
+    p: &CheckpointProof,
+    chain_id: &str,
+    v: &ValidatorSet,
+    quorum: usize,
+) -> bool {
     let mut authors = BTreeSet::new();
     for s in &p.votes {
         if s.body != p.checkpoint || !s.verify(CHECKPOINT, chain_id, v) || !authors.insert(s.author)
@@ -22,13 +27,18 @@ pub fn checkpoint_proof_ok(p: &CheckpointProof, chain_id: &str, v: &ValidatorSet
             return false;
         }
     }
-    authors.len() >= v.byzantine_quorum()
+    authors.len() >= quorum
 }
 
 /// A prepared certificate (§4.2): the pre-prepare of view `w` signed by `w`'s primary, naming
 /// a block that hashes to its digest, and prepares from distinct other replicas matching it,
 /// with the pre-prepare making up a quorum.
-pub fn prepared_proof_ok(p: &PreparedProof, chain_id: &str, v: &ValidatorSet) -> bool {
+pub fn prepared_proof_ok(
+    p: &PreparedProof,
+    chain_id: &str,
+    v: &ValidatorSet,
+    quorum: usize,
+) -> bool {
     let pp = &p.pre_prepare;
     if pp.author != primary(pp.body.view, v.len())
         || !pp.verify(PRE_PREPARE, chain_id, v)
@@ -43,7 +53,7 @@ pub fn prepared_proof_ok(p: &PreparedProof, chain_id: &str, v: &ValidatorSet) ->
             return false;
         }
     }
-    authors.len() >= v.byzantine_quorum()
+    authors.len() >= quorum
 }
 
 /// A commit certificate from a quorum of matching, verified commit votes.

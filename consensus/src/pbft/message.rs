@@ -120,6 +120,9 @@ pub struct NewView {
 }
 
 /// Messages between PBFT replicas.
+// Built once and moved, never stored in bulk: boxing the block would add an allocation per
+// message and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PbftMessage {
     /// PRE-PREPARE with its block.

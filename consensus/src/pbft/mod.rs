@@ -67,6 +67,8 @@ pub struct PbftConfig {
 }
 
 /// A change to PBFT's durable state.
+// Built once and handed to the caller: boxing would add an allocation and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PbftPersist {
     /// Safety's record of what it signed and the highest view entered.
@@ -307,23 +309,23 @@ impl Pbft {
             }
             return;
         }
-        if let Some(nv) = &self.my_new_view {
-            if nv.body.view == self.view {
-                out.push(Output::Broadcast {
-                    msg: PbftMessage::NewView(Box::new(nv.clone())),
-                });
-            }
+        if let Some(nv) = &self.my_new_view
+            && nv.body.view == self.view
+        {
+            out.push(Output::Broadcast {
+                msg: PbftMessage::NewView(Box::new(nv.clone())),
+            });
         }
         if let Some(slot) = self.slots.get(&(self.height + 1)) {
-            if self.is_primary() {
-                if let Some((vote, block)) = &slot.pre_prepare {
-                    out.push(Output::Broadcast {
-                        msg: PbftMessage::PrePrepare {
-                            vote: vote.clone(),
-                            block: block.clone(),
-                        },
-                    });
-                }
+            if self.is_primary()
+                && let Some((vote, block)) = &slot.pre_prepare
+            {
+                out.push(Output::Broadcast {
+                    msg: PbftMessage::PrePrepare {
+                        vote: vote.clone(),
+                        block: block.clone(),
+                    },
+                });
             }
             if let Some(p) = &slot.my_prepare {
                 out.push(Output::Broadcast {
@@ -414,7 +416,7 @@ impl Pbft {
         if !ok {
             return self.drop_msg();
         }
-        let slot = self.slots.entry(v.seq).or_insert_with(|| Slot::new());
+        let slot = self.slots.entry(v.seq).or_insert_with(Slot::new);
         if slot.pre_prepare.is_some() {
             // A duplicate, or the primary equivocating: the first one stands either way.
             return self.drop_msg();
@@ -438,7 +440,7 @@ impl Pbft {
         if !ok {
             return self.drop_msg();
         }
-        let slot = self.slots.entry(v.seq).or_insert_with(|| Slot::new());
+        let slot = self.slots.entry(v.seq).or_insert_with(Slot::new);
         if slot.prepares.contains_key(&s.author) {
             return self.drop_msg();
         }
@@ -455,7 +457,7 @@ impl Pbft {
         if !ok {
             return self.drop_msg();
         }
-        let slot = self.slots.entry(b.seq).or_insert_with(|| Slot::new());
+        let slot = self.slots.entry(b.seq).or_insert_with(Slot::new);
         if slot.commits.contains_key(&s.author) {
             return self.drop_msg();
         }
@@ -538,18 +540,17 @@ impl Pbft {
             .prepared
             .get(&seq)
             .is_none_or(|p| p.pre_prepare.body != vote)
+            && let Some((pp, block)) = &slot.pre_prepare
         {
-            if let Some((pp, block)) = &slot.pre_prepare {
-                let proof = PreparedProof {
-                    pre_prepare: pp.clone(),
-                    block: block.clone(),
-                    prepares,
-                };
-                out.push(Output::Persist {
-                    op: PbftPersist::Prepared(proof.clone()),
-                });
-                self.prepared.insert(seq, proof);
-            }
+            let proof = PreparedProof {
+                pre_prepare: pp.clone(),
+                block: block.clone(),
+                prepares,
+            };
+            out.push(Output::Persist {
+                op: PbftPersist::Prepared(proof.clone()),
+            });
+            self.prepared.insert(seq, proof);
         }
         if slot.my_commit.is_none() {
             match self.safety.commit(vote) {
@@ -591,7 +592,7 @@ impl Pbft {
         self.height = seq;
         self.timer = 0;
         self.attempts = 0;
-        if seq % self.cfg.checkpoint_interval.max(1) == 0 {
+        if seq.is_multiple_of(self.cfg.checkpoint_interval.max(1)) {
             let c = self.safety.checkpoint(Checkpoint {
                 seq,
                 digest: vote.digest,
@@ -612,7 +613,7 @@ impl Pbft {
         let c = s.body;
         let k = self.cfg.checkpoint_interval.max(1);
         let ok = s.author == from
-            && c.seq % k == 0
+            && c.seq.is_multiple_of(k)
             && c.seq > self.low()
             && s.verify(CHECKPOINT, &self.cfg.chain_id, &self.cfg.validators);
         if !ok {
@@ -668,10 +669,10 @@ impl Pbft {
         self.checkpoints = self.checkpoints.split_off(&(seq + 1));
         self.safety.prune(seq);
         self.persist_safety(out);
-        if self.height < seq {
-            if let Some(peer) = helper {
-                self.sync_to(peer, seq, out);
-            }
+        if self.height < seq
+            && let Some(peer) = helper
+        {
+            self.sync_to(peer, seq, out);
         }
     }
 
@@ -750,7 +751,7 @@ impl Pbft {
         if vc.author != from || nv < self.view || (nv == self.view && self.active) {
             return self.drop_msg();
         }
-        if !view_change_ok(&vc, &self.cfg.chain_id, &self.cfg.validators) {
+        if !view_change_ok(&vc, &self.cfg.chain_id, &self.cfg.validators, self.quorum()) {
             return self.drop_msg();
         }
         self.view_changes
@@ -765,10 +766,10 @@ impl Pbft {
             askers.extend(m.keys().copied());
             smallest.get_or_insert(*v);
         }
-        if let Some(v) = smallest {
-            if askers.len() > self.cfg.validators.max_byzantine() {
-                self.start_view_change(v, out);
-            }
+        if let Some(v) = smallest
+            && askers.len() > self.cfg.validators.max_byzantine()
+        {
+            self.start_view_change(v, out);
         }
         self.maybe_new_view(nv, out);
     }
@@ -841,7 +842,7 @@ impl Pbft {
         for vc in &nv.view_changes {
             if vc.body.new_view != nv.view
                 || !authors.insert(vc.author)
-                || !view_change_ok(vc, &self.cfg.chain_id, &self.cfg.validators)
+                || !view_change_ok(vc, &self.cfg.chain_id, &self.cfg.validators, self.quorum())
             {
                 return None;
             }

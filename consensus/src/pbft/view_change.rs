@@ -8,14 +8,19 @@ use cairn_ledger::{BlockHash, ValidatorSet};
 use super::certificate::{checkpoint_proof_ok, prepared_proof_ok};
 use super::message::{PreparedProof, Signed, VIEW_CHANGE, ViewChange};
 
-/// A VIEW-CHANGE is valid if it is signed by a validator, its checkpoint proof holds, and
+/// A VIEW-CHANGE is valid (with quorums of `quorum`, 2f+1) if it is signed by a validator, its checkpoint proof holds, and
 /// each prepared certificate holds, is above the checkpoint, and is from an older view.
-pub fn view_change_ok(vc: &Signed<ViewChange>, chain_id: &str, v: &ValidatorSet) -> bool {
+pub fn view_change_ok(
+    vc: &Signed<ViewChange>,
+    chain_id: &str,
+    v: &ValidatorSet,
+    quorum: usize,
+) -> bool {
     if !vc.verify(VIEW_CHANGE, chain_id, v) {
         return false;
     }
     let low = match &vc.body.checkpoint {
-        Some(p) if !checkpoint_proof_ok(p, chain_id, v) => return false,
+        Some(p) if !checkpoint_proof_ok(p, chain_id, v, quorum) => return false,
         Some(p) => p.checkpoint.seq,
         None => 0,
     };
@@ -25,7 +30,7 @@ pub fn view_change_ok(vc: &Signed<ViewChange>, chain_id: &str, v: &ValidatorSet)
         b.seq > low
             && b.view < vc.body.new_view
             && seqs.insert(b.seq)
-            && prepared_proof_ok(p, chain_id, v)
+            && prepared_proof_ok(p, chain_id, v, quorum)
     })
 }
 
