@@ -20,7 +20,7 @@ use cairn_consensus::pbft::{
 use cairn_consensus::raft::{Raft, RaftConfig, RaftDurable, RaftPersist};
 use cairn_consensus::{DetRng, Input, NodeId, Output, Protocol, Role};
 use cairn_crypto::{Domain, Hash, SigningKey, codec};
-use cairn_ledger::testkit::{TestChain, key};
+use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{
     Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, Genesis, Height,
 };
@@ -395,7 +395,6 @@ pub struct RunReport {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
 enum Partition {
     None,
     /// Two sides that cannot talk.
@@ -1050,9 +1049,4 @@ pub fn run_raft(cfg: RunConfig) -> Result<RunReport, Violation> {
 /// Runs one PBFT seed.
 pub fn run_pbft(cfg: RunConfig) -> Result<RunReport, Violation> {
     Sim::<Pbft>::new(cfg, ConsensusKind::Pbft).run()
-}
-
-/// Keys for tests that need a validator key outside any cluster.
-pub fn outsider_key() -> SigningKey {
-    key("outsider", 0)
 }
