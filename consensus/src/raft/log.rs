@@ -104,12 +104,4 @@ impl RaftLog {
         self.snapshot_term = term;
         self.snapshot_height = height;
     }
-
-    /// Index of the entry holding the block at `height`, if it is in the log.
-    pub(crate) fn index_of_height(&self, height: Height) -> Option<u64> {
-        self.entries
-            .iter()
-            .position(|e| e.block.as_ref().is_some_and(|b| b.header.height == height))
-            .map(|p| self.snapshot_index + 1 + p as u64)
-    }
 }

@@ -125,15 +125,12 @@ impl Raft {
         ledger_height: Height,
     ) -> Raft {
         let log = RaftLog::from_durable(durable);
-        // Everything up to the entry of the ledger's tip block is committed and applied; if
-        // the ledger is ahead of the log (it synced), the whole log up to that height is.
-        let applied = log.index_of_height(ledger_height).unwrap_or_else(|| {
-            if ledger_height >= log.last_height() {
-                log.last_index()
-            } else {
-                log.snapshot_index
-            }
-        });
+        // Only the snapshot point is known to be committed. An entry at a height the ledger
+        // holds may still be an uncommitted block that lost (a crash between a block sync and
+        // the compaction that follows it), so nothing after the snapshot point is assumed
+        // committed: those entries commit again through the leader, and `apply_committed`
+        // skips blocks the ledger already holds.
+        let applied = log.snapshot_index;
         let mut rng = DetRng::new(cfg.seed ^ (u64::from(cfg.me.0) << 32));
         let timeout = rng.range(cfg.election_ticks_min, cfg.election_ticks_max);
         let n = cfg.validators.len();
