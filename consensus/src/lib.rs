@@ -72,6 +72,8 @@ pub enum Input<M> {
     Synced {
         /// The ledger's tip height.
         height: Height,
+        /// The hash of the ledger's tip block (the genesis hash at height 0).
+        tip: BlockHash,
     },
 }
 

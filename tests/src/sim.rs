@@ -710,8 +710,10 @@ impl<E: SimEngine> Sim<E> {
             Output::NotLeader { .. } => {}
             Output::SyncTo { peer, height } => {
                 self.sync(i, k, peer.index(), height)?;
+                let (tip, _, _) = self.tip(i, k);
                 queue.push_back(Input::Synced {
                     height: self.nodes[i].instances[k].chain.len() as Height,
+                    tip,
                 });
             }
         }

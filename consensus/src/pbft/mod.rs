@@ -77,6 +77,9 @@ pub enum PbftPersist {
     Prepared(PreparedProof),
     /// A new stable checkpoint (prunes prepared certificates at or below it).
     Stable(CheckpointProof),
+    /// This replica's latest checkpoint signature, re-sent until the checkpoint is stable
+    /// (also after a restart: others may need it for their quorum).
+    Checkpoint(Signed<Checkpoint>),
 }
 
 /// PBFT's durable state.
@@ -88,6 +91,8 @@ pub struct PbftDurable {
     pub prepared: BTreeMap<u64, PreparedProof>,
     /// The stable checkpoint.
     pub stable: Option<CheckpointProof>,
+    /// This replica's latest checkpoint signature.
+    pub checkpoint: Option<Signed<Checkpoint>>,
 }
 
 impl PbftDurable {
@@ -109,6 +114,7 @@ impl PbftDurable {
                 self.prepared = self.prepared.split_off(&(c.checkpoint.seq + 1));
                 self.stable = Some(c.clone());
             }
+            PbftPersist::Checkpoint(c) => self.checkpoint = Some(c.clone()),
         }
     }
 }
@@ -169,7 +175,11 @@ pub struct Pbft {
     attempts: u32,
     retransmit: u64,
     proposal_requested: bool,
+    /// Height of the sync request in progress.
     syncing: Option<Height>,
+    /// Where syncing must eventually get (it goes checkpoint by checkpoint), and from whom.
+    sync_target: Height,
+    sync_peer: u32,
     /// Restored into a view > 0 and not yet moved on: see `on_tick`.
     restored: bool,
     dropped: u64,
@@ -206,7 +216,7 @@ impl Pbft {
             slots: BTreeMap::new(),
             prepared: durable.prepared.clone(),
             checkpoints: BTreeMap::new(),
-            my_checkpoint: None,
+            my_checkpoint: durable.checkpoint.clone(),
             view_changes: BTreeMap::new(),
             my_view_changes: BTreeMap::new(),
             my_new_view: None,
@@ -215,6 +225,8 @@ impl Pbft {
             retransmit: 0,
             proposal_requested: false,
             syncing: None,
+            sync_target: 0,
+            sync_peer: 0,
             restored: view > 0,
             dropped: 0,
             cfg,
@@ -593,15 +605,7 @@ impl Pbft {
         self.timer = 0;
         self.attempts = 0;
         if seq.is_multiple_of(self.cfg.checkpoint_interval.max(1)) {
-            let c = self.safety.checkpoint(Checkpoint {
-                seq,
-                digest: vote.digest,
-            });
-            out.push(Output::Broadcast {
-                msg: PbftMessage::Checkpoint(c.clone()),
-            });
-            self.my_checkpoint = Some(c.clone());
-            self.on_checkpoint(me, c, out);
+            self.sign_checkpoint(seq, vote.digest, out);
         }
         self.advance(seq + 1, out);
         self.maybe_propose(out);
@@ -632,15 +636,7 @@ impl Pbft {
             && !matching.iter().any(|v| v.author == me)
             && matching.len() > self.cfg.validators.max_byzantine()
         {
-            let own = self.safety.checkpoint(c);
-            out.push(Output::Broadcast {
-                msg: PbftMessage::Checkpoint(own.clone()),
-            });
-            self.my_checkpoint = Some(own.clone());
-            self.checkpoints
-                .entry(c.seq)
-                .or_default()
-                .insert(me, own.clone());
+            let own = self.record_checkpoint(c, out);
             matching.push(own);
         }
         if matching.len() >= self.quorum() {
@@ -652,6 +648,32 @@ impl Pbft {
                 out,
             );
         }
+    }
+
+    /// Signs, persists and broadcasts this replica's checkpoint; returns the signature.
+    fn record_checkpoint(&mut self, c: Checkpoint, out: &mut Out) -> Signed<Checkpoint> {
+        let own = self.safety.checkpoint(c);
+        out.push(Output::Persist {
+            op: PbftPersist::Checkpoint(own.clone()),
+        });
+        out.push(Output::Broadcast {
+            msg: PbftMessage::Checkpoint(own.clone()),
+        });
+        self.my_checkpoint = Some(own.clone());
+        self.checkpoints
+            .entry(c.seq)
+            .or_default()
+            .insert(self.cfg.me.0, own.clone());
+        own
+    }
+
+    /// Signs the checkpoint for `seq` and counts it toward stability.
+    fn sign_checkpoint(&mut self, seq: u64, digest: BlockHash, out: &mut Out) {
+        if seq <= self.low() {
+            return;
+        }
+        let own = self.record_checkpoint(Checkpoint { seq, digest }, out);
+        self.on_checkpoint(self.cfg.me.0, own, out);
     }
 
     fn make_stable(&mut self, proof: CheckpointProof, out: &mut Out) {
@@ -676,28 +698,50 @@ impl Pbft {
         }
     }
 
+    /// Catches the ledger up to `height` by block sync, one checkpoint at a time: stopping at
+    /// each checkpoint height lets this replica sign that checkpoint from the certified block
+    /// it now holds, so checkpoints become stable even when most replicas synced past them.
     fn sync_to(&mut self, peer: u32, height: Height, out: &mut Out) {
-        if height <= self.height || self.syncing.is_some_and(|h| h >= height) {
+        if height <= self.height {
             return;
         }
-        self.syncing = Some(height);
+        self.sync_target = self.sync_target.max(height);
+        self.sync_peer = peer;
+        if self.syncing.is_none() {
+            self.request_sync(out);
+        }
+    }
+
+    fn request_sync(&mut self, out: &mut Out) {
+        let k = self.cfg.checkpoint_interval.max(1);
+        let next_checkpoint = (self.height / k + 1) * k;
+        let step = self.sync_target.min(next_checkpoint);
+        if step <= self.height {
+            return;
+        }
+        self.syncing = Some(step);
         out.push(Output::SyncTo {
-            peer: NodeId(peer),
-            height,
+            peer: NodeId(self.sync_peer),
+            height: step,
         });
     }
 
-    fn on_synced(&mut self, height: Height, out: &mut Out) {
+    fn on_synced(&mut self, height: Height, tip: BlockHash, out: &mut Out) {
+        // Whether or not it reached the step, this sync is over.
+        let asked = self.syncing.take();
         if height > self.height {
             self.height = height;
             self.timer = 0;
             for (_, s) in self.slots.range_mut(..=height) {
                 s.committed = true;
             }
+            if height.is_multiple_of(self.cfg.checkpoint_interval.max(1)) {
+                self.sign_checkpoint(height, tip, out);
+            }
+            if asked.is_some() && self.sync_target > self.height {
+                self.request_sync(out);
+            }
         }
-        // Whether or not it reached the target, the sync is over; a later message can start
-        // another.
-        self.syncing = None;
         self.advance(self.height + 1, out);
         self.maybe_propose(out);
     }
@@ -919,7 +963,7 @@ impl Protocol for Pbft {
             Input::Tick => self.on_tick(out),
             Input::Propose { block } => self.on_propose(block, out),
             Input::Validated { block_hash, valid } => self.on_validated(block_hash, valid, out),
-            Input::Synced { height } => self.on_synced(height, out),
+            Input::Synced { height, tip } => self.on_synced(height, tip, out),
             Input::Message { from, msg } => {
                 if from == self.cfg.me || from.index() >= self.n() {
                     return self.drop_msg();

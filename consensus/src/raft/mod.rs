@@ -823,7 +823,7 @@ impl Protocol for Raft {
             Input::Tick => self.on_tick(out),
             Input::Message { from, msg } => self.on_message(from, msg, out),
             Input::Propose { block } => self.on_propose(block, out),
-            Input::Synced { height } => self.on_synced(height, out),
+            Input::Synced { height, .. } => self.on_synced(height, out),
             // Raft followers trust the leader's validation (crash-fault model).
             Input::Validated { .. } => self.dropped += 1,
         }

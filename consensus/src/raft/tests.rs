@@ -755,7 +755,13 @@ fn compaction_and_catch_up_through_block_sync() {
             height: 30
         }
     )));
-    let out = step(&mut f, Input::Synced { height: 30 });
+    let out = step(
+        &mut f,
+        Input::Synced {
+            height: 30,
+            tip: block(30, 0).hash(),
+        },
+    );
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Persist {
