@@ -121,3 +121,12 @@ fn the_checkers_catch_a_planted_small_quorum() {
     let v = found.expect("no agreement violation in 200 seeds with quorums of f+1");
     eprintln!("planted bug caught by the agreement checker: {v}");
 }
+
+#[test]
+fn regression_seeds_that_found_liveness_bugs() {
+    // 17, 21, 29, 30: view-change deadlocks (lone runaway, lost VIEW-CHANGE, restart into a
+    // view, checkpoint after block sync); 5102, 5568: checkpoints lost to restarts and syncs.
+    for seed in [17, 21, 29, 30, 5102, 5568] {
+        run_pbft(RunConfig::pbft_for_seed(seed)).unwrap_or_else(|v| panic!("{v}"));
+    }
+}
