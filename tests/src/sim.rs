@@ -394,6 +394,21 @@ pub struct RunReport {
     pub byzantine: Vec<Behaviour>,
 }
 
+impl RunReport {
+    /// Adds another run's counts to these totals (the highest round is the maximum).
+    pub fn absorb(&mut self, r: RunReport) {
+        self.height += r.height;
+        self.crashes += r.crashes;
+        self.partitions += r.partitions;
+        self.dropped += r.dropped;
+        self.duplicated += r.duplicated;
+        self.torn_steps += r.torn_steps;
+        self.syncs += r.syncs;
+        self.max_round = self.max_round.max(r.max_round);
+        self.byzantine.extend(r.byzantine);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Partition {
     None,

@@ -21,15 +21,7 @@ fn pbft_keeps_every_invariant_with_f_byzantine_and_faults() {
     let mut violations = Vec::new();
     for seed in seeds() {
         match run_pbft(RunConfig::pbft_for_seed(seed)) {
-            Ok(r) => {
-                total.height += r.height;
-                total.crashes += r.crashes;
-                total.partitions += r.partitions;
-                total.dropped += r.dropped;
-                total.syncs += r.syncs;
-                total.max_round = total.max_round.max(r.max_round);
-                total.byzantine.extend(r.byzantine);
-            }
+            Ok(r) => total.absorb(r),
             Err(v) => violations.push(v.to_string()),
         }
     }

@@ -20,15 +20,7 @@ fn raft_keeps_every_invariant_under_faults() {
     let mut violations = Vec::new();
     for seed in seeds() {
         match run_raft(RunConfig::for_seed(seed)) {
-            Ok(r) => {
-                total.height += r.height;
-                total.crashes += r.crashes;
-                total.torn_steps += r.torn_steps;
-                total.partitions += r.partitions;
-                total.dropped += r.dropped;
-                total.duplicated += r.duplicated;
-                total.syncs += r.syncs;
-            }
+            Ok(r) => total.absorb(r),
             Err(v) => violations.push(v.to_string()),
         }
     }

@@ -49,17 +49,7 @@ fn main() -> ExitCode {
     let mut failures = Vec::new();
     for &seed in &range {
         match run(config(seed)) {
-            Ok(r) => {
-                total.height += r.height;
-                total.crashes += r.crashes;
-                total.partitions += r.partitions;
-                total.dropped += r.dropped;
-                total.duplicated += r.duplicated;
-                total.torn_steps += r.torn_steps;
-                total.syncs += r.syncs;
-                total.max_round = total.max_round.max(r.max_round);
-                total.byzantine.extend(r.byzantine);
-            }
+            Ok(r) => total.absorb(r),
             Err(v) => {
                 eprintln!("VIOLATION {v}");
                 failures.push(seed);
