@@ -394,6 +394,14 @@ pub struct RunReport {
     pub byzantine: Vec<Behaviour>,
 }
 
+/// The seeds to run: the one in `SIM_SEED` (a replay), or `0..count`.
+pub fn seeds(count: u64) -> Vec<u64> {
+    match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => (0..count).collect(),
+    }
+}
+
 impl RunReport {
     /// Adds another run's counts to these totals (the highest round is the maximum).
     pub fn absorb(&mut self, r: RunReport) {

@@ -4,22 +4,15 @@
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test pbft_sim` replays one seed.
 
-use cairn_tests::sim::{Behaviour, RunConfig, RunReport, run_pbft};
+use cairn_tests::sim::{Behaviour, RunConfig, RunReport, run_pbft, seeds};
 
 const SEEDS: u64 = 200;
-
-fn seeds() -> Vec<u64> {
-    match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => (0..SEEDS).collect(),
-    }
-}
 
 #[test]
 fn pbft_keeps_every_invariant_with_f_byzantine_and_faults() {
     let mut total = RunReport::default();
     let mut violations = Vec::new();
-    for seed in seeds() {
+    for seed in seeds(SEEDS) {
         match run_pbft(RunConfig::pbft_for_seed(seed)) {
             Ok(r) => total.absorb(r),
             Err(v) => violations.push(v.to_string()),

@@ -3,22 +3,15 @@
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test raft_sim` replays one seed.
 
-use cairn_tests::sim::{RunConfig, RunReport, run_raft};
+use cairn_tests::sim::{RunConfig, RunReport, run_raft, seeds};
 
 const SEEDS: u64 = 240;
-
-fn seeds() -> Vec<u64> {
-    match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => (0..SEEDS).collect(),
-    }
-}
 
 #[test]
 fn raft_keeps_every_invariant_under_faults() {
     let mut total = RunReport::default();
     let mut violations = Vec::new();
-    for seed in seeds() {
+    for seed in seeds(SEEDS) {
         match run_raft(RunConfig::for_seed(seed)) {
             Ok(r) => total.absorb(r),
             Err(v) => violations.push(v.to_string()),
