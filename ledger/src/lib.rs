@@ -41,6 +41,6 @@ pub use mempool::{Mempool, MempoolConfig};
 pub use state::{Account, StateView};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;
-pub use store::{BlockStore, MemoryStore, StoreError};
+pub use store::{BlockStore, ConsensusOp, MemoryStore, StoreError};
 pub use transaction::{Payload, Role, SignedTransaction, Transaction, TxId, VerifiedTransaction};
 pub use validation::{TxRejection, verify_transactions};

@@ -214,6 +214,24 @@ fn consensus_state_round_trips<S: BlockStore>(mut s: S) {
         s.consensus_get(b"vote").expect("read"),
         Some(b"node1".to_vec())
     );
+    // A batch puts and deletes together; a scan sees only its prefix, in key order.
+    s.consensus_write(&[
+        (b"log/2".to_vec(), Some(b"b".to_vec())),
+        (b"log/1".to_vec(), Some(b"a".to_vec())),
+        (b"log/3".to_vec(), Some(b"c".to_vec())),
+        (b"vote".to_vec(), None),
+        (b"log/3".to_vec(), None),
+    ])
+    .expect("batch");
+    assert_eq!(s.consensus_get(b"vote").expect("read"), None);
+    assert_eq!(
+        s.consensus_scan(b"log/").expect("scan"),
+        vec![
+            (b"log/1".to_vec(), b"a".to_vec()),
+            (b"log/2".to_vec(), b"b".to_vec())
+        ]
+    );
+    assert!(s.consensus_scan(b"nothing").expect("scan").is_empty());
 }
 
 fn state_entries_are_sorted_and_complete<S: BlockStore>(s: S) {

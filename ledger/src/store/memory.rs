@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use cairn_crypto::{PublicKey, codec};
 
 use super::{
-    BlockCommit, BlockStore, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta, check_extends,
+    BlockCommit, BlockStore, ConsensusOp, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta,
+    check_extends,
 };
 use crate::block::{Block, BlockHash, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
@@ -132,8 +133,22 @@ impl BlockStore for MemoryStore {
         Ok(self.consensus.get(key).cloned())
     }
 
-    fn consensus_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.consensus.insert(key.to_vec(), value.to_vec());
+    fn consensus_write(&mut self, ops: &[ConsensusOp]) -> Result<(), StoreError> {
+        for (k, v) in ops {
+            match v {
+                Some(v) => self.consensus.insert(k.clone(), v.clone()),
+                None => self.consensus.remove(k),
+            };
+        }
         Ok(())
+    }
+
+    fn consensus_scan(&self, prefix: &[u8]) -> Result<StateEntries, StoreError> {
+        Ok(self
+            .consensus
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }

@@ -107,7 +107,7 @@ pub enum StoreError {
 /// Invariants every implementation keeps (the conformance suite checks them):
 /// - `commit` is atomic: after a crash either all of a block's writes are there or none;
 /// - heights are contiguous from 1 to the tip, each block's `prev_hash` the previous hash;
-/// - `consensus_put` is durable when it returns.
+/// - `consensus_write` is atomic and durable when it returns.
 pub trait BlockStore: StateView {
     /// Layout version and chain, or `None` for an empty store.
     fn meta(&self) -> Result<Option<StoreMeta>, StoreError>;
@@ -135,8 +135,17 @@ pub trait BlockStore: StateView {
     /// Durable consensus state (term, vote, log, safety data…), by key.
     fn consensus_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores consensus state durably before returning.
-    fn consensus_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn consensus_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.consensus_write(&[(key.to_vec(), Some(value.to_vec()))])
+    }
+    /// Applies puts (`Some`) and deletes (`None`) atomically and durably, in order.
+    fn consensus_write(&mut self, ops: &[ConsensusOp]) -> Result<(), StoreError>;
+    /// Every consensus entry whose key starts with `prefix`, sorted by key.
+    fn consensus_scan(&self, prefix: &[u8]) -> Result<StateEntries, StoreError>;
 }
+
+/// One change to the consensus column family: a put (`Some`) or a delete (`None`).
+pub type ConsensusOp = (Vec<u8>, Option<Vec<u8>>);
 
 /// Checks that `commit` extends `tip`; shared by the implementations.
 pub(crate) fn check_extends(tip: &Tip, commit: &BlockCommit) -> Result<(), StoreError> {

@@ -17,7 +17,8 @@ use rocksdb::{
 };
 
 use super::{
-    BlockCommit, BlockStore, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta, check_extends,
+    BlockCommit, BlockStore, ConsensusOp, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta,
+    check_extends,
 };
 use crate::block::{Block, BlockHash, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
@@ -298,9 +299,28 @@ impl BlockStore for RocksStore {
         self.get(CF_CONSENSUS, key)
     }
 
-    fn consensus_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db
-            .put_cf_opt(self.cf(CF_CONSENSUS)?, key, value, &Self::synced())
-            .map_err(engine)
+    fn consensus_write(&mut self, ops: &[ConsensusOp]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_CONSENSUS)?;
+        let mut batch = WriteBatch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.put_cf(cf, k, v),
+                None => batch.delete_cf(cf, k),
+            }
+        }
+        self.db.write_opt(batch, &Self::synced()).map_err(engine)
+    }
+
+    fn consensus_scan(&self, prefix: &[u8]) -> Result<StateEntries, StoreError> {
+        let mode = IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for kv in self.db.iterator_cf(self.cf(CF_CONSENSUS)?, mode) {
+            let (k, v) = kv.map_err(engine)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 }

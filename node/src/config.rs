@@ -1,0 +1,330 @@
+//! `config.toml` and the node key file.
+
+use std::path::{Path, PathBuf};
+
+use cairn_crypto::SigningKey;
+use serde::{Deserialize, Serialize};
+
+/// Why a home directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `config.toml` does not parse or breaks a rule.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `init` would overwrite a key.
+    #[error("{0} already exists: refusing to overwrite a node key")]
+    KeyExists(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The node's settings. Every field has a default, so a partial file is fine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A human name for logs.
+    pub moniker: String,
+    /// Networking.
+    pub p2p: P2pConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Block production.
+    pub consensus: ConsensusConfig,
+    /// The mempool.
+    pub mempool: MempoolConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[p2p]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Multiaddr to listen on.
+    pub listen: String,
+    /// Extra peers to dial, each ending in `/p2p/<peer id>` (the genesis validators'
+    /// addresses are always dialled).
+    pub bootstrap: Vec<String>,
+    /// Non-validator keys (hex) allowed to connect, e.g. observers that only sync.
+    pub observers: Vec<String>,
+    /// mDNS discovery on the local network (sends multicast; off by default).
+    pub mdns: bool,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address the HTTP API listens on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Requests served at once; more get `503 overloaded`.
+    pub max_concurrent_requests: usize,
+    /// Longest `?wait=commit`, in milliseconds.
+    pub wait_timeout_ms: u64,
+}
+
+/// `[consensus]`: how this node proposes (the protocol's own timing is in the genesis).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    /// Length of one engine tick, in milliseconds.
+    pub tick_ms: u64,
+    /// Most transactions in a block.
+    pub block_txs_max: usize,
+    /// How long a leader may wait for a block to fill once it can propose, in milliseconds.
+    pub block_interval_ms: u64,
+    /// Propose blocks without transactions every `block_interval_ms`.
+    pub empty_blocks: bool,
+}
+
+/// `[mempool]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Most pending transactions.
+    pub txs_max: usize,
+    /// Most pending bytes.
+    pub bytes_max: usize,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: String,
+    /// A `tracing` filter such as `info` or `cairn_node=debug,info` (`RUST_LOG` wins).
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            moniker: "cairn-node".into(),
+            p2p: P2pConfig::default(),
+            api: ApiConfig::default(),
+            consensus: ConsensusConfig::default(),
+            mempool: MempoolConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: "/ip4/127.0.0.1/tcp/26000".into(),
+            bootstrap: Vec::new(),
+            observers: Vec::new(),
+            mdns: false,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8000".into(),
+            max_body_bytes: 64 << 10,
+            max_concurrent_requests: 1024,
+            wait_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        ConsensusConfig {
+            tick_ms: 50,
+            block_txs_max: 2000,
+            block_interval_ms: 5,
+            empty_blocks: false,
+        }
+    }
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            txs_max: 100_000,
+            bytes_max: 64 << 20,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "human".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let cfg: Config = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        cfg.check().map_err(invalid)?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.consensus.tick_ms == 0 || self.consensus.tick_ms > 10_000 {
+            return Err("consensus.tick_ms must be in 1..=10000".into());
+        }
+        if self.consensus.block_txs_max == 0
+            || self.consensus.block_txs_max > cairn_ledger::block::BLOCK_TXS_MAX
+        {
+            return Err(format!(
+                "consensus.block_txs_max must be in 1..={}",
+                cairn_ledger::block::BLOCK_TXS_MAX
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(format!(
+                "log.format must be \"human\" or \"json\", not {:?}",
+                self.log.format
+            ));
+        }
+        if self.api.max_concurrent_requests == 0 || self.mempool.txs_max == 0 {
+            return Err("api.max_concurrent_requests and mempool.txs_max must be > 0".into());
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err("api.max_body_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+
+    /// The file `init` writes: every setting, with what it does.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).unwrap_or_default();
+        format!(
+            "# Cairn node configuration. Every key is optional; see README.md (Configuration).\n\
+             # The chain (validators, consensus engine and its timing) is in genesis.json.\n\n{body}"
+        )
+    }
+}
+
+/// Paths inside a node's home directory.
+#[derive(Debug, Clone)]
+pub struct Home(pub PathBuf);
+
+impl Home {
+    /// `config.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.toml")
+    }
+    /// `genesis.json`.
+    pub fn genesis(&self) -> PathBuf {
+        self.0.join("genesis.json")
+    }
+    /// `node_key` (hex seed, mode 0600).
+    pub fn key(&self) -> PathBuf {
+        self.0.join("node_key")
+    }
+    /// The RocksDB directory.
+    pub fn data(&self) -> PathBuf {
+        self.0.join("data")
+    }
+}
+
+/// Writes a new key (mode 0600, never overwriting) and returns it.
+pub fn write_new_key(path: &Path, key: &SigningKey) -> Result<(), ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Err(ConfigError::KeyExists(path.to_path_buf()));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    writeln!(f, "{}", hex::encode(key.to_seed())).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Reads a key file written by [`write_new_key`]; refuses one others can read.
+pub fn read_key(path: &Path) -> Result<SigningKey, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    let invalid = |reason: &str| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(
+            "node key is readable by others: chmod 600 it (or create a new one)",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| invalid("node key is not hex"))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| invalid("node key must be 32 bytes (64 hex digits)"))?;
+    Ok(SigningKey::from_seed(seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_and_partial_files_get_defaults() {
+        let c = Config::default();
+        let back: Config = toml::from_str(&c.to_toml()).expect("parse");
+        assert_eq!(back, c);
+        let partial: Config = toml::from_str("[api]\nlisten = \"127.0.0.1:0\"\n").expect("parse");
+        assert_eq!(partial.api.listen, "127.0.0.1:0");
+        assert_eq!(partial.consensus, ConsensusConfig::default());
+        assert!(toml::from_str::<Config>("[api]\nlistn = 1\n").is_err());
+    }
+
+    #[test]
+    fn key_files_are_private_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node_key");
+        let key = SigningKey::generate();
+        write_new_key(&path, &key).expect("write");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            read_key(&path).expect("read").public_key(),
+            key.public_key()
+        );
+        assert!(matches!(
+            write_new_key(&path, &key),
+            Err(ConfigError::KeyExists(_))
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(read_key(&path).is_err());
+    }
+}

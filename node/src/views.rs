@@ -1,0 +1,321 @@
+//! What the API returns (JSON), and its one error type.
+
+use cairn_consensus::Role as EngineRole;
+use cairn_crypto::{Hash, PublicKey, merkle::MerkleProof};
+use cairn_ledger::{
+    Block, BlockHash, CommitCertificate, ConsensusKind, Height, Role, SignedTransaction, TxId,
+    TxRejection,
+};
+use serde::Serialize;
+
+/// An API error: an HTTP status, a stable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable snake_case code.
+    pub code: String,
+    /// What went wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status and code.
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+    /// 400.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(400, code, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not_found", message)
+    }
+    /// 500: the node failed (storage), not the client.
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(500, "internal", message.to_string())
+    }
+    /// 503: the node is shutting down or overloaded.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "unavailable", message)
+    }
+    /// A transaction's rejection, with the status that fits it.
+    pub fn rejected(r: &TxRejection) -> ApiError {
+        let status = match r {
+            TxRejection::NotMember { .. } | TxRejection::NotAdmin { .. } => 403,
+            TxRejection::StaleNonce { .. }
+            | TxRejection::Duplicate
+            | TxRejection::NonceInUse { .. } => 409,
+            TxRejection::MempoolFull => 503,
+            TxRejection::TooLarge { .. } => 413,
+            _ => 422,
+        };
+        ApiError::new(status, r.code(), r.to_string())
+    }
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    /// Chain id.
+    pub chain_id: String,
+    /// Genesis hash.
+    pub genesis_hash: BlockHash,
+    /// This node's name.
+    pub moniker: String,
+    /// This node's key.
+    pub public_key: PublicKey,
+    /// Engine.
+    pub consensus: ConsensusKind,
+    /// Committed height.
+    pub height: Height,
+    /// Hash of the block at `height` (the genesis hash at 0).
+    pub head_hash: BlockHash,
+    /// State root after it.
+    pub state_root: Hash,
+    /// Its timestamp.
+    pub head_time_ms: u64,
+    /// `leader`, `follower`, `candidate`, `pre_candidate`, or `observer` (not a validator).
+    pub role: String,
+    /// Raft term or PBFT view.
+    pub round: u64,
+    /// The leader or primary, if known.
+    pub leader: Option<PublicKey>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Validators in the genesis.
+    pub validators: usize,
+    /// Pending transactions.
+    pub mempool_txs: usize,
+    /// Their encoded size.
+    pub mempool_bytes: usize,
+    /// Whether the node is catching up by block sync.
+    pub syncing: bool,
+    /// The highest height heard of from peers.
+    pub known_height: Height,
+    /// Synced and connected to a quorum.
+    pub ready: bool,
+}
+
+/// Maps an engine role to its API name.
+pub fn role_name(role: Option<EngineRole>) -> String {
+    match role {
+        None => "observer",
+        Some(EngineRole::Leader) => "leader",
+        Some(EngineRole::Follower) => "follower",
+        Some(EngineRole::Candidate) => "candidate",
+        Some(EngineRole::PreCandidate) => "pre_candidate",
+    }
+    .into()
+}
+
+/// A block without its transactions.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockSummary {
+    /// Height.
+    pub height: Height,
+    /// Hash.
+    pub hash: BlockHash,
+    /// Parent's hash.
+    pub prev_hash: BlockHash,
+    /// Proposer's clock.
+    pub timestamp_ms: u64,
+    /// Transactions in it.
+    pub tx_count: u32,
+    /// Proposer.
+    pub proposer: PublicKey,
+    /// Term or view.
+    pub round: u64,
+    /// State root after it.
+    pub state_root: Hash,
+}
+
+impl BlockSummary {
+    /// Of a block.
+    pub fn of(b: &Block) -> BlockSummary {
+        BlockSummary {
+            height: b.header.height,
+            hash: b.hash(),
+            prev_hash: b.header.prev_hash,
+            timestamp_ms: b.header.timestamp_ms,
+            tx_count: b.header.tx_count,
+            proposer: b.header.proposer,
+            round: b.header.round,
+            state_root: b.header.state_root,
+        }
+    }
+}
+
+/// `GET /api/v1/blocks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockPage {
+    /// Newest first.
+    pub blocks: Vec<BlockSummary>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next: Option<Height>,
+}
+
+/// `GET /api/v1/blocks/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockView {
+    /// Height.
+    pub height: Height,
+    /// Hash.
+    pub hash: BlockHash,
+    /// The block, transactions included.
+    pub block: Block,
+    /// Its commit certificate.
+    pub certificate: CommitCertificate,
+}
+
+/// Where a committed transaction is.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptView {
+    /// Block height.
+    pub height: Height,
+    /// Position in the block.
+    pub index: u32,
+    /// Block hash.
+    pub block_hash: BlockHash,
+    /// Block timestamp.
+    pub block_time_ms: u64,
+}
+
+/// A rejection, as in errors.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReasonView {
+    /// Stable code.
+    pub code: String,
+    /// Sentence.
+    pub message: String,
+}
+
+impl ReasonView {
+    /// Of a rejection.
+    pub fn of(r: &TxRejection) -> ReasonView {
+        ReasonView {
+            code: r.code().into(),
+            message: r.to_string(),
+        }
+    }
+}
+
+/// `GET /api/v1/txs/{id}` and the answer to `POST /api/v1/txs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TxView {
+    /// Transaction id.
+    pub id: TxId,
+    /// `pending`, `committed` or `rejected`.
+    pub status: String,
+    /// The transaction (absent for rejected ones this node no longer holds).
+    pub tx: Option<SignedTransaction>,
+    /// Where it committed.
+    pub receipt: Option<ReceiptView>,
+    /// Merkle proof of inclusion against the block header's `tx_root`.
+    pub proof: Option<MerkleProof>,
+    /// Why it was rejected.
+    pub reason: Option<ReasonView>,
+}
+
+/// `GET /api/v1/accounts/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    /// The account's key.
+    pub id: PublicKey,
+    /// Whether the ledger has it (a missing account reads as balance 0, nonce 0).
+    pub exists: bool,
+    /// Balance.
+    pub balance: u64,
+    /// Next nonce to use.
+    pub nonce: u64,
+    /// Membership role.
+    pub role: Option<Role>,
+    /// Committed height this was read at.
+    pub height: Height,
+}
+
+/// One transaction of an account.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountTx {
+    /// Id.
+    pub id: TxId,
+    /// Block height.
+    pub height: Height,
+    /// Position in the block.
+    pub index: u32,
+    /// The transaction.
+    pub tx: SignedTransaction,
+}
+
+/// `GET /api/v1/accounts/{id}/txs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountTxPage {
+    /// Newest first.
+    pub txs: Vec<AccountTx>,
+    /// Pass as `before` for the next page (a height); absent when the scan reached genesis.
+    pub next: Option<Height>,
+}
+
+/// `GET /api/v1/validators`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidatorView {
+    /// Position in the genesis list.
+    pub index: usize,
+    /// Name.
+    pub name: String,
+    /// Key.
+    pub public_key: PublicKey,
+    /// Genesis address.
+    pub address: String,
+    /// Whether this node is connected to it (or is it).
+    pub connected: bool,
+    /// Whether it is the current leader or primary, as this node sees it.
+    pub leader: bool,
+}
+
+/// `GET /api/v1/peers`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    /// Key.
+    pub public_key: PublicKey,
+    /// Validator name, or `null` for an observer.
+    pub validator: Option<String>,
+    /// Remote address.
+    pub address: String,
+}
+
+/// An event of `GET /api/v1/events`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChainEvent {
+    /// A committed block, with its transaction ids.
+    Block {
+        /// The block.
+        #[serde(flatten)]
+        block: BlockSummary,
+        /// Its transactions.
+        txs: Vec<TxId>,
+    },
+    /// A transaction this node saw rejected (live only).
+    TxRejected {
+        /// Id.
+        id: TxId,
+        /// Why.
+        reason: ReasonView,
+    },
+}
+
+impl ChainEvent {
+    /// The height of a block event.
+    pub fn height(&self) -> Option<Height> {
+        match self {
+            ChainEvent::Block { block, .. } => Some(block.height),
+            ChainEvent::TxRejected { .. } => None,
+        }
+    }
+}

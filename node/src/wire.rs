@@ -1,0 +1,156 @@
+//! What nodes say to each other, in the one codec (`docs/PROTOCOL.md`). Every decoder here
+//! takes untrusted bytes from the network: it checks sizes before it allocates, and refuses
+//! anything that does not re-encode to the same bytes.
+
+use cairn_consensus::pbft::PbftMessage;
+use cairn_consensus::raft::RaftMessage;
+use cairn_crypto::codec::{self, CodecError};
+use cairn_ledger::{Block, BlockHash, CommitCertificate, Height, SignedTransaction};
+use serde::{Deserialize, Serialize};
+
+/// Largest direct (consensus) message: a PBFT pre-prepare or a Raft append carries blocks.
+pub const DIRECT_BYTES_MAX: usize = 8 << 20;
+/// Largest gossip message.
+pub const GOSSIP_BYTES_MAX: usize = 1 << 20;
+/// Most transactions in one gossip batch.
+pub const TX_BATCH_MAX: usize = 1024;
+/// Largest sync response.
+pub const SYNC_RESPONSE_BYTES_MAX: usize = 32 << 20;
+/// Most blocks asked for in one sync request.
+pub const SYNC_BLOCKS_MAX: u32 = 256;
+
+/// A consensus message between validators. (Decoded once and handed on: boxing the large
+/// variant would add an allocation per message and save nothing.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direct {
+    /// Raft.
+    Raft(RaftMessage),
+    /// PBFT.
+    Pbft(PbftMessage),
+}
+
+/// A gossip message on the transactions topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxBatch {
+    /// Signed transactions, unverified.
+    pub txs: Vec<SignedTransaction>,
+}
+
+/// A gossip message on the blocks topic: "I committed this block".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// Height.
+    pub height: Height,
+    /// Hash.
+    pub hash: BlockHash,
+}
+
+/// Asks for committed blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// First height wanted.
+    pub from: Height,
+    /// Most blocks wanted.
+    pub max_blocks: u32,
+}
+
+/// Committed blocks with their certificates, contiguous from the requested height.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// The responder's tip height.
+    pub tip: Height,
+    /// Blocks from the requested height on.
+    pub blocks: Vec<(Block, CommitCertificate)>,
+}
+
+/// Decodes a direct message.
+pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
+    codec::decode_limited(bytes, DIRECT_BYTES_MAX)
+}
+
+/// Decodes a transaction batch.
+pub fn decode_tx_batch(bytes: &[u8]) -> Result<TxBatch, CodecError> {
+    let b: TxBatch = codec::decode_limited(bytes, GOSSIP_BYTES_MAX)?;
+    if b.txs.len() > TX_BATCH_MAX {
+        return Err(CodecError::TooLarge {
+            len: b.txs.len(),
+            max: TX_BATCH_MAX,
+        });
+    }
+    Ok(b)
+}
+
+/// Decodes a block announcement.
+pub fn decode_announce(bytes: &[u8]) -> Result<Announce, CodecError> {
+    codec::decode_limited(bytes, 64)
+}
+
+/// Decodes a sync request.
+pub fn decode_sync_request(bytes: &[u8]) -> Result<SyncRequest, CodecError> {
+    codec::decode_limited(bytes, 64)
+}
+
+/// Decodes a sync response.
+pub fn decode_sync_response(bytes: &[u8]) -> Result<SyncResponse, CodecError> {
+    codec::decode_limited(bytes, SYNC_RESPONSE_BYTES_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Random bytes never panic a decoder (and practically never decode).
+        #[test]
+        fn decoders_survive_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = decode_direct(&bytes);
+            let _ = decode_tx_batch(&bytes);
+            let _ = decode_announce(&bytes);
+            let _ = decode_sync_request(&bytes);
+            let _ = decode_sync_response(&bytes);
+        }
+
+        /// Valid messages with bytes flipped or cut never panic a decoder either.
+        #[test]
+        fn decoders_survive_mutated_messages(flip in 0usize..4096, cut in 0usize..4096, bit in 0u8..8) {
+            let chain = cairn_ledger::testkit::TestChain::new(
+                cairn_ledger::ConsensusKind::Pbft, 4, 2, 1);
+            let tx = chain.transfer(&chain.accounts[0], 0, chain.accounts[1].public_key(), 5);
+            let msgs = [
+                codec::encode(&TxBatch { txs: vec![tx.clone(), tx] }),
+                codec::encode(&Announce { height: 7, hash: chain.genesis.hash() }),
+                codec::encode(&SyncRequest { from: 3, max_blocks: 9 }),
+                codec::encode(&SyncResponse { tip: 0, blocks: vec![] }),
+            ];
+            for m in msgs {
+                let mut m = m.clone();
+                let i = flip % m.len();
+                m[i] ^= 1 << bit;
+                m.truncate(cut.max(1).min(m.len()));
+                let _ = decode_direct(&m);
+                let _ = decode_tx_batch(&m);
+                let _ = decode_announce(&m);
+                let _ = decode_sync_request(&m);
+                let _ = decode_sync_response(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_batches_are_refused() {
+        let chain =
+            cairn_ledger::testkit::TestChain::new(cairn_ledger::ConsensusKind::Pbft, 4, 2, 1);
+        let tx = chain.transfer(&chain.accounts[0], 0, chain.accounts[1].public_key(), 5);
+        let batch = TxBatch {
+            txs: vec![tx; TX_BATCH_MAX + 1],
+        };
+        assert!(decode_tx_batch(&codec::encode(&batch)).is_err());
+        let ok = TxBatch {
+            txs: batch.txs[..3].to_vec(),
+        };
+        assert_eq!(decode_tx_batch(&codec::encode(&ok)).expect("decode"), ok);
+    }
+}

@@ -1,0 +1,353 @@
+//! A network of real `cairn-node` processes on 127.0.0.1 with ephemeral ports and temp dirs.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_crypto::{PublicKey, SigningKey};
+use cairn_ledger::testkit::TestChain;
+use cairn_ledger::{
+    ConsensusConfig, ConsensusKind, Genesis, Payload, PbftParams, RaftParams, SignedTransaction,
+    Transaction,
+};
+use serde_json::Value;
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the node to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One node process.
+pub struct Node {
+    pub home: PathBuf,
+    pub key: SigningKey,
+    pub p2p_port: u16,
+    pub child: Option<Child>,
+    pub api: String,
+}
+
+/// A test network.
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub genesis: Genesis,
+    pub accounts: Vec<SigningKey>,
+    pub nodes: Vec<Node>,
+    pub http: reqwest::Client,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn-node")
+}
+
+fn config_toml(p2p_port: u16, moniker: &str) -> String {
+    format!(
+        "moniker = \"{moniker}\"\n\
+         [p2p]\nlisten = \"/ip4/127.0.0.1/tcp/{p2p_port}\"\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nwait_timeout_ms = 20000\n\
+         [consensus]\ntick_ms = 20\nblock_txs_max = 500\n\
+         [log]\nlevel = \"info,cairn_node=debug\"\n"
+    )
+}
+
+impl Net {
+    /// Writes homes for `n` validators of `kind` with `accounts` funded accounts (account 0 is
+    /// an admin), without starting anything.
+    pub fn new(kind: ConsensusKind, n: usize, accounts: usize) -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = TestChain::new(kind, n, accounts, 1_000_000);
+        let mut genesis = chain.genesis.clone();
+        genesis.consensus = match kind {
+            ConsensusKind::Raft => ConsensusConfig::Raft(RaftParams {
+                election_timeout_min_ms: 400,
+                election_timeout_max_ms: 800,
+                heartbeat_interval_ms: 100,
+            }),
+            ConsensusKind::Pbft => ConsensusConfig::Pbft(PbftParams {
+                checkpoint_interval: 10,
+                view_change_timeout_ms: 1500,
+            }),
+        };
+        genesis.genesis_time_ms = 1_700_000_000_000;
+        let mut nodes = Vec::new();
+        for (i, key) in chain.validators.iter().enumerate() {
+            let port = free_port();
+            genesis.validators[i].address = format!("/ip4/127.0.0.1/tcp/{port}");
+            let home = dir.path().join(format!("node{i}"));
+            nodes.push(Node {
+                home,
+                key: key.clone(),
+                p2p_port: port,
+                child: None,
+                api: String::new(),
+            });
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            write_home(
+                &node.home,
+                &node.key,
+                &genesis,
+                node.p2p_port,
+                &format!("node{i}"),
+            );
+        }
+        Net {
+            dir,
+            genesis,
+            accounts: chain.accounts.clone(),
+            nodes,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// Starts node `i` and waits until its API answers.
+    pub async fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let addr_file = node.home.join("api_addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.home.join("node.log"))
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(["run", "--home"])
+            .arg(&node.home)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn cairn-node");
+        node.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&addr_file)
+                && s.ends_with('\n')
+            {
+                node.api = format!("http://{}", s.trim());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not start: {}",
+                self.log_tail(i)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let url = format!("{}/health", self.nodes[i].api);
+        self.wait_for(&format!("node {i} health"), Duration::from_secs(20), || {
+            let http = self.http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    pub async fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i).await;
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.nodes[i].child.take().expect("running");
+        // SAFETY-free: kill(1) by PID through the command line keeps this crate unsafe-free.
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("node {i} did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_tail(&self, i: usize) -> String {
+        let s = std::fs::read_to_string(self.nodes[i].home.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Polls `cond` until it holds, failing with node logs after `within`.
+    pub async fn wait_for<F, Fut>(&self, what: &str, within: Duration, mut cond: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if cond().await {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = (0..self.nodes.len())
+                    .map(|i| format!("--- node {i} ---\n{}", self.log_tail(i)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.nodes[i].api))
+            .send()
+            .await
+            .expect("request");
+        let code = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn try_get(&self, i: usize, path: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.nodes[i].api))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    pub async fn post(&self, i: usize, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.nodes[i].api))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let code = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn submit(&self, i: usize, tx: &SignedTransaction, wait: bool) -> (u16, Value) {
+        let path = if wait {
+            "/api/v1/txs?wait=commit"
+        } else {
+            "/api/v1/txs"
+        };
+        self.post(i, path, serde_json::to_vec(tx).expect("json"))
+            .await
+    }
+
+    pub fn transfer(
+        &self,
+        from: usize,
+        nonce: u64,
+        to: PublicKey,
+        amount: u64,
+    ) -> SignedTransaction {
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: self.accounts[from].public_key(),
+            nonce,
+            payload: Payload::Transfer { to, amount },
+        }
+        .sign(&self.accounts[from])
+    }
+
+    pub async fn height(&self, i: usize) -> Option<u64> {
+        self.try_get(i, "/api/v1/status")
+            .await
+            .and_then(|s| s["height"].as_u64())
+    }
+
+    /// Waits until every running node is at `h` or more and all agree on the block at `h`
+    /// (hash and state root).
+    pub async fn wait_agree(&self, h: u64, within: Duration) {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some())
+            .collect();
+        self.wait_for(&format!("all nodes at height {h}"), within, || async {
+            for &i in &running {
+                if self.height(i).await.is_none_or(|x| x < h) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        let mut seen: Option<(Value, Value)> = None;
+        for &i in &running {
+            let (code, b) = self.get(i, &format!("/api/v1/blocks/{h}")).await;
+            assert_eq!(code, 200, "block {h} on node {i}: {b}");
+            let pair = (
+                b["hash"].clone(),
+                b["block"]["header"]["state_root"].clone(),
+            );
+            match &seen {
+                None => seen = Some(pair),
+                Some(p) => assert_eq!(*p, pair, "node {i} disagrees at height {h}"),
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if std::env::var("CAIRN_TEST_VERBOSE").is_ok() {
+            for i in 0..self.nodes.len() {
+                eprintln!("--- node {i} ---\n{}", self.log_tail(i));
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Writes a node home: key (0600), config, genesis.
+pub fn write_home(
+    home: &std::path::Path,
+    key: &SigningKey,
+    genesis: &Genesis,
+    port: u16,
+    name: &str,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(home).expect("home");
+    let key_path = home.join("node_key");
+    std::fs::write(&key_path, format!("{}\n", hex::encode(key.to_seed()))).expect("key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(home.join("config.toml"), config_toml(port, name)).expect("config");
+    std::fs::write(home.join("genesis.json"), genesis.to_json()).expect("genesis");
+}
