@@ -185,6 +185,14 @@ async fn ready(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = s.net.counters();
+    s.metrics
+        .refused_connections
+        .set(c.refused.load(Relaxed) as i64);
+    s.metrics
+        .misbehaving_peers
+        .set(c.misbehaving.load(Relaxed) as i64);
     (
         [(
             header::CONTENT_TYPE,

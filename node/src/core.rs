@@ -1345,6 +1345,32 @@ impl Core {
                 format!("transaction {id} is already committed: GET /api/v1/txs/{id}"),
             ));
         }
+        // A transaction that would execute next is tried against the state now, so the client
+        // hears "insufficient balance" or "not an admin" at once rather than from a later block.
+        let next_nonce = self
+            .ledger
+            .account(&signed.tx.sender)
+            .map_err(internal)?
+            .map(|a| a.nonce)
+            .unwrap_or(0);
+        if signed.tx.nonce == next_nonce && !self.mempool.contains(&id) {
+            let dry = self
+                .ledger
+                .build_block(
+                    std::slice::from_ref(&tx),
+                    cairn_ledger::BlockParams {
+                        proposer: self.key.public_key(),
+                        round: 0,
+                        timestamp_ms: 0,
+                        max_txs: 1,
+                    },
+                )
+                .map_err(internal)?;
+            if let Some((_, r)) = dry.dropped.first() {
+                self.metrics.rejected(r.code());
+                return Err(ApiError::rejected(r));
+            }
+        }
         match self.mempool.insert(tx, &self.ledger).map_err(internal)? {
             Ok(_) => {
                 self.own.insert(id, Instant::now());

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub bad_messages: Counter,
     /// Gossip batches dropped because verification was saturated.
     pub dropped_gossip: Counter,
+    /// Inbound connections refused (key not allow-listed), from the network.
+    pub refused_connections: Gauge,
+    /// Peers disconnected for sending oversized or undecodable data.
+    pub misbehaving_peers: Gauge,
     /// Time between consecutive blocks.
     pub block_interval: Histogram,
     /// Admission here to commit, for transactions submitted to this node.
@@ -67,6 +71,8 @@ impl Metrics {
             verified_txs: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
+            refused_connections: Gauge::default(),
+            misbehaving_peers: Gauge::default(),
             block_interval: Histogram::new(buckets()),
             commit_latency: Histogram::new(buckets()),
             registry: Registry::default(),
@@ -115,6 +121,16 @@ impl Metrics {
             "dropped_gossip_batches",
             "Gossip batches dropped while verification was saturated",
             m.dropped_gossip.clone(),
+        );
+        registry.register(
+            "p2p_refused_connections",
+            "Inbound connections refused because the key is not allow-listed",
+            m.refused_connections.clone(),
+        );
+        registry.register(
+            "p2p_misbehaving_peers",
+            "Peers disconnected for oversized or undecodable data",
+            m.misbehaving_peers.clone(),
         );
         registry.register(
             "block_interval_seconds",

@@ -6,6 +6,15 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
 
+/// An inbound request as read: its bytes, or the size it claimed when that was over the limit.
+/// (libp2p drops requests whose read fails without saying from whom; reading an oversized
+/// one as a value lets the event loop disconnect and count the sender.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Frame {
+    Data(Vec<u8>),
+    Oversized(usize),
+}
+
 /// A length-prefixed bytes codec with limits on both directions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Frames {
@@ -49,14 +58,20 @@ pub(crate) async fn write_frame<T: AsyncWrite + Unpin + Send>(
 
 impl Codec for Frames {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Frame;
     type Response = Vec<u8>;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_request).await
+        match read_frame(io, self.max_request).await {
+            Ok(b) => Ok(Frame::Data(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Ok(Frame::Oversized(self.max_request))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>>
@@ -70,12 +85,18 @@ impl Codec for Frames {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Frame,
     ) -> std::io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req, self.max_request).await
+        match req {
+            Frame::Data(b) => write_frame(io, &b, self.max_request).await,
+            Frame::Oversized(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a request",
+            )),
+        }
     }
 
     async fn write_response<T>(

@@ -32,7 +32,7 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use frames::Frames;
+use frames::{Frame, Frames};
 
 /// Why the network could not start, or a command could not be queued.
 #[derive(Debug, thiserror::Error)]
@@ -530,7 +530,10 @@ impl EventLoop {
         match c {
             Command::Send { to, bytes } => match to_peer_id(&to) {
                 Ok(p) if self.swarm.is_connected(&p) => {
-                    self.swarm.behaviour_mut().direct.send_request(&p, bytes);
+                    self.swarm
+                        .behaviour_mut()
+                        .direct
+                        .send_request(&p, Frame::Data(bytes));
                 }
                 _ => {
                     self.counters.failed_sends.fetch_add(1, Ordering::Relaxed);
@@ -558,7 +561,11 @@ impl EventLoop {
                         return;
                     }
                 };
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, Frame::Data(bytes));
                 self.outbound.insert(id, (to, request));
             }
             Command::Respond { id, bytes } => {
@@ -698,11 +705,15 @@ impl EventLoop {
                     .behaviour_mut()
                     .direct
                     .send_response(channel, Vec::new());
-                if let Some(from) = self.keys.get(&peer).copied() {
-                    self.emit(Event::Direct {
-                        from,
-                        bytes: request,
-                    });
+                match request {
+                    Frame::Data(bytes) => {
+                        if let Some(from) = self.keys.get(&peer).copied() {
+                            self.emit(Event::Direct { from, bytes });
+                        }
+                    }
+                    Frame::Oversized(max) => {
+                        self.misbehaved(peer, &format!("direct message over {max} bytes"))
+                    }
                 }
             }
             BehaviourEvent::Direct(request_response::Event::InboundFailure {
@@ -726,7 +737,13 @@ impl EventLoop {
                 };
                 match message {
                     request_response::Message::Request {
-                        request, channel, ..
+                        request: Frame::Oversized(max),
+                        ..
+                    } => self.misbehaved(peer, &format!("sync request over {max} bytes")),
+                    request_response::Message::Request {
+                        request: Frame::Data(request),
+                        channel,
+                        ..
                     } => {
                         let id = self.next_inbound;
                         self.next_inbound += 1;

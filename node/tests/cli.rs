@@ -1,0 +1,127 @@
+//! The `cairn-node` command line: init, clear start-up errors, graceful shutdown.
+
+mod common;
+
+use std::process::Command;
+
+use cairn_ledger::ConsensusKind;
+use common::{Net, bin};
+
+#[test]
+fn init_writes_a_private_key_and_a_config_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("n");
+    let out = Command::new(bin())
+        .args(["init", "--json", "--moniker", "alpha", "--home"])
+        .arg(&home)
+        .output()
+        .expect("run init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["public_key"].as_str().map(str::len), Some(64));
+    assert!(
+        v["peer_id"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("12D3KooW"))
+    );
+    let mode = std::fs::metadata(home.join("node_key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let cfg = std::fs::read_to_string(home.join("config.toml")).expect("config");
+    assert!(cfg.contains("moniker = \"alpha\""));
+
+    let again = Command::new(bin())
+        .args(["init", "--home"])
+        .arg(&home)
+        .output()
+        .expect("run init");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+
+    let show = Command::new(bin())
+        .args(["show-key", "--json", "--home"])
+        .arg(&home)
+        .output()
+        .expect("show-key");
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    assert_eq!(shown, v);
+
+    // Without a genesis, `run` says what is missing and exits non-zero.
+    let run = Command::new(bin())
+        .args(["run", "--home"])
+        .arg(&home)
+        .output()
+        .expect("run");
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("genesis.json"));
+
+    let help = Command::new(bin()).arg("--help").output().expect("help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for cmd in ["init", "run", "show-key"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_reason() {
+    let net = Net::new(ConsensusKind::Raft, 1, 1);
+    let home = &net.nodes[0].home;
+    std::fs::write(home.join("config.toml"), "[consensus]\ntick_ms = 0\n").expect("write");
+    let out = Command::new(bin())
+        .args(["run", "--home"])
+        .arg(home)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tick_ms"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_a_restart_keeps_everything() {
+    let mut net = Net::new(ConsensusKind::Raft, 1, 3);
+    net.start(0).await;
+    let t = net.transfer(1, 0, net.accounts[2].public_key(), 5);
+    let (code, v) = net.submit(0, &t, true).await;
+    assert_eq!(code, 200, "{v}");
+    let h = net.height(0).await.expect("height");
+    let status = net.stop(0);
+    assert!(status.success(), "exit status {status:?}");
+    let log = std::fs::read_to_string(net.nodes[0].home.join("node.log")).expect("log");
+    assert!(log.contains("stopped"));
+
+    // Same chain, same height, the transaction still there; and it goes on committing.
+    net.start(0).await;
+    assert_eq!(net.height(0).await, Some(h));
+    let (code, v) = net.get(0, &format!("/api/v1/txs/{}", t.id())).await;
+    assert_eq!(
+        (code, &v["status"]),
+        (200, &serde_json::Value::from("committed"))
+    );
+    let t2 = net.transfer(1, 1, net.accounts[2].public_key(), 5);
+    let (code, v) = net.submit(0, &t2, true).await;
+    assert_eq!(code, 200, "{v}");
+
+    // A store of another chain is refused.
+    net.stop(0);
+    let other = Net::new(ConsensusKind::Raft, 1, 2);
+    std::fs::copy(
+        other.nodes[0].home.join("genesis.json"),
+        net.nodes[0].home.join("genesis.json"),
+    )
+    .expect("swap genesis");
+    let out = Command::new(bin())
+        .args(["run", "--home"])
+        .arg(&net.nodes[0].home)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store"), "{err}");
+}

@@ -1,0 +1,179 @@
+//! The network's door: keys outside the genesis set cannot connect or inject anything, and
+//! a member that sends garbage is disconnected and counted while the network carries on.
+
+mod common;
+
+use std::time::Duration;
+
+use cairn_crypto::{SigningKey, codec};
+use cairn_ledger::ConsensusKind;
+use cairn_node::wire::TxBatch;
+use common::Net;
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics(net: &Net, i: usize) -> String {
+    net.http
+        .get(format!("{}/metrics", net.nodes[i].api))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+fn p2p_config(net: &Net, key: &SigningKey) -> cairn_p2p::NetworkConfig {
+    let mut cfg = cairn_p2p::NetworkConfig::new(&net.genesis.chain_id, key.to_seed());
+    cfg.allowed = net
+        .genesis
+        .validators
+        .iter()
+        .map(|v| v.public_key)
+        .collect();
+    cfg.bootstrap = net
+        .genesis
+        .validators
+        .iter()
+        .filter(|v| v.public_key != key.public_key())
+        .map(|v| {
+            let peer = cairn_p2p::peer_id_of(&v.public_key).expect("peer id");
+            format!("{}/p2p/{peer}", v.address)
+        })
+        .collect();
+    cfg.max_direct_bytes = 16 << 20;
+    cfg
+}
+
+async fn wait_ready(net: &Net, nodes: &[usize]) {
+    net.wait_for("ready nodes", Duration::from_secs(30), || async {
+        for &i in nodes {
+            if net.try_get(i, "/ready").await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_outside_the_genesis_cannot_connect_or_inject() {
+    let mut net = Net::new(ConsensusKind::Pbft, 4, 3);
+    net.start_all().await;
+    wait_ready(&net, &[0, 1, 2, 3]).await;
+
+    // An outsider with the right chain id and addresses, and a valid signed transaction.
+    let outsider = SigningKey::generate();
+    let (client, events, event_loop) =
+        cairn_p2p::start(p2p_config(&net, &outsider)).expect("outsider network");
+    let task = tokio::spawn(event_loop.run());
+    let tx = net.transfer(1, 0, net.accounts[2].public_key(), 5);
+    let tx_id = tx.id();
+
+    // Its dials are refused at the connection layer: every validator counts refusals.
+    net.wait_for("refused connections", Duration::from_secs(30), || async {
+        for i in 0..4 {
+            if metric(&metrics(&net, i).await, "cairn_p2p_refused_connections") < 1.0 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    // It tries anyway: gossip and direct messages to every validator.
+    for _ in 0..5 {
+        let _ = client.publish(
+            cairn_p2p::Topic::Txs,
+            codec::encode(&TxBatch {
+                txs: vec![tx.clone()],
+            }),
+        );
+        for v in &net.genesis.validators {
+            let _ = client.send(v.public_key, b"not a consensus message".to_vec());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A legitimate transaction commits meanwhile, so gossip had every chance to spread.
+    let legit = net.transfer(0, 0, net.accounts[2].public_key(), 1);
+    let (code, body) = net.submit(0, &legit, true).await;
+    assert_eq!(code, 200, "{body}");
+
+    // No validator lists the outsider as a peer, none knows its transaction. (The outsider's
+    // own side may see a connection for the instant between the Noise handshake, which
+    // proves its key, and the validator's refusal.)
+    drop(events);
+    for i in 0..4 {
+        let (_, peers) = net.get(i, "/api/v1/peers").await;
+        let peers = peers.as_array().expect("peers");
+        assert_eq!(peers.len(), 3, "node {i} peers: {peers:?}");
+        assert!(
+            peers
+                .iter()
+                .all(|p| p["public_key"] != outsider.public_key().to_string())
+        );
+        let (code, _) = net.get(i, &format!("/api/v1/txs/{tx_id}")).await;
+        assert_eq!(code, 404, "node {i} knows the outsider's transaction");
+    }
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_sending_garbage_is_disconnected_and_counted() {
+    let mut net = Net::new(ConsensusKind::Pbft, 4, 3);
+    for i in 0..3 {
+        net.start(i).await;
+    }
+    wait_ready(&net, &[0, 1, 2]).await;
+
+    // Validator 3's key, driven by hand: allowed in, then misbehaves.
+    let key = net.nodes[3].key.clone();
+    let (client, mut events, event_loop) =
+        cairn_p2p::start(p2p_config(&net, &key)).expect("network");
+    let task = tokio::spawn(event_loop.run());
+    let target = net.genesis.validators[0].public_key;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(cairn_p2p::Event::Connected { peer })) if peer == target => break,
+            Ok(Some(_)) => {}
+            other => panic!("no connection to validator 0: {other:?}"),
+        }
+    }
+    // Undecodable bytes, then an oversized message.
+    client
+        .send(target, b"\xff\xff garbage".to_vec())
+        .expect("send");
+    net.wait_for("garbage counted", Duration::from_secs(20), || async {
+        let m = metrics(&net, 0).await;
+        metric(&m, "cairn_bad_peer_messages_total") >= 1.0
+            && metric(&m, "cairn_p2p_misbehaving_peers") >= 1.0
+    })
+    .await;
+    // The redial brings it back (it is still a member): wait for that connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(cairn_p2p::Event::Connected { peer })) if peer == target => break,
+            Ok(Some(_)) => {}
+            other => panic!("no reconnection to validator 0: {other:?}"),
+        }
+    }
+    client.send(target, vec![0u8; 9 << 20]).expect("send");
+    net.wait_for("oversize counted", Duration::from_secs(20), || async {
+        metric(&metrics(&net, 0).await, "cairn_p2p_misbehaving_peers") >= 2.0
+    })
+    .await;
+    task.abort();
+
+    // The network never noticed: a transaction still commits on the honest three.
+    let tx = net.transfer(1, 0, net.accounts[2].public_key(), 5);
+    let (code, body) = net.submit(1, &tx, true).await;
+    assert_eq!(code, 200, "{body}");
+}
