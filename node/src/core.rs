@@ -119,6 +119,10 @@ const WAITERS_MAX: usize = 50_000;
 /// Most transaction ids remembered as verified (so a block of known transactions is not
 /// verified twice).
 const VERIFIED_CACHE: usize = 200_000;
+/// Verification batches running at once (the machine has few cores; the core task needs one).
+const VERIFY_JOBS: usize = 2;
+/// Gossiped transactions waiting for verification, at most.
+const TO_VERIFY_MAX: usize = 50_000;
 /// A sync request with no answer after this long is given up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Transactions this node admitted are gossiped again if still pending after this long.
@@ -196,6 +200,8 @@ pub struct Core {
     verified_order: VecDeque<TxId>,
     /// Gossip batches being verified off this task.
     verifying: usize,
+    /// Gossiped transactions waiting for a verification slot.
+    to_verify: Vec<SignedTransaction>,
     verified_tx: mpsc::Sender<Vec<Result<VerifiedTransaction, TxRejection>>>,
     verified_rx: mpsc::Receiver<Vec<Result<VerifiedTransaction, TxRejection>>>,
     /// Transactions admitted here and not yet gossiped.
@@ -271,6 +277,7 @@ impl Core {
             verified: HashSet::new(),
             verified_order: VecDeque::new(),
             verifying: 0,
+            to_verify: Vec::new(),
             verified_tx,
             verified_rx,
             outbox: Vec::new(),
@@ -295,6 +302,7 @@ impl Core {
                 Some(batch) = self.verified_rx.recv() => {
                     self.verifying = self.verifying.saturating_sub(1);
                     self.on_verified(batch);
+                    self.start_verification();
                 }
                 Some(ev) = self.net_events.recv() => self.on_net(ev),
                 Some(req) = self.requests.recv() => self.on_request(req),
@@ -963,33 +971,39 @@ impl Core {
         }
     }
 
-    /// Verifies a gossip batch off this task, in one signature batch.
+    /// Queues gossiped transactions for verification; a bounded number of batches run off
+    /// this task at once, and whatever arrives meanwhile joins the next batch (so the busier
+    /// the node, the bigger and cheaper per signature its batches get).
     fn verify_gossip(&mut self, batch: TxBatch) {
-        let fresh: Vec<SignedTransaction> = batch
-            .txs
-            .into_iter()
-            .filter(|t| {
-                let id = t.id();
-                !self.mempool.contains(&id) && !self.verified.contains(&id)
-            })
-            .collect();
-        if fresh.is_empty() {
-            return;
+        for t in batch.txs {
+            let id = t.id();
+            if self.mempool.contains(&id) || self.verified.contains(&id) {
+                continue;
+            }
+            if self.to_verify.len() >= TO_VERIFY_MAX {
+                // Bounded work: the senders gossip again what stays pending.
+                self.metrics.dropped_gossip.inc();
+                continue;
+            }
+            self.to_verify.push(t);
         }
-        if self.verifying >= 4 {
-            // Bounded work: the senders re-gossip what stays pending.
-            self.metrics.dropped_gossip.inc();
-            return;
+        self.start_verification();
+    }
+
+    fn start_verification(&mut self) {
+        while self.verifying < VERIFY_JOBS && !self.to_verify.is_empty() {
+            let take = self.to_verify.len().min(wire::TX_BATCH_MAX);
+            let fresh: Vec<SignedTransaction> = self.to_verify.drain(..take).collect();
+            self.verifying += 1;
+            let chain = self.ledger.chain_id().to_string();
+            let out = self.verified_tx.clone();
+            let metrics = self.metrics.clone();
+            tokio::task::spawn_blocking(move || {
+                metrics.verified_txs.inc_by(fresh.len() as u64);
+                let r = verify_transactions(fresh, &chain);
+                let _ = out.blocking_send(r);
+            });
         }
-        self.verifying += 1;
-        let chain = self.ledger.chain_id().to_string();
-        let out = self.verified_tx.clone();
-        let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
-            metrics.verified_txs.inc_by(fresh.len() as u64);
-            let r = verify_transactions(fresh, &chain);
-            let _ = out.blocking_send(r);
-        });
     }
 
     fn on_verified(&mut self, batch: Vec<Result<VerifiedTransaction, TxRejection>>) {
@@ -1374,10 +1388,8 @@ impl Core {
         match self.mempool.insert(tx, &self.ledger).map_err(internal)? {
             Ok(_) => {
                 self.own.insert(id, Instant::now());
+                // Gossiped with the next tick's batch (or sooner when the batch fills).
                 self.queue_gossip(signed.clone());
-                // Gossip at once: a transaction acknowledged here should reach the leader
-                // even if this node dies right after answering.
-                self.flush_outbox();
             }
             Err(TxRejection::Duplicate) => {}
             Err(r) => {

@@ -34,7 +34,7 @@ pub struct Metrics {
     pub verified_txs: Counter,
     /// Undecodable messages from peers.
     pub bad_messages: Counter,
-    /// Gossip batches dropped because verification was saturated.
+    /// Gossiped transactions dropped because the verification queue was full.
     pub dropped_gossip: Counter,
     /// Inbound connections refused (key not allow-listed), from the network.
     pub refused_connections: Gauge,
@@ -118,8 +118,8 @@ impl Metrics {
             m.bad_messages.clone(),
         );
         registry.register(
-            "dropped_gossip_batches",
-            "Gossip batches dropped while verification was saturated",
+            "dropped_gossip_txs",
+            "Gossiped transactions dropped because the verification queue was full",
             m.dropped_gossip.clone(),
         );
         registry.register(
