@@ -37,9 +37,13 @@ cargo test --workspace --locked --no-run
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# cairn-consensus will use the ledger without its storage engine: keep that build working.
-say "cargo check: cairn-ledger without default features (no RocksDB)"
-cargo check --workspace --locked --exclude cairn-crypto --no-default-features --lib
+# The consensus crate must stay free of IO crates (DESIGN §2), and the ledger must build
+# without its storage engine, which is how consensus uses it.
+say "consensus depends on no IO crate; the ledger builds without RocksDB"
+if cargo tree --locked -p cairn-consensus -e normal --prefix none | grep -E '^(rocksdb|librocksdb-sys|tokio|libp2p) '; then
+  echo "error: cairn-consensus depends on an IO crate (above)" >&2; exit 1
+fi
+cargo check --locked -p cairn-ledger -p cairn-consensus --no-default-features --lib
 
 say "running the tests"
 cargo test --workspace --locked

@@ -436,10 +436,10 @@ async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Height>().ok())
-        .map(|h| h + 1);
+        .map(|h| h.saturating_add(1));
     let from = match number(&q, "from_height")?.or(resume) {
         Some(h) => h.max(1),
-        None => s.status.borrow().height + 1,
+        None => s.status.borrow().height.saturating_add(1),
     };
     let follow = Follow {
         s,

@@ -390,9 +390,14 @@ impl Core {
                 let h = block.header.height;
                 if h > self.ledger.tip().height + 1 {
                     self.note_height(h - 1, None);
-                    let v = self.deferred_validations.entry(h).or_default();
-                    if v.len() < 8 {
-                        v.push(block);
+                    // Bounded: a faulty proposer cannot grow this without limit.
+                    if self.deferred_validations.len() < 64
+                        || self.deferred_validations.contains_key(&h)
+                    {
+                        let v = self.deferred_validations.entry(h).or_default();
+                        if v.len() < 8 {
+                            v.push(block);
+                        }
                     }
                 } else {
                     let valid = self.validate(&block);
@@ -794,7 +799,7 @@ impl Core {
         let last = tip.min(
             req.from
                 .saturating_add(u64::from(req.max_blocks.min(wire::SYNC_BLOCKS_MAX)))
-                - 1,
+                .saturating_sub(1),
         );
         let mut h = req.from.max(1);
         while h <= last {
@@ -833,7 +838,23 @@ impl Core {
                 return;
             }
         };
-        self.note_height(resp.tip, Some(from));
+        let our_tip = self.ledger.tip().height;
+        if resp.blocks.is_empty() && self.sync.heights.get(&from).is_some_and(|h| *h > our_tip) {
+            // It said it was ahead and has nothing to show: forget the claim, and recompute
+            // what we know from the others (a lying member cannot keep us "syncing").
+            self.sync.heights.insert(from, our_tip);
+            self.sync.known = self
+                .sync
+                .heights
+                .values()
+                .copied()
+                .max()
+                .unwrap_or(our_tip)
+                .max(our_tip);
+            self.sync.hint = None;
+        } else {
+            self.note_height(resp.tip, Some(from));
+        }
         let mut applied = 0;
         let mut queue = VecDeque::new();
         for (block, cert) in resp.blocks {
@@ -1062,6 +1083,15 @@ impl Core {
             self.regossip();
         }
         self.request_sync();
+        if self.sync.engine_waiting && !self.syncing() {
+            // Nobody has more to give: the sync the engine asked for is over where it is.
+            self.sync.engine_waiting = false;
+            let tip = self.ledger.tip();
+            self.step(Input::Synced {
+                height: tip.height,
+                tip: tip.hash,
+            });
+        }
         let status = self.engine.as_ref().map(|e| e.status());
         if let Some(s) = status
             && s.round > self.last_round

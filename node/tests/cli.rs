@@ -86,6 +86,10 @@ fn a_bad_config_is_refused_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_cleanly_and_a_restart_keeps_everything() {
     let mut net = Net::new(ConsensusKind::Raft, 1, 3);
+    // Structured logs: one JSON object per line.
+    let cfg = net.nodes[0].home.join("config.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config") + "format = \"json\"\n";
+    std::fs::write(&cfg, text).expect("config");
     net.start(0).await;
     let t = net.transfer(1, 0, net.accounts[2].public_key(), 5);
     let (code, v) = net.submit(0, &t, true).await;
@@ -95,6 +99,10 @@ async fn sigterm_stops_cleanly_and_a_restart_keeps_everything() {
     assert!(status.success(), "exit status {status:?}");
     let log = std::fs::read_to_string(net.nodes[0].home.join("node.log")).expect("log");
     assert!(log.contains("stopped"));
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
 
     // Same chain, same height, the transaction still there; and it goes on committing.
     net.start(0).await;

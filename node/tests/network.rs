@@ -155,10 +155,39 @@ async fn kill_leader_under_load(kind: ConsensusKind, n: usize) {
     let h2 = body["receipt"]["height"].as_u64().expect("height");
     net.wait_agree(h2, Duration::from_secs(60)).await;
 
+    // It falls behind again (paused with SIGSTOP while the others go on) and, resumed,
+    // switches back to block sync by itself.
+    let synced_before = log_count(&net, leader, "synced");
+    net.signal(leader, "STOP");
+    let paused_at = net.height(survivors[0]).await.expect("height");
+    let mut k = 0;
+    while net.height(survivors[0]).await.expect("height") < paused_at + 40 {
+        let a = 3 + k % 3;
+        let tx = net.transfer(a, nonces[a], to, 1);
+        let (code, body) = net.submit(survivors[k % survivors.len()], &tx, true).await;
+        assert_eq!(code, 200, "{body}");
+        nonces[a] += 1;
+        k += 1;
+    }
+    net.signal(leader, "CONT");
+    let h3 = net.height(survivors[0]).await.expect("height");
+    net.wait_agree(h3, Duration::from_secs(60)).await;
+    assert!(
+        log_count(&net, leader, "synced") > synced_before,
+        "no block sync after the pause"
+    );
+
     // Exactly once: the receiver's balance counts each acknowledged transfer once.
     let (_, a0) = net.get(leader, &format!("/api/v1/accounts/{to}")).await;
     let transfers: u64 = nonces.iter().sum::<u64>() + 2;
     assert_eq!(a0["balance"].as_u64(), Some(1_000_000 + transfers), "{a0}");
+}
+
+fn log_count(net: &Net, i: usize, what: &str) -> usize {
+    std::fs::read_to_string(net.nodes[i].home.join("node.log"))
+        .unwrap_or_default()
+        .matches(what)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,10 +167,20 @@ impl Net {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, …) to node `i`'s process.
+    pub fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
         let mut c = self.nodes[i].child.take().expect("running");
-        // SAFETY-free: kill(1) by PID through the command line keeps this crate unsafe-free.
+        // kill(1) by PID keeps the tests free of unsafe libc calls.
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
             .status();
