@@ -177,3 +177,52 @@ async fn a_member_sending_garbage_is_disconnected_and_counted() {
     let (code, body) = net.submit(1, &tx, true).await;
     assert_eq!(code, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_on_the_list_connects_syncs_and_relays() {
+    let mut net = Net::new(ConsensusKind::Raft, 3, 3);
+    let observer = SigningKey::generate();
+    for node in &net.nodes {
+        let p = node.home.join("config.toml");
+        let c = std::fs::read_to_string(&p).expect("config").replace(
+            "[p2p]\n",
+            &format!("[p2p]\nobservers = [\"{}\"]\n", observer.public_key()),
+        );
+        std::fs::write(&p, c).expect("config");
+    }
+    net.start_all().await;
+    wait_ready(&net, &[0, 1, 2]).await;
+    let (code, v) = net
+        .submit(
+            0,
+            &net.transfer(1, 0, net.accounts[2].public_key(), 5),
+            true,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+
+    // The observer: same genesis, its own key, not a validator.
+    let home = net.dir.path().join("observer");
+    let port = common::free_port();
+    common::write_home(&home, &observer, &net.genesis, port, "observer");
+    net.nodes.push(common::Node {
+        home,
+        key: observer.clone(),
+        p2p_port: port,
+        child: None,
+        api: String::new(),
+    });
+    net.start(3).await;
+    let h = net.height(0).await.expect("height");
+    net.wait_agree(h, Duration::from_secs(30)).await;
+    let (_, st) = net.get(3, "/api/v1/status").await;
+    assert_eq!(st["role"], "observer");
+    assert_eq!(st["peers"], 3);
+
+    // A transaction submitted to the observer reaches the validators and commits.
+    let tx = net.transfer(1, 1, net.accounts[2].public_key(), 5);
+    let (code, v) = net.submit(3, &tx, true).await;
+    assert_eq!(code, 200, "{v}");
+    let h = v["receipt"]["height"].as_u64().expect("height");
+    net.wait_agree(h, Duration::from_secs(30)).await;
+}
