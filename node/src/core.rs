@@ -601,6 +601,8 @@ impl Core {
             .net
             .publish(Topic::Blocks, codec::encode(&Announce { height: h, hash }));
         tracing::debug!(height = h, txs = block.txs.len(), "committed");
+        // Readers of the status (API, readiness) see a commit as soon as a waiter does.
+        self.publish_status();
     }
 
     fn on_dropped(&mut self, dropped: &[(TxId, TxRejection)]) {
@@ -663,16 +665,7 @@ impl Core {
         let pending = self.mempool.len();
         let full = pending >= self.cfg.consensus.block_txs_max;
         let due = waited >= interval;
-        // PBFT backups take a silent primary for a faulty one: an idle primary proposes an
-        // empty block well inside their view-change timeout.
-        let keepalive = match &self.ledger.genesis().consensus {
-            cairn_ledger::ConsensusConfig::Pbft(pp) => {
-                waited >= Duration::from_millis(pp.view_change_timeout_ms / 3)
-            }
-            cairn_ledger::ConsensusConfig::Raft(_) => false,
-        };
-        let go =
-            full || (pending > 0 && due) || (self.cfg.consensus.empty_blocks && due) || keepalive;
+        let go = full || (pending > 0 && due) || (self.cfg.consensus.empty_blocks && due);
         if !go {
             return None;
         }
@@ -708,11 +701,7 @@ impl Core {
         };
         self.mempool.drop_rejected(&built.dropped);
         self.on_dropped(&built.dropped);
-        if built.block.txs.is_empty()
-            && pending > 0
-            && !keepalive
-            && !self.cfg.consensus.empty_blocks
-        {
+        if built.block.txs.is_empty() && !self.cfg.consensus.empty_blocks {
             // Everything pending was dropped: nothing to propose after all.
             return None;
         }
@@ -1076,6 +1065,10 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.ticks += 1;
+        let pending = !self.mempool.is_empty() || !self.to_verify.is_empty() || self.verifying > 0;
+        if let Some(e) = self.engine.as_mut() {
+            e.set_pending_work(pending);
+        }
         self.step(Input::Tick);
         self.try_propose();
         self.flush_outbox();

@@ -105,6 +105,14 @@ impl Engine {
         }
     }
 
+    /// Whether this node holds transactions not committed yet (PBFT runs its view-change
+    /// timer only then; Raft needs no such hint).
+    pub fn set_pending_work(&mut self, pending: bool) {
+        if let Engine::Pbft(p) = self {
+            p.set_pending_work(pending);
+        }
+    }
+
     /// Where the engine stands.
     pub fn status(&self) -> Status {
         match self {

@@ -50,6 +50,23 @@ async fn submit_to_every_node_and_agree(kind: ConsensusKind, n: usize) {
     let h = net.height(0).await.expect("height");
     net.wait_agree(h, Duration::from_secs(30)).await;
 
+    if kind == ConsensusKind::Pbft {
+        // Idle: no empty blocks and no view changes, over twice the view-change timeout (an
+        // absence can only be watched for a while).
+        let (_, before) = net.get(0, "/api/v1/status").await;
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        for i in 0..n {
+            let (_, st) = net.get(i, "/api/v1/status").await;
+            assert_eq!(
+                st["height"], before["height"],
+                "node {i} made blocks while idle"
+            );
+            assert_eq!(
+                st["round"], before["round"],
+                "node {i} changed views while idle"
+            );
+        }
+    }
     let (_, a0) = net.get(1, &format!("/api/v1/accounts/{to}")).await;
     let expected: u64 = 1_000_000 + (2..=8).map(|a: u64| 10 + a - 1).sum::<u64>();
     assert_eq!(a0["balance"].as_u64(), Some(expected), "{a0}");

@@ -182,6 +182,9 @@ pub struct Pbft {
     sync_peer: u32,
     /// Restored into a view > 0 and not yet moved on: see `on_tick`.
     restored: bool,
+    /// Whether the caller holds requests (transactions) not yet committed: see
+    /// [`Pbft::set_pending_work`].
+    pending_work: bool,
     dropped: u64,
 }
 
@@ -228,9 +231,21 @@ impl Pbft {
             sync_target: 0,
             sync_peer: 0,
             restored: view > 0,
+            pending_work: true,
             dropped: 0,
             cfg,
         }
+    }
+
+    /// Tells the replica whether its caller holds requests that are not committed yet.
+    ///
+    /// PBFT (§4.4) runs a backup's request timer only while it waits for a request to
+    /// execute: with nothing pending and nothing in flight, a quiet primary is an idle one,
+    /// not a faulty one. A replica starts with pending work (`true`), which keeps the timer
+    /// always running for callers that never call this (the simulator); a node calls it
+    /// before each tick so that an idle network makes no view changes and no empty blocks.
+    pub fn set_pending_work(&mut self, pending: bool) {
+        self.pending_work = pending;
     }
 
     fn n(&self) -> usize {
@@ -294,7 +309,14 @@ impl Pbft {
             }
             movers.len() < self.quorum()
         };
-        if waiting_alone {
+        // Idle: in an installed view, nothing to order and nothing in flight.
+        let idle = self.active
+            && !self.pending_work
+            && !self
+                .slots
+                .range(self.height + 1..)
+                .any(|(_, s)| s.pre_prepare.is_some());
+        if waiting_alone || idle {
             self.timer = 0;
         } else {
             self.timer += 1;

@@ -627,3 +627,29 @@ fn s4_4_timeouts_back_off_exponentially() {
     r.attempts = 40;
     assert_eq!(r.timeout(), base << 6, "capped");
 }
+
+#[test]
+fn s4_4_an_idle_backup_keeps_its_timer_still() {
+    let c = chain();
+    let ticks = cfg(&c, 1).view_change_ticks;
+    let view_change = |out: &Out| {
+        broadcasts(out)
+            .iter()
+            .any(|m| matches!(m, PbftMessage::ViewChange(_)))
+    };
+    // Nothing pending, nothing in flight: the primary's silence is not a fault.
+    let mut idle = replica(&c, 1, 0);
+    idle.set_pending_work(false);
+    for _ in 0..ticks * 10 {
+        assert!(!view_change(&step(&mut idle, Input::Tick)));
+    }
+    // A request waits: the timer runs and the backup asks for a new view.
+    idle.set_pending_work(true);
+    let fired = (0..ticks + 1).any(|_| view_change(&step(&mut idle, Input::Tick)));
+    assert!(fired, "no view change with pending work");
+    // A pre-prepare in flight keeps the timer running even with nothing pending here.
+    let (mut r, _) = validated_replica(&c);
+    r.set_pending_work(false);
+    let fired = (0..ticks + 1).any(|_| view_change(&step(&mut r, Input::Tick)));
+    assert!(fired, "no view change with a slot in flight");
+}
