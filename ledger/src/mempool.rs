@@ -250,8 +250,10 @@ impl Mempool {
     }
 
     /// Drops transactions that failed (at block building, say), remembering why. A sender's
-    /// later nonces cannot execute without the dropped one, so they are dropped too.
-    pub fn drop_rejected(&mut self, rejected: &[(TxId, TxRejection)]) {
+    /// later nonces cannot execute without the dropped one, so they are dropped too; those
+    /// cascaded drops are returned, so the caller can tell whoever waits for them.
+    pub fn drop_rejected(&mut self, rejected: &[(TxId, TxRejection)]) -> Vec<(TxId, TxRejection)> {
+        let mut cascaded = Vec::new();
         for (id, reason) in rejected {
             let Some(entry) = self.by_id.get(id) else {
                 self.remember(*id, reason.clone());
@@ -268,15 +270,15 @@ impl Mempool {
                 .unwrap_or_default();
             for (n, later_id) in later {
                 self.remove(&later_id);
-                self.remember(
-                    later_id,
-                    TxRejection::PredecessorDropped {
-                        dropped_nonce: nonce,
-                        got: n,
-                    },
-                );
+                let why = TxRejection::PredecessorDropped {
+                    dropped_nonce: nonce,
+                    got: n,
+                };
+                self.remember(later_id, why.clone());
+                cascaded.push((later_id, why));
             }
         }
+        cascaded
     }
 
     fn remove(&mut self, id: &TxId) -> Option<VerifiedTransaction> {

@@ -82,7 +82,12 @@ fn commit_prunes_included_and_stale_and_keeps_reasons() {
         .expect("build");
     // a2 fails on balance; a3 then has a nonce gap; both are dropped with reasons.
     assert_eq!(built.block.txs.len(), 3);
-    pool.drop_rejected(&built.dropped);
+    let cascaded = pool.drop_rejected(&built.dropped);
+    assert!(
+        cascaded
+            .iter()
+            .all(|(_, r)| matches!(r, TxRejection::PredecessorDropped { .. }))
+    );
     assert_eq!(
         pool.rejection(&a2_too_much.id()),
         Some(&TxRejection::InsufficientBalance {
@@ -149,7 +154,7 @@ fn rejection_memory_is_bounded() {
     let ids: Vec<_> = (0..5)
         .map(|n| v(c.transfer(&c.accounts[1], n, c.accounts[0].public_key(), 1)).id())
         .collect();
-    pool.drop_rejected(
+    let _ = pool.drop_rejected(
         &ids.iter()
             .map(|id| (*id, TxRejection::BadSignature))
             .collect::<Vec<_>>(),

@@ -45,6 +45,8 @@ pub struct AppState {
     pub chain_id: Arc<str>,
     /// Longest `?wait=commit`.
     pub wait_timeout: Duration,
+    /// Open event streams (each holds a permit for its whole life).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl IntoResponse for ApiError {
@@ -404,6 +406,7 @@ async fn peers(State(s): State<AppState>) -> ApiResult<Vec<PeerView>> {
 }
 
 struct Follow {
+    _permit: tokio::sync::OwnedSemaphorePermit,
     s: AppState,
     rx: broadcast::Receiver<ChainEvent>,
     next: Height,
@@ -430,6 +433,9 @@ async fn events(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let q = query(q)?;
+    let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::unavailable("this node serves its maximum number of event streams; retry later")
+    })?;
     // Subscribe before reading the tip, so nothing falls between replay and live.
     let rx = s.events.subscribe();
     let resume = headers
@@ -437,11 +443,13 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Height>().ok())
         .map(|h| h.saturating_add(1));
-    let from = match number(&q, "from_height")?.or(resume) {
+    // A reconnecting EventSource repeats its URL and adds Last-Event-ID: that one wins.
+    let from = match resume.or(number(&q, "from_height")?) {
         Some(h) => h.max(1),
         None => s.status.borrow().height.saturating_add(1),
     };
     let follow = Follow {
+        _permit: permit,
         s,
         rx,
         next: from,

@@ -113,18 +113,26 @@ pub enum Request {
 }
 
 /// Most blocks an account-history request scans (the store has no per-account index yet).
-const ACCOUNT_SCAN_BLOCKS: u64 = 10_000;
+const ACCOUNT_SCAN_BLOCKS: u64 = 1_000;
 /// Most waiters for `?wait=commit` at once.
 const WAITERS_MAX: usize = 50_000;
+/// Most waiters for one transaction.
+const WAITERS_PER_TX: usize = 64;
 /// Most transaction ids remembered as verified (so a block of known transactions is not
 /// verified twice).
 const VERIFIED_CACHE: usize = 200_000;
+/// Most bytes of transactions in a block this node builds: a block must fit in one consensus
+/// message (`wire::DIRECT_BYTES_MAX`, 8 MiB, which a Raft append shares among up to three
+/// entries) and comfortably in a sync response.
+const BLOCK_TX_BYTES_MAX: usize = 2 << 20;
+/// How far ahead of this node's clock a proposed block's timestamp may be.
+const CLOCK_DRIFT_MAX_MS: u64 = 30_000;
 /// Verification batches running at once (the machine has few cores; the core task needs one).
 const VERIFY_JOBS: usize = 2;
 /// Gossiped transactions waiting for verification, at most.
 const TO_VERIFY_MAX: usize = 50_000;
 /// A sync request with no answer after this long is given up.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Transactions this node admitted are gossiped again if still pending after this long.
 const REGOSSIP_AFTER: Duration = Duration::from_secs(3);
 
@@ -187,7 +195,6 @@ pub struct Core {
     status: watch::Sender<StatusView>,
     metrics: Arc<Metrics>,
     validators: Vec<PublicKey>,
-    peers: HashSet<PublicKey>,
     proposal: Option<Proposal>,
     /// Executions of blocks built or validated here, by hash (reused at commit).
     executions: HashMap<BlockHash, Execution>,
@@ -210,6 +217,8 @@ pub struct Core {
     /// Transactions admitted through this node's API: when, for re-gossip and latency.
     own: HashMap<TxId, Instant>,
     waiters: HashMap<TxId, Vec<oneshot::Sender<TxOutcome>>>,
+    /// Senders in `waiters`.
+    waiting: usize,
     last_block_at: Option<Instant>,
     last_round: u64,
     ticks: u64,
@@ -261,7 +270,6 @@ impl Core {
             status: p.status,
             metrics: p.metrics,
             validators,
-            peers: HashSet::new(),
             proposal: None,
             executions: HashMap::new(),
             deferred_validations: BTreeMap::new(),
@@ -284,6 +292,7 @@ impl Core {
             outbox_bytes: 0,
             own: HashMap::new(),
             waiters: HashMap::new(),
+            waiting: 0,
             last_block_at: None,
             last_round: 0,
             ticks: 0,
@@ -296,8 +305,8 @@ impl Core {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
         loop {
+            // Unbiased: a flood of network events cannot starve the tick or the API.
             tokio::select! {
-                biased;
                 _ = shutdown.changed() => break,
                 Some(batch) = self.verified_rx.recv() => {
                     self.verifying = self.verifying.saturating_sub(1);
@@ -367,7 +376,7 @@ impl Core {
             Output::Broadcast { msg } => {
                 let bytes = codec::encode(&msg);
                 for k in self.validators.clone() {
-                    if k != self.key.public_key() && self.peers.contains(&k) {
+                    if k != self.key.public_key() && self.net.is_connected(&k) {
                         let _ = self.net.send(k, bytes.clone());
                     }
                 }
@@ -375,7 +384,9 @@ impl Core {
             Output::Persist { .. } => {}
             Output::Commit { block, certificate } => self.on_commit(block, certificate, queue),
             Output::RequestProposal { height, round } => {
-                if height == self.ledger.tip().height + 1 {
+                // Above the next height (the ledger is catching up with the engine): kept, and
+                // built once the ledger gets there, since the engine will not ask again.
+                if height > self.ledger.tip().height {
                     self.proposal = Some(Proposal {
                         height,
                         round,
@@ -427,7 +438,7 @@ impl Core {
     }
 
     fn send(&self, to: PublicKey, msg: &Direct) {
-        if to != self.key.public_key() && self.peers.contains(&to) {
+        if to != self.key.public_key() && self.net.is_connected(&to) {
             let _ = self.net.send(to, codec::encode(msg));
         }
     }
@@ -444,6 +455,23 @@ impl Core {
         }
         if h <= tip.height {
             return matches!(self.ledger.store().block(h), Ok(Some(b)) if b.hash() == block.hash());
+        }
+        // Proposed by a validator, with a sane clock. (Not necessarily by the current
+        // primary: a new PBFT view re-proposes blocks prepared in an earlier one, unchanged.)
+        if !self.validators.contains(&block.header.proposer) {
+            tracing::warn!(
+                height = h,
+                "proposed block names a proposer that is not a validator"
+            );
+            return false;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if block.header.timestamp_ms > now_ms.saturating_add(CLOCK_DRIFT_MAX_MS) {
+            tracing::warn!(height = h, "proposed block is timestamped in the future");
+            return false;
         }
         match self.execute_block(block) {
             Ok(exec) => {
@@ -518,8 +546,9 @@ impl Core {
             return;
         }
         if h > tip + 1 {
-            // The ledger is behind the engine: fetch the gap, apply this one after it.
-            self.note_height(h - 1, None);
+            // The ledger is behind the engine: fetch the gap, apply this one after it (or
+            // fetch it too, if it could not be kept).
+            self.note_height(h, None);
             if self.deferred_commits.len() < 64 {
                 self.deferred_commits.insert(h, (block, cert));
             }
@@ -573,6 +602,7 @@ impl Core {
                     .observe(now.duration_since(at).as_secs_f64());
             }
             if let Some(ws) = self.waiters.remove(id) {
+                self.waiting = self.waiting.saturating_sub(ws.len());
                 let r = ReceiptView {
                     height: h,
                     index: i as u32,
@@ -610,6 +640,7 @@ impl Core {
             self.own.remove(id);
             self.metrics.rejected(reason.code());
             if let Some(ws) = self.waiters.remove(id) {
+                self.waiting = self.waiting.saturating_sub(ws.len());
                 for w in ws {
                     let _ = w.send(TxOutcome::Rejected(reason.clone()));
                 }
@@ -656,8 +687,11 @@ impl Core {
     fn maybe_build(&mut self) -> Option<Block> {
         let p = self.proposal.as_ref()?;
         let tip = self.ledger.tip();
-        if p.height != tip.height + 1 {
+        if p.height <= tip.height {
             self.proposal = None;
+            return None;
+        }
+        if p.height > tip.height + 1 {
             return None;
         }
         let waited = p.since.elapsed();
@@ -674,7 +708,18 @@ impl Core {
             .mempool
             .candidates(&self.ledger, self.cfg.consensus.block_txs_max)
         {
-            Ok(c) => c,
+            Ok(mut c) => {
+                let mut bytes = 0;
+                let fit = c
+                    .iter()
+                    .take_while(|t| {
+                        bytes += t.size();
+                        bytes <= BLOCK_TX_BYTES_MAX
+                    })
+                    .count();
+                c.truncate(fit);
+                c
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the mempool's candidates");
                 return None;
@@ -699,8 +744,9 @@ impl Core {
                 return None;
             }
         };
-        self.mempool.drop_rejected(&built.dropped);
+        let cascaded = self.mempool.drop_rejected(&built.dropped);
         self.on_dropped(&built.dropped);
+        self.on_dropped(&cascaded);
         if built.block.txs.is_empty() && !self.cfg.consensus.empty_blocks {
             // Everything pending was dropped: nothing to propose after all.
             return None;
@@ -723,6 +769,19 @@ impl Core {
         self.sync.known = self.sync.known.max(h);
     }
 
+    /// What we know exists, from the claims of connected peers (and our own tip).
+    fn recompute_known(&mut self) {
+        let tip = self.ledger.tip().height;
+        self.sync.known = self
+            .sync
+            .heights
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(tip)
+            .max(tip);
+    }
+
     fn syncing(&self) -> bool {
         self.sync.known > self.ledger.tip().height
     }
@@ -740,13 +799,17 @@ impl Core {
         }
         let tip = self.ledger.tip().height;
         let me = self.key.public_key();
-        let mut candidates: Vec<PublicKey> =
-            self.peers.iter().copied().filter(|p| *p != me).collect();
+        let mut candidates: Vec<PublicKey> = self
+            .net
+            .connected()
+            .into_iter()
+            .filter(|p| *p != me)
+            .collect();
         if candidates.is_empty() {
             return;
         }
         candidates.sort();
-        let peer = match self.sync.hint.filter(|h| self.peers.contains(h)) {
+        let peer = match self.sync.hint.filter(|h| self.net.is_connected(h)) {
             Some(p) => p,
             None => {
                 // Peers known to be ahead first, then anyone, rotating on failures.
@@ -832,14 +895,7 @@ impl Core {
             // It said it was ahead and has nothing to show: forget the claim, and recompute
             // what we know from the others (a lying member cannot keep us "syncing").
             self.sync.heights.insert(from, our_tip);
-            self.sync.known = self
-                .sync
-                .heights
-                .values()
-                .copied()
-                .max()
-                .unwrap_or(our_tip)
-                .max(our_tip);
+            self.recompute_known();
             self.sync.hint = None;
         } else {
             self.note_height(resp.tip, Some(from));
@@ -896,7 +952,11 @@ impl Core {
         for input in queue {
             self.step(input);
         }
-        self.request_sync();
+        // More right away only if this answer helped; otherwise the next tick retries (no
+        // tight loop against peers with nothing to give).
+        if applied > 0 {
+            self.request_sync();
+        }
     }
 
     // ---------------------------------------------------------------- network
@@ -905,8 +965,6 @@ impl Core {
         match ev {
             Event::Listening { addr } => tracing::info!(%addr, "p2p listening"),
             Event::Connected { peer } => {
-                self.peers.insert(peer);
-                self.metrics.peers.set(self.peers.len() as i64);
                 // Learn the peer's height (and catch up if behind) with an empty sync request.
                 if self.sync.inflight.is_none() {
                     let req = SyncRequest {
@@ -919,8 +977,10 @@ impl Core {
                 }
             }
             Event::Disconnected { peer } => {
-                self.peers.remove(&peer);
-                self.metrics.peers.set(self.peers.len() as i64);
+                // Its height claim goes with it.
+                if self.sync.heights.remove(&peer).is_some() {
+                    self.recompute_known();
+                }
                 if self.sync.inflight.is_some_and(|(_, p, _)| p == peer) {
                     self.sync.inflight = None;
                 }
@@ -1143,11 +1203,12 @@ impl Core {
         let connected_validators = self
             .validators
             .iter()
-            .filter(|k| **k == self.key.public_key() || self.peers.contains(k))
+            .filter(|k| **k == self.key.public_key() || self.net.is_connected(k))
             .count();
         let syncing = self.syncing();
         let ready = !syncing && connected_validators >= quorum;
         self.metrics.height.set(tip.height as i64);
+        self.metrics.peers.set(self.net.connected().len() as i64);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
         if let Some(s) = s {
@@ -1174,7 +1235,7 @@ impl Core {
             leader: s
                 .and_then(|s| s.leader)
                 .and_then(|l| self.validators.get(l.index()).copied()),
-            peers: self.peers.len(),
+            peers: self.net.connected().len(),
             validators: self.validators.len(),
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
@@ -1239,7 +1300,7 @@ impl Core {
                         name: v.name.clone(),
                         public_key: v.public_key,
                         address: v.address.clone(),
-                        connected: v.public_key == me || self.peers.contains(&v.public_key),
+                        connected: v.public_key == me || self.net.is_connected(&v.public_key),
                         leader: leader == Some(i),
                     })
                     .collect();
@@ -1421,13 +1482,30 @@ impl Core {
             }
         }
         let rx = if wait {
-            if self.waiters.len() >= WAITERS_MAX {
+            if self.waiting >= WAITERS_MAX {
+                // Recount, forgetting clients that went away.
+                self.waiters.retain(|_, ws| {
+                    ws.retain(|w| !w.is_closed());
+                    !ws.is_empty()
+                });
+                self.waiting = self.waiters.values().map(Vec::len).sum();
+            }
+            if self.waiting >= WAITERS_MAX {
                 return Err(ApiError::unavailable(
                     "too many clients are waiting for commits; retry without wait",
                 ));
             }
             let (tx, rx) = oneshot::channel();
-            self.waiters.entry(id).or_default().push(tx);
+            let ws = self.waiters.entry(id).or_default();
+            // Clients that gave up leave closed senders behind: drop them, and bound the rest.
+            ws.retain(|w| !w.is_closed());
+            if ws.len() >= WAITERS_PER_TX {
+                return Err(ApiError::unavailable(
+                    "too many clients wait for this transaction; follow it with GET /api/v1/txs/{id}",
+                ));
+            }
+            ws.push(tx);
+            self.waiting += 1;
             Some(rx)
         } else {
             None

@@ -14,6 +14,9 @@ use crate::core::{Core, CoreParts};
 use crate::metrics::Metrics;
 use crate::views::StatusView;
 
+/// Most SSE streams open at once.
+const STREAMS_MAX: usize = 128;
+
 /// Runs the node in `home` until SIGINT or SIGTERM.
 pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let key = read_key(&home.key())?;
@@ -108,6 +111,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         names: Arc::new(names),
         chain_id: genesis.chain_id.clone().into(),
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
+        streams: Arc::new(tokio::sync::Semaphore::new(STREAMS_MAX)),
     };
     let app = router(
         state,

@@ -18,9 +18,9 @@
 
 mod frames;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cairn_crypto::PublicKey;
@@ -228,6 +228,7 @@ pub struct PeerInfo {
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
+    connected: Arc<RwLock<HashSet<PublicKey>>>,
     next_request: Arc<AtomicU64>,
     counters: Arc<Counters>,
     peer_id: String,
@@ -282,6 +283,24 @@ impl Client {
         rx.await.map_err(|_| P2pError::Closed)
     }
 
+    /// Whether an allow-listed peer is connected now. This is the network's own record, so
+    /// it stays right even when the node's event queue overflowed and dropped a
+    /// `Connected`/`Disconnected` event.
+    pub fn is_connected(&self, peer: &PublicKey) -> bool {
+        self.connected
+            .read()
+            .map(|c| c.contains(peer))
+            .unwrap_or(false)
+    }
+
+    /// The connected allow-listed peers.
+    pub fn connected(&self) -> Vec<PublicKey> {
+        self.connected
+            .read()
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -322,6 +341,7 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     counters: Arc<Counters>,
+    shared_connected: Arc<RwLock<HashSet<PublicKey>>>,
     /// Allow-listed peers by id.
     keys: HashMap<PeerId, PublicKey>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
@@ -462,8 +482,10 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.queue);
     let (ev_tx, ev_rx) = mpsc::channel(cfg.queue);
     let counters = Arc::new(Counters::default());
+    let shared_connected: Arc<RwLock<HashSet<PublicKey>>> = Arc::default();
     let client = Client {
         commands: cmd_tx,
+        connected: shared_connected.clone(),
         next_request: Arc::new(AtomicU64::new(1)),
         counters: counters.clone(),
         peer_id: me.to_string(),
@@ -473,6 +495,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         commands: cmd_rx,
         events: ev_tx,
         counters,
+        shared_connected,
         keys,
         bootstrap,
         topics,
@@ -618,6 +641,9 @@ impl EventLoop {
                 };
                 self.connected
                     .insert(peer_id, endpoint.get_remote_address().clone());
+                if let Ok(mut c) = self.shared_connected.write() {
+                    c.insert(key);
+                }
                 if num_established.get() == 1 {
                     tracing::info!(peer = %key, "peer connected");
                     self.emit(Event::Connected { peer: key });
@@ -630,6 +656,9 @@ impl EventLoop {
             } => {
                 self.connected.remove(&peer_id);
                 if let Some(key) = self.keys.get(&peer_id).copied() {
+                    if let Ok(mut c) = self.shared_connected.write() {
+                        c.remove(&key);
+                    }
                     tracing::info!(peer = %key, "peer disconnected");
                     self.emit(Event::Disconnected { peer: key });
                 }
