@@ -58,7 +58,8 @@ enum Cmd {
         /// Consensus engine.
         #[arg(long, value_enum, default_value = "pbft")]
         consensus: Engine,
-        /// First port: node i listens for peers on BASE+i and serves its API on BASE+100+i.
+        /// First port: node i listens for peers on BASE+i and serves its API on BASE+100+i
+        /// (0: any free ports).
         #[arg(long, default_value_t = 27000)]
         base_port: u16,
         /// Demo accounts (written unencrypted to DIR/accounts; account0 is an admin).
@@ -231,6 +232,11 @@ fn init(
     if base.checked_add(100 + nodes as u16).is_none() {
         bail!("--base-port too high");
     }
+    let free_port = || -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
     if state_path(dir).exists() {
         if !force {
             bail!(
@@ -250,16 +256,20 @@ fn init(
     std::fs::create_dir_all(dir)?;
     let keys: Vec<SigningKey> = (0..nodes).map(|_| SigningKey::generate()).collect();
     let account_keys: Vec<SigningKey> = (0..accounts).map(|_| SigningKey::generate()).collect();
-    let infos: Vec<NodeInfo> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| NodeInfo {
+    let mut infos = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let (p2p_port, api_port) = if base == 0 {
+            (free_port()?, free_port()?)
+        } else {
+            (base + i as u16, base + 100 + i as u16)
+        };
+        infos.push(NodeInfo {
             name: format!("node{i}"),
             public_key: k.public_key().to_string(),
-            p2p_port: base + i as u16,
-            api_port: base + 100 + i as u16,
-        })
-        .collect();
+            p2p_port,
+            api_port,
+        });
+    }
     let genesis = Genesis {
         chain_id: "cairn-local".into(),
         genesis_time_ms: std::time::SystemTime::now()

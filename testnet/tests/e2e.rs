@@ -1,0 +1,367 @@
+//! The real binaries end to end: `cairn-testnet` starts `cairn-node` processes, `cairn`
+//! drives them over HTTP. Both engines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin(name: &str) -> PathBuf {
+    // `cargo test --workspace` builds every binary of the workspace next to this one.
+    Path::new(env!("CARGO_BIN_EXE_cairn-testnet")).with_file_name(name)
+}
+
+struct Testnet {
+    dir: tempfile::TempDir,
+}
+
+impl Testnet {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn testnet(&self, args: &[&str]) -> Output {
+        Command::new(bin("cairn-testnet"))
+            .arg("--dir")
+            .arg(self.path())
+            .args(args)
+            .env("CAIRN_NODE_BIN", bin("cairn-node"))
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run cairn-testnet")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.testnet(args);
+        assert!(
+            o.status.success(),
+            "cairn-testnet {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn status(&self) -> Vec<Value> {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
+    }
+
+    fn api(&self, node: usize) -> String {
+        self.status()[node]["api"]
+            .as_str()
+            .expect("api")
+            .to_string()
+    }
+
+    fn wallet(&self, node: usize, args: &[&str]) -> Output {
+        Command::new(bin("cairn"))
+            .arg("--node")
+            .arg(self.api(node))
+            .arg("--keystore")
+            .arg(self.path().join("accounts"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("CAIRN_PASSPHRASE")
+            .output()
+            .expect("run cairn")
+    }
+
+    fn wallet_json(&self, node: usize, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let o = self.wallet(node, &a);
+        assert!(
+            o.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).expect("wallet json")
+    }
+
+    /// Waits until every running node reports at least height `h`, all with one head.
+    fn wait_agree(&self, h: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = self.status();
+            let up: Vec<&Value> = st.iter().filter(|n| n["process"] == "up").collect();
+            let heights: Vec<u64> = up
+                .iter()
+                .filter_map(|n| n["status"]["height"].as_u64())
+                .collect();
+            if heights.len() == up.len() && heights.iter().all(|x| *x >= h) {
+                // Same block at h everywhere.
+                let hashes: Vec<Value> = (0..st.len())
+                    .filter(|i| st[*i]["process"] == "up")
+                    .map(|i| self.wallet_json(i, &["block", &h.to_string()])["hash"].clone())
+                    .collect();
+                assert!(
+                    hashes.windows(2).all(|w| w[0] == w[1]),
+                    "disagreement at {h}: {hashes:?}"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes did not reach height {h}: {st:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = self.testnet(&["down"]);
+    }
+}
+
+fn up(engine: &str, nodes: &str) -> Testnet {
+    let t = Testnet {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    t.ok(&[
+        "init",
+        "--force",
+        "--nodes",
+        nodes,
+        "--consensus",
+        engine,
+        "--base-port",
+        "0",
+    ]);
+    let out = t.ok(&["up"]);
+    assert!(out.contains("ready"), "{out}");
+    t
+}
+
+fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
+    let t = up(engine, nodes);
+    let st = t.status();
+    assert!(
+        st.iter()
+            .all(|n| n["process"] == "up" && n["status"]["ready"] == true),
+        "{st:?}"
+    );
+    let human = t.ok(&["status"]);
+    assert!(
+        human.contains("HEIGHT") && human.contains("node0"),
+        "{human}"
+    );
+
+    // A transfer made with the wallet, waited for until final.
+    let v = t.wallet_json(
+        1,
+        &[
+            "transfer", "--from", "account1", "--to", "account2", "--amount", "5", "--wait",
+        ],
+    );
+    assert_eq!(v["status"], "committed", "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    let h = v["receipt"]["height"].as_u64().expect("height");
+    t.wait_agree(h);
+    for node in 0..st.len() {
+        let tx = t.wallet_json(node, &["tx", &id]);
+        assert_eq!(tx["status"], "committed");
+        assert_eq!(tx["receipt"]["height"].as_u64(), Some(h));
+        let b = t.wallet_json(node, &["block", &h.to_string()]);
+        assert!(
+            b["block"]["txs"].to_string().contains(
+                &t.wallet_json(node, &["key", "show", "account2"])["public_key"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string()
+            )
+        );
+    }
+
+    // Offline verification: the real block passes; tampering with a transaction, the header
+    // or the certificate fails with exit code 8.
+    let genesis = t.path().join("genesis.json");
+    let g = genesis.to_str().expect("path");
+    let ok = t.wallet(0, &["verify", &h.to_string(), "--genesis", g]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let block = t.wallet_json(0, &["block", &h.to_string()]);
+    let file = t.path().join("block.json");
+    std::fs::write(&file, block.to_string()).expect("write");
+    let from_file = t.wallet(0, &["verify", file.to_str().expect("path"), "--genesis", g]);
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    let tamper = |f: &dyn Fn(&mut Value)| {
+        let mut b = block.clone();
+        f(&mut b);
+        std::fs::write(&file, b.to_string()).expect("write");
+        let o = t.wallet(0, &["verify", file.to_str().expect("path"), "--genesis", g]);
+        assert_eq!(
+            o.status.code(),
+            Some(8),
+            "tampered block accepted: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    };
+    tamper(&|b| b["block"]["txs"][0]["tx"]["payload"]["transfer"]["amount"] = 6.into());
+    tamper(&|b| b["block"]["header"]["timestamp_ms"] = 1.into());
+    tamper(&|b| {
+        let s = b["certificate"].to_string();
+        // Flip one hex digit of the first signature in the certificate.
+        let i = s.find("signature").expect("a signature") + 14;
+        let mut bytes = s.into_bytes();
+        bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+        b["certificate"] = serde_json::from_slice(&bytes).expect("json");
+    });
+
+    // Chaos: kill, restart, pause, resume; the network keeps committing, the node catches up.
+    t.ok(&["kill", "node0"]);
+    let v = t.wallet_json(
+        1,
+        &[
+            "transfer", "--from", "account1", "--to", "account3", "--amount", "1", "--wait",
+        ],
+    );
+    assert_eq!(v["status"], "committed");
+    t.ok(&["restart", "node0"]);
+    t.wait_agree(v["receipt"]["height"].as_u64().expect("height"));
+    t.ok(&["pause", "node2"]);
+    let st = t.status();
+    assert_eq!(st[2]["process"], "unresponsive");
+    let v = t.wallet_json(
+        0,
+        &[
+            "transfer", "--from", "account1", "--to", "account3", "--amount", "1", "--wait",
+        ],
+    );
+    assert_eq!(v["status"], "committed");
+    t.ok(&["resume", "node2"]);
+    t.wait_agree(v["receipt"]["height"].as_u64().expect("height"));
+    let logs = t.ok(&["logs", "node0", "-n", "5"]);
+    assert!(!logs.is_empty());
+
+    let down = t.ok(&["down"]);
+    assert!(down.contains("stopped"), "{down}");
+    assert!(t.status().iter().all(|n| n["process"] == "down"));
+}
+
+#[test]
+fn pbft_testnet_end_to_end() {
+    transfer_is_final_everywhere_and_verifies("pbft", "4");
+}
+
+#[test]
+fn raft_testnet_end_to_end() {
+    transfer_is_final_everywhere_and_verifies("raft", "3");
+}
+
+#[test]
+fn wallet_errors_are_clear_and_exit_non_zero() {
+    let t = up("raft", "1");
+    // Insufficient balance: rejected by the node (4), with what to do.
+    let o = t.wallet(
+        0,
+        &[
+            "transfer",
+            "--from",
+            "account1",
+            "--to",
+            "account2",
+            "--amount",
+            "999999999999999",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("insufficient_balance") && err.contains("cairn account"),
+        "{err}"
+    );
+    // Unreachable node (3).
+    let o = Command::new(bin("cairn"))
+        .args(["--node", "http://127.0.0.1:1", "status"])
+        .output()
+        .expect("cairn");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the node"));
+    // An encrypted key: the right passphrase signs, a wrong one fails (6) and says so.
+    let ks = t.path().join("accounts");
+    let pass = t.path().join("pass");
+    std::fs::write(&pass, "correct horse\n").expect("write");
+    let seed = t.wallet_json(0, &["key", "export", "account3"])["seed"]
+        .as_str()
+        .expect("seed")
+        .to_string();
+    let seed_file = t.path().join("seed");
+    std::fs::write(&seed_file, seed).expect("write");
+    let o = t.wallet(
+        0,
+        &[
+            "--passphrase-file",
+            pass.to_str().expect("p"),
+            "key",
+            "import",
+            "sealed",
+            seed_file.to_str().expect("p"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(ks.join("sealed.json")).expect("key file");
+    assert!(
+        text.contains("\"encrypted\"")
+            && !text.contains(&std::fs::read_to_string(&seed_file).expect("seed"))
+    );
+    let o = t.wallet(
+        0,
+        &[
+            "--passphrase-file",
+            pass.to_str().expect("p"),
+            "transfer",
+            "--from",
+            "sealed",
+            "--to",
+            "account1",
+            "--amount",
+            "2",
+            "--wait",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&pass, "wrong\n").expect("write");
+    let o = t.wallet(
+        0,
+        &[
+            "--passphrase-file",
+            pass.to_str().expect("p"),
+            "transfer",
+            "--from",
+            "sealed",
+            "--to",
+            "account1",
+            "--amount",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"));
+    // Unknown key (5) and a non-member sender (4, not_member).
+    let o = t.wallet(
+        0,
+        &[
+            "transfer", "--from", "nobody", "--to", "account1", "--amount", "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5));
+    let o = t.wallet(0, &["key", "new", "stranger", "--insecure-plaintext"]);
+    assert!(o.status.success());
+    let o = t.wallet(
+        0,
+        &[
+            "transfer", "--from", "stranger", "--to", "account1", "--amount", "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not_member"));
+}
