@@ -4,6 +4,8 @@
 //! demo account keys, PIDs and logs. Every command reads its state from there, so they work
 //! from any shell.
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,6 +119,25 @@ enum Cmd {
     },
     /// Stop every node (SIGTERM, then SIGKILL after 10 s).
     Down,
+    /// Load the running network and measure it: committed tx/s, commit latency, rejections,
+    /// and this machine's signature-verification bound. Funds fresh accounts from account0.
+    Bench {
+        /// Sending accounts.
+        #[arg(long, default_value_t = 200)]
+        accounts: usize,
+        /// Transactions to send.
+        #[arg(long, default_value_t = 20_000)]
+        txs: usize,
+        /// Target rate in tx/s (0: as fast as the network takes them).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `init` records.
@@ -608,6 +629,34 @@ fn main() -> anyhow::Result<()> {
             signal(pid, "CONT")?;
             println!("resumed {node} (pid {pid})");
             Ok(())
+        }
+        Cmd::Bench {
+            accounts,
+            txs,
+            rate,
+            concurrency,
+            json,
+        } => {
+            let st = load_state(&dir)?;
+            let admin = Keystore::new(dir.join("accounts"))
+                .load("account0")?
+                .open(|| Err("account0 must be the unencrypted demo admin".into()))?;
+            let apis: Vec<String> = st.nodes.iter().map(NodeInfo::api).collect();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(bench::run(
+                &apis,
+                admin,
+                bench::Settings {
+                    accounts,
+                    txs,
+                    rate,
+                    concurrency,
+                    json,
+                },
+            ))
         }
         Cmd::Down => {
             let st = load_state(&dir)?;

@@ -1,0 +1,426 @@
+//! `cairn-testnet bench`: load a running testnet and measure it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_crypto::SigningKey;
+use cairn_ledger::{Payload, Role, SignedTransaction, Transaction, TxId, verify_transactions};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Bench settings.
+pub struct Settings {
+    pub accounts: usize,
+    pub txs: usize,
+    pub rate: f64,
+    pub concurrency: usize,
+    pub json: bool,
+}
+
+fn sign(chain: &str, key: &SigningKey, nonce: u64, payload: Payload) -> SignedTransaction {
+    Transaction {
+        chain_id: chain.to_string(),
+        sender: key.public_key(),
+        nonce,
+        payload,
+    }
+    .sign(key)
+}
+
+async fn post(
+    http: &reqwest::Client,
+    api: &str,
+    tx: &SignedTransaction,
+    wait: bool,
+) -> Result<(), String> {
+    let url = format!("{api}/api/v1/txs{}", if wait { "?wait=commit" } else { "" });
+    let r = http
+        .post(url)
+        .json(tx)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    if r.status().is_success() {
+        return Ok(());
+    }
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    Err(v["error"]["code"].as_str().unwrap_or("error").to_string())
+}
+
+/// This machine's signature verification rates (tx/s): one by one, and in batches of 1,024.
+fn verification_rates(chain: &str) -> (f64, f64) {
+    let key = SigningKey::generate();
+    let txs: Vec<SignedTransaction> = (0..2048)
+        .map(|n| {
+            sign(
+                chain,
+                &key,
+                n,
+                Payload::Transfer {
+                    to: key.public_key(),
+                    amount: 1,
+                },
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    for tx in &txs[..512] {
+        let _ = tx.verify_signature();
+    }
+    let single = 512.0 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for chunk in txs.chunks(1024) {
+        let _ = verify_transactions(chunk.to_vec(), chain);
+    }
+    let batch = txs.len() as f64 / t.elapsed().as_secs_f64();
+    (single, batch)
+}
+
+/// Runs the benchmark against nodes at `apis`, funding accounts from `admin`.
+pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let status: Value = http
+        .get(format!("{}/api/v1/status", apis[0]))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let chain = status["chain_id"].as_str().context("status")?.to_string();
+    let n_nodes = apis.len();
+
+    // Setup: fresh member accounts, funded by the admin.
+    let say = |m: &str| {
+        if !s.json {
+            eprintln!("{m}");
+        }
+    };
+    say(&format!(
+        "setting up {} funded member accounts…",
+        s.accounts
+    ));
+    let admin_nonce = http
+        .get(format!(
+            "{}/api/v1/accounts/{}",
+            apis[0],
+            admin.public_key()
+        ))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?["nonce"]
+        .as_u64()
+        .unwrap_or(0);
+    let keys: Vec<SigningKey> = (0..s.accounts).map(|_| SigningKey::generate()).collect();
+    let per = s.txs.div_ceil(s.accounts.max(1)) as u64;
+    let mut nonce = admin_nonce;
+    let mut setup = Vec::new();
+    for k in &keys {
+        setup.push(sign(
+            &chain,
+            &admin,
+            nonce,
+            Payload::AddMember {
+                account: k.public_key(),
+                role: Role::User,
+            },
+        ));
+        setup.push(sign(
+            &chain,
+            &admin,
+            nonce + 1,
+            Payload::Transfer {
+                to: k.public_key(),
+                amount: per + 10,
+            },
+        ));
+        nonce += 2;
+    }
+    // The admin's nonces must stay within the mempool's gap: send in waves.
+    for wave in setup.chunks(200) {
+        for tx in &wave[..wave.len() - 1] {
+            post(&http, &apis[0], tx, false)
+                .await
+                .map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+        }
+        if let Some(last) = wave.last() {
+            post(&http, &apis[0], last, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+        }
+    }
+
+    // Pre-sign the load: `per` transfers from each account.
+    let mut load: Vec<SignedTransaction> = Vec::with_capacity(s.txs);
+    for n in 0..per {
+        for k in &keys {
+            if load.len() < s.txs {
+                load.push(sign(
+                    &chain,
+                    k,
+                    n,
+                    Payload::Transfer {
+                        to: admin.public_key(),
+                        amount: 1,
+                    },
+                ));
+            }
+        }
+    }
+    let total = load.len();
+
+    // Follow commits on node 0, on its own thread so submitters cannot delay it.
+    let seen: Arc<Mutex<HashMap<TxId, (Instant, u32)>>> = Arc::default();
+    let from = http
+        .get(format!("{}/api/v1/status", apis[0]))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?["height"]
+        .as_u64()
+        .unwrap_or(0)
+        + 1;
+    let sse_url = format!("{}/api/v1/events?from_height={from}", apis[0]);
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(r) = reqwest::get(&sse_url).await else {
+                return;
+            };
+            let mut body = r.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                let now = Instant::now();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    for d in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
+                        let Ok(v) = serde_json::from_str::<Value>(d.trim()) else {
+                            continue;
+                        };
+                        let Ok(mut m) = seen2.lock() else { return };
+                        for t in v["txs"].as_array().into_iter().flatten() {
+                            if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
+                                m.entry(id).or_insert((now, 0)).1 += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+
+    let bar = if s.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} submitted {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let submitted: Arc<Mutex<HashMap<TxId, Instant>>> = Arc::default();
+    let rejected: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let queue = Arc::new(Mutex::new(load.into_iter().enumerate()));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..s.concurrency.max(1) {
+        let (http, apis, queue, submitted, rejected, bar) = (
+            http.clone(),
+            apis.to_vec(),
+            queue.clone(),
+            submitted.clone(),
+            rejected.clone(),
+            bar.clone(),
+        );
+        let rate = s.rate;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some((i, tx)) = next else { return };
+                if rate > 0.0 {
+                    tokio::time::sleep_until(
+                        (start + Duration::from_secs_f64(i as f64 / rate)).into(),
+                    )
+                    .await;
+                }
+                let t = Instant::now();
+                match post(&http, &apis[i % apis.len()], &tx, false).await {
+                    Ok(()) => {
+                        if let Ok(mut m) = submitted.lock() {
+                            m.insert(tx.id(), t);
+                        }
+                    }
+                    Err(code) => {
+                        if let Ok(mut m) = rejected.lock() {
+                            *m.entry(code).or_default() += 1;
+                        }
+                    }
+                }
+                bar.inc(1);
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let submit_secs = start.elapsed().as_secs_f64();
+    let accepted: HashMap<TxId, Instant> = submitted.lock().map(|m| m.clone()).unwrap_or_default();
+    bar.set_message("waiting for commits");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = seen
+            .lock()
+            .map(|m| accepted.keys().filter(|id| m.contains_key(id)).count())
+            .unwrap_or(0);
+        bar.set_message(format!("{done} committed"));
+        if done == accepted.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish_and_clear();
+    let commits = seen.lock().map(|m| m.clone()).unwrap_or_default();
+
+    // Figures.
+    let committed: Vec<&TxId> = accepted
+        .keys()
+        .filter(|id| commits.contains_key(id))
+        .collect();
+    let last = committed
+        .iter()
+        .filter_map(|id| commits.get(*id))
+        .map(|c| c.0)
+        .max()
+        .unwrap_or(start);
+    let secs = last.duration_since(start).as_secs_f64().max(1e-9);
+    let mut lat: Vec<f64> = committed
+        .iter()
+        .filter_map(|id| {
+            Some(
+                commits
+                    .get(*id)?
+                    .0
+                    .duration_since(*accepted.get(*id)?)
+                    .as_secs_f64()
+                    * 1e3,
+            )
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let twice = commits.values().filter(|c| c.1 > 1).count();
+    let missing = accepted.len() - committed.len();
+
+    // Agreement: every node at one height has one head.
+    let mut heads = Vec::new();
+    let target = {
+        let v: Value = http
+            .get(format!("{}/api/v1/status", apis[0]))
+            .send()
+            .await?
+            .json()
+            .await?;
+        v["height"].as_u64().unwrap_or(0)
+    };
+    for api in apis {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v: Value = http
+                .get(format!("{api}/api/v1/blocks/{target}"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if let Some(h) = v["hash"].as_str() {
+                heads.push(h.to_string());
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{api} did not reach height {target}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let agree = heads.windows(2).all(|w| w[0] == w[1]);
+
+    let (single, batch) = verification_rates(&chain);
+    let bound = batch / n_nodes as f64;
+    let tps = committed.len() as f64 / secs;
+    let report = json!({
+        "nodes": n_nodes,
+        "consensus": status["consensus"],
+        "offered": total,
+        "accepted": accepted.len(),
+        "rejected": *rejected.lock().map_err(|_| anyhow::anyhow!("lock"))?,
+        "committed": committed.len(),
+        "committed_more_than_once": twice,
+        "acknowledged_but_missing": missing,
+        "seconds": secs,
+        "submit_seconds": submit_secs,
+        "committed_tx_per_s": tps,
+        "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
+        "verify_single_per_s": single,
+        "verify_batch_per_s": batch,
+        "bound_tx_per_s": bound,
+        "share_of_bound": tps / bound,
+        "nodes_agree_at_height": target,
+        "agree": agree,
+    });
+    if s.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{n_nodes}-node {} network, {} transactions offered{}",
+            status["consensus"].as_str().unwrap_or("?"),
+            total,
+            if s.rate > 0.0 {
+                format!(" at {} tx/s", s.rate)
+            } else {
+                " open loop".into()
+            }
+        );
+        println!(
+            "  committed      {} of {} accepted in {secs:.2} s: {tps:.0} tx/s",
+            committed.len(),
+            accepted.len()
+        );
+        println!(
+            "  latency        p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms (submit to commit seen on node0)",
+            pct(0.5),
+            pct(0.95),
+            pct(0.99)
+        );
+        println!("  rejected       {}", report["rejected"]);
+        println!(
+            "  verification   single {single:.0}/s, batch {batch:.0}/s on this machine; every node checks each tx once, so {n_nodes} nodes here are bound by ~{bound:.0} tx/s ({:.0}% reached)",
+            100.0 * tps / bound
+        );
+        println!(
+            "  checks         {} committed twice, {} acknowledged but missing, nodes {} at height {target}",
+            twice,
+            missing,
+            if agree { "agree" } else { "DISAGREE" }
+        );
+    }
+    if twice > 0 || missing > 0 || !agree {
+        bail!("the run broke an invariant (see above)");
+    }
+    Ok(())
+}
