@@ -603,10 +603,10 @@ async fn run(cli: Cli) -> R<()> {
                 for b in v["blocks"].as_array().into_iter().flatten() {
                     s.push_str(&format!(
                         "\n{:>8}  {:<16}  {:>5}  {:>6}",
-                        b["height"],
+                        b["height"].as_u64().unwrap_or(0),
                         short(b["hash"].as_str().unwrap_or("")),
-                        b["tx_count"],
-                        b["round"]
+                        b["tx_count"].as_u64().unwrap_or(0),
+                        b["round"].as_u64().unwrap_or(0)
                     ));
                 }
                 s
@@ -792,7 +792,7 @@ async fn events(ctx: &Ctx, from: Option<u64>) -> R<()> {
                 } else if v["type"] == "block" {
                     println!(
                         "block {:>7} {}  {} txs",
-                        v["height"],
+                        v["height"].as_u64().unwrap_or(0),
                         short(v["hash"].as_str().unwrap_or("")),
                         v["tx_count"]
                     );
