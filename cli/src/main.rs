@@ -777,32 +777,28 @@ async fn events(ctx: &Ctx, from: Option<u64>) -> R<()> {
         return answer(r).await.map(|_| ());
     }
     let mut body = r.bytes_stream();
-    let mut buf = String::new();
+    let mut sse = cairn_cli::sse::SseReader::default();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| fail(3, format!("the event stream broke: {e}")))?;
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            for data in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
-                let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
-                    continue;
-                };
-                if ctx.json {
-                    println!("{v}");
-                } else if v["type"] == "block" {
-                    println!(
-                        "block {:>7} {}  {} txs",
-                        v["height"].as_u64().unwrap_or(0),
-                        short(v["hash"].as_str().unwrap_or("")),
-                        v["tx_count"]
-                    );
-                } else {
-                    println!(
-                        "rejected {}: {}",
-                        v["id"].as_str().unwrap_or("?"),
-                        v["reason"]["message"].as_str().unwrap_or("?")
-                    );
-                }
+        for data in sse.push(&chunk) {
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            if ctx.json {
+                println!("{v}");
+            } else if v["type"] == "block" {
+                println!(
+                    "block {:>7} {}  {} txs",
+                    v["height"].as_u64().unwrap_or(0),
+                    short(v["hash"].as_str().unwrap_or("")),
+                    v["tx_count"]
+                );
+            } else {
+                println!(
+                    "rejected {}: {}",
+                    v["id"].as_str().unwrap_or("?"),
+                    v["reason"]["message"].as_str().unwrap_or("?")
+                );
             }
         }
     }

@@ -34,15 +34,7 @@ async fn run(kind: ConsensusKind, n: usize, rate: Option<f64>) {
         std::fs::write(&p, c).expect("config");
     }
     net.start_all().await;
-    net.wait_for("ready", Duration::from_secs(60), || async {
-        for i in 0..net.nodes.len() {
-            if net.try_get(i, "/ready").await.is_none() {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    net.wait_ready().await;
     // Pre-sign everything: the load measures the network, not the client.
     let to = net.accounts[0].public_key();
     let mut txs = Vec::new();
@@ -75,21 +67,15 @@ async fn run(kind: ConsensusKind, n: usize, rate: Option<f64>) {
             .expect("runtime");
         rt.block_on(async move {
             let mut body = sse.bytes_stream();
-            let mut buf = String::new();
+            let mut reader = cairn_cli::sse::SseReader::default();
             while let Some(Ok(chunk)) = body.next().await {
                 let now = Instant::now();
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let frame: String = buf.drain(..end + 2).collect();
-                    for l in frame.lines() {
-                        if let Some(d) = l.strip_prefix("data:")
-                            && let Ok(v) = serde_json::from_str::<serde_json::Value>(d.trim())
-                        {
-                            let mut m = seen.lock().await;
-                            for t in v["txs"].as_array().into_iter().flatten() {
-                                if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
-                                    m.insert(id, now);
-                                }
+                for d in reader.push(&chunk) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&d) {
+                        let mut m = seen.lock().await;
+                        for t in v["txs"].as_array().into_iter().flatten() {
+                            if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
+                                m.insert(id, now);
                             }
                         }
                     }

@@ -15,10 +15,7 @@ use serde_json::Value;
 async fn one_node() -> Net {
     let mut net = Net::new(ConsensusKind::Raft, 1, 4);
     net.start_all().await;
-    net.wait_for("ready", Duration::from_secs(30), || async {
-        net.try_get(0, "/ready").await.is_some()
-    })
-    .await;
+    net.wait_ready().await;
     net
 }
 
@@ -367,23 +364,14 @@ async fn events_replay_then_follow_live() {
         .expect("events");
     assert_eq!(resp.status().as_u16(), 200);
     let mut body = resp.bytes_stream();
-    let mut buf = String::new();
+    let mut reader = cairn_cli::sse::SseReader::default();
+    let mut pending: std::collections::VecDeque<String> = Default::default();
     let mut heights = Vec::new();
     let mut txs_seen: Vec<String> = Vec::new();
     let mut live: Option<TxId> = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     'read: loop {
-        // Every complete event in the buffer.
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let data: String = frame
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-                .collect();
-            if data.is_empty() {
-                continue;
-            }
+        while let Some(data) = pending.pop_front() {
             let ev: Value = serde_json::from_str(&data).expect("event json");
             if ev["type"] == "block" {
                 let h = ev["height"].as_u64().expect("height");
@@ -410,7 +398,7 @@ async fn events_replay_then_follow_live() {
             .expect("events within the deadline")
             .expect("stream open")
             .expect("chunk");
-        buf.push_str(&String::from_utf8_lossy(&chunk));
+        pending.extend(reader.push(&chunk));
     }
     // Replayed 1..=tip in order, then the live block, each height once.
     let expected: Vec<u64> = (1..=heights.len() as u64).collect();

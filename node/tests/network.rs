@@ -15,15 +15,7 @@ use common::Net;
 async fn submit_to_every_node_and_agree(kind: ConsensusKind, n: usize) {
     let mut net = Net::new(kind, n, 8);
     net.start_all().await;
-    net.wait_for("a ready network", Duration::from_secs(30), || async {
-        for i in 0..net.nodes.len() {
-            if net.try_get(i, "/ready").await.is_none() {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    net.wait_ready().await;
     let to = net.accounts[0].public_key();
     let mut ids = Vec::new();
     for a in 1..net.accounts.len() {

@@ -51,23 +51,11 @@ fn p2p_config(net: &Net, key: &SigningKey) -> cairn_p2p::NetworkConfig {
     cfg
 }
 
-async fn wait_ready(net: &Net, nodes: &[usize]) {
-    net.wait_for("ready nodes", Duration::from_secs(30), || async {
-        for &i in nodes {
-            if net.try_get(i, "/ready").await.is_none() {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_outside_the_genesis_cannot_connect_or_inject() {
     let mut net = Net::new(ConsensusKind::Pbft, 4, 3);
     net.start_all().await;
-    wait_ready(&net, &[0, 1, 2, 3]).await;
+    net.wait_ready().await;
 
     // An outsider with the right chain id and addresses, and a valid signed transaction.
     let outsider = SigningKey::generate();
@@ -130,7 +118,7 @@ async fn a_member_sending_garbage_is_disconnected_and_counted() {
     for i in 0..3 {
         net.start(i).await;
     }
-    wait_ready(&net, &[0, 1, 2]).await;
+    net.wait_ready().await;
 
     // Validator 3's key, driven by hand: allowed in, then misbehaves.
     let key = net.nodes[3].key.clone();
@@ -191,7 +179,7 @@ async fn an_observer_on_the_list_connects_syncs_and_relays() {
         std::fs::write(&p, c).expect("config");
     }
     net.start_all().await;
-    wait_ready(&net, &[0, 1, 2]).await;
+    net.wait_ready().await;
     let (code, v) = net
         .submit(
             0,

@@ -197,21 +197,17 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
                 return;
             };
             let mut body = r.bytes_stream();
-            let mut buf = String::new();
+            let mut sse = cairn_cli::sse::SseReader::default();
             while let Some(Ok(chunk)) = body.next().await {
                 let now = Instant::now();
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let frame: String = buf.drain(..end + 2).collect();
-                    for d in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
-                        let Ok(v) = serde_json::from_str::<Value>(d.trim()) else {
-                            continue;
-                        };
-                        let Ok(mut m) = seen2.lock() else { return };
-                        for t in v["txs"].as_array().into_iter().flatten() {
-                            if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
-                                m.entry(id).or_insert((now, 0)).1 += 1;
-                            }
+                for d in sse.push(&chunk) {
+                    let Ok(v) = serde_json::from_str::<Value>(&d) else {
+                        continue;
+                    };
+                    let Ok(mut m) = seen2.lock() else { return };
+                    for t in v["txs"].as_array().into_iter().flatten() {
+                        if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
+                            m.entry(id).or_insert((now, 0)).1 += 1;
                         }
                     }
                 }

@@ -153,6 +153,22 @@ impl Net {
         .await;
     }
 
+    /// Waits until every running node answers `/ready`.
+    pub async fn wait_ready(&self) {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some())
+            .collect();
+        self.wait_for("ready nodes", Duration::from_secs(60), || async {
+            for &i in &running {
+                if self.try_get(i, "/ready").await.is_none() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+    }
+
     pub async fn start_all(&mut self) {
         for i in 0..self.nodes.len() {
             self.start(i).await;
