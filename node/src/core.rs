@@ -424,12 +424,20 @@ impl Core {
                 self.sync.engine_waiting = true;
                 self.note_height(height, hint);
                 if self.ledger.tip().height >= height {
+                    // Already there: answer with exactly the height asked for (PBFT syncs
+                    // checkpoint by checkpoint and signs each one it reaches).
                     self.sync.engine_waiting = false;
+                    let hash = if height == 0 {
+                        Some(self.ledger.genesis_hash())
+                    } else {
+                        self.ledger.store().block(height).ok().flatten().map(|b| b.hash())
+                    };
                     let tip = self.ledger.tip();
-                    queue.push_back(Input::Synced {
-                        height: tip.height,
-                        tip: tip.hash,
-                    });
+                    let (height, tip) = match hash {
+                        Some(h) => (height, h),
+                        None => (tip.height, tip.hash),
+                    };
+                    queue.push_back(Input::Synced { height, tip });
                 } else {
                     self.request_sync();
                 }
