@@ -38,6 +38,11 @@ echo "transaction $id is final at height $height"
 
 say "the same transaction, asked of every node"
 for api in $(testnet status --json | sed -n 's/.*"api": "\(.*\)".*/\1/p'); do
+  # A node may be a moment behind the one that answered: ask until it has the block.
+  for _ in $(seq 100); do
+    "$BIN/cairn" --node "$api" --json tx "$id" 2>/dev/null | grep -q '"committed"' && break
+    sleep 0.1
+  done
   printf '%s  ' "$api"
   "$BIN/cairn" --node "$api" tx "$id"
 done

@@ -31,6 +31,14 @@ pub enum KeystoreError {
     /// Names are file names: keep them simple.
     #[error("key names use letters, digits, '.', '_' and '-' (1 to 64 of them), not {0:?}")]
     BadName(String),
+    /// No passphrase could be read.
+    #[error("cannot read a passphrase for key {name:?}: {reason}")]
+    Passphrase {
+        /// Key.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The passphrase does not open the key (or the file was altered).
     #[error("wrong passphrase for key {0:?} (or the key file was altered)")]
     WrongPassphrase(String),
@@ -95,6 +103,8 @@ pub struct KeyFile {
 const M_COST_KIB: u32 = 64 * 1024;
 const T_COST: u32 = 3;
 const P_COST: u32 = 1;
+/// The weakest Argon2id memory cost a key file may ask for (OWASP's floor, 19 MiB).
+const MIN_M_COST_KIB: u32 = 19 * 1024;
 
 fn aad(name: &str, pk: &PublicKey) -> Vec<u8> {
     format!("cairn-key/v1/{name}/{pk}").into_bytes()
@@ -117,6 +127,12 @@ impl KeyFile {
             None => Secret::InsecurePlaintext {
                 seed: hex::encode(key.to_seed()),
             },
+            Some("") => {
+                return Err(
+                    "an empty passphrase protects nothing (use --insecure-plaintext if that is what you want)"
+                        .into(),
+                );
+            }
             Some(pass) => {
                 let mut salt = [0u8; 16];
                 let mut nonce = [0u8; 24];
@@ -178,11 +194,18 @@ impl KeyFile {
                 nonce,
                 ciphertext,
             } => {
-                // Refuse costs that would make opening a file a denial of service.
-                if *m_cost_kib > 4 * 1024 * 1024 || *t_cost > 64 || *p_cost > 64 {
+                // Refuse costs too weak to protect a seed, or so high that opening a planted
+                // file would stall the wallet.
+                if !(MIN_M_COST_KIB..=1024 * 1024).contains(m_cost_kib)
+                    || !(2..=16).contains(t_cost)
+                    || !(1..=16).contains(p_cost)
+                {
                     return Err(malformed("KDF cost out of range"));
                 }
-                let pass = passphrase().map_err(|e| malformed(&e))?;
+                let pass = passphrase().map_err(|reason| KeystoreError::Passphrase {
+                    name: self.name.clone(),
+                    reason,
+                })?;
                 let salt = hex::decode(salt).map_err(|_| malformed("salt is not hex"))?;
                 let nonce = hex::decode(nonce).map_err(|_| malformed("nonce is not hex"))?;
                 let ct = hex::decode(ciphertext).map_err(|_| malformed("ciphertext is not hex"))?;
@@ -252,7 +275,9 @@ impl Keystore {
         }
     }
 
-    /// Writes a new key file (mode 0600); refuses to replace one.
+    /// Writes a new key file (mode 0600); refuses to replace one. The file appears whole or
+    /// not at all: it is written and synced under a temporary name, then linked into place
+    /// (linking fails if the name exists), and the directory is synced.
     pub fn save(&self, file: &KeyFile) -> Result<PathBuf, KeystoreError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -262,27 +287,39 @@ impl Keystore {
             .mode(0o700)
             .create(&self.dir)
             .map_err(Self::io(&self.dir))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    KeystoreError::Exists(file.name.clone())
-                } else {
-                    KeystoreError::Io {
-                        path: path.display().to_string(),
-                        source: e,
-                    }
-                }
-            })?;
+        if path.exists() {
+            return Err(KeystoreError::Exists(file.name.clone()));
+        }
         let text = serde_json::to_string_pretty(file).map_err(|e| KeystoreError::Malformed {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        f.write_all(text.as_bytes()).map_err(Self::io(&path))?;
-        f.sync_all().map_err(Self::io(&path))?;
+        let mut nonce = [0u8; 8];
+        OsRng.fill_bytes(&mut nonce);
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", file.name, hex::encode(nonce)));
+        let written = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::hard_link(&tmp, &path)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(KeystoreError::Exists(file.name.clone()));
+            }
+            Err(e) => return Err(Self::io(&path)(e)),
+        }
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
         Ok(path)
     }
 
@@ -370,6 +407,25 @@ mod tests {
             Err(KeystoreError::NotFound { .. })
         ));
         assert_eq!(ks.list().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn empty_passphrases_and_weak_kdf_settings_are_refused() {
+        let key = SigningKey::generate();
+        assert!(KeyFile::new("k", &key, Some("")).is_err());
+        let mut f = KeyFile::new("k", &key, Some("pw")).expect("seal");
+        if let Secret::Encrypted { m_cost_kib, .. } = &mut f.secret {
+            *m_cost_kib = 8;
+        }
+        assert!(matches!(
+            f.open(|| Ok("pw".into())),
+            Err(KeystoreError::Malformed { .. })
+        ));
+        let f = KeyFile::new("k", &key, Some("pw")).expect("seal");
+        assert!(matches!(
+            f.open(|| Err("no terminal".into())),
+            Err(KeystoreError::Passphrase { .. })
+        ));
     }
 
     #[test]

@@ -339,11 +339,15 @@ impl Ctx {
 }
 
 fn unreachable_node(node: &str, e: reqwest::Error) -> Fail {
-    let why = if e.is_timeout() {
-        "timed out"
-    } else {
-        "no answer"
-    };
+    if e.is_timeout() {
+        return fail(
+            7,
+            format!(
+                "the node at {node} did not answer in time; a transaction may still have been accepted: check with `cairn tx ID` before sending it again"
+            ),
+        );
+    }
+    let why = "no answer";
     fail(
         3,
         format!(
@@ -354,10 +358,16 @@ fn unreachable_node(node: &str, e: reqwest::Error) -> Fail {
 
 async fn answer(r: reqwest::Response) -> R<Value> {
     let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
+    let parsed: Result<Value, _> = r.json().await;
     if (200..300).contains(&status) {
-        return Ok(v);
+        return parsed.map_err(|_| {
+            fail(
+                3,
+                "the answer is not JSON: is --node the API of a Cairn node?",
+            )
+        });
     }
+    let v = parsed.unwrap_or(Value::Null);
     let code = v["error"]["code"].as_str().unwrap_or("error").to_string();
     let message = v["error"]["message"].as_str().unwrap_or("").to_string();
     let hint = match code.as_str() {
@@ -376,7 +386,8 @@ async fn answer(r: reqwest::Response) -> R<Value> {
     let exit = match status {
         404 => 5,
         504 => 7,
-        503 if code == "unavailable" => 3,
+        503 if matches!(code.as_str(), "unavailable" | "not_ready") => 3,
+        500..=599 if code != "mempool_full" => 1,
         _ => 4,
     };
     Err(fail(exit, format!("{code}: {message}{hint}")))
@@ -389,7 +400,16 @@ fn short(s: &str) -> &str {
 async fn send(ctx: &Ctx, args: &SendArgs, payload: Payload) -> R<()> {
     let key = ctx.key(&args.from)?;
     let status = ctx.get("/api/v1/status").await?;
-    let chain_id = status["chain_id"].as_str().unwrap_or_default().to_string();
+    let chain_id = status["chain_id"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            fail(
+                3,
+                "the node's status has no chain id: is --node a Cairn node?",
+            )
+        })?
+        .to_string();
     let nonce = match args.nonce {
         Some(n) => n,
         None => ctx
@@ -802,7 +822,7 @@ async fn events(ctx: &Ctx, from: Option<u64>) -> R<()> {
             }
         }
     }
-    Ok(())
+    Err(fail(3, "the node closed the event stream"))
 }
 
 async fn verify(ctx: &Ctx, which: &str, genesis_path: &Path) -> R<()> {
@@ -810,12 +830,26 @@ async fn verify(ctx: &Ctx, which: &str, genesis_path: &Path) -> R<()> {
         .map_err(|e| fail(2, format!("{}: {e}", genesis_path.display())))?;
     let (view, parent) = if let Ok(h) = which.parse::<u64>() {
         let v = ctx.get(&format!("/api/v1/blocks/{h}")).await?;
+        if v["block"]["header"]["height"].as_u64() != Some(h) {
+            return Err(fail(
+                8,
+                format!("INVALID: the node answered with another height than {h}"),
+            ));
+        }
         let parent = if h == 1 {
             Some(genesis.hash())
         } else {
+            // The parent comes from the same node: it must prove itself too.
             let p = ctx.get(&format!("/api/v1/blocks/{}", h - 1)).await?;
             let pb: Block = serde_json::from_value(p["block"].clone())
                 .map_err(|e| fail(8, format!("parent block: {e}")))?;
+            let pc: CommitCertificate = serde_json::from_value(p["certificate"].clone())
+                .map_err(|e| fail(8, format!("parent certificate: {e}")))?;
+            if pb.header.height != h - 1 {
+                return Err(fail(8, "INVALID: the parent has the wrong height"));
+            }
+            verify_block(&genesis, &pb, &pc, None)
+                .map_err(|e| fail(8, format!("INVALID parent block {}: {e}", h - 1)))?;
             Some(pb.hash())
         };
         (v, parent)
@@ -840,7 +874,11 @@ async fn verify(ctx: &Ctx, which: &str, genesis_path: &Path) -> R<()> {
             ok.hash,
             ok.txs,
             ok.certificate,
-            if ok.parent_checked { ", links to its parent" } else { "" }
+            if ok.parent_checked {
+                ", links to its (certified) parent"
+            } else {
+                ""
+            }
         )
     });
     Ok(())

@@ -80,7 +80,14 @@ pub fn verify_block(
         height: h.height,
         hash,
         txs: block.txs.len(),
-        certificate: format!("{:?} round {}", certificate.kind(), certificate.round()),
+        certificate: match certificate.kind() {
+            cairn_ledger::ConsensusKind::Raft => {
+                format!("Raft (the term {} leader's signature)", certificate.round())
+            }
+            cairn_ledger::ConsensusKind::Pbft => {
+                format!("PBFT (2f+1 commit votes, view {})", certificate.round())
+            }
+        },
         parent_checked: parent.is_some(),
     })
 }

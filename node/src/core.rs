@@ -430,7 +430,12 @@ impl Core {
                     let hash = if height == 0 {
                         Some(self.ledger.genesis_hash())
                     } else {
-                        self.ledger.store().block(height).ok().flatten().map(|b| b.hash())
+                        self.ledger
+                            .store()
+                            .block(height)
+                            .ok()
+                            .flatten()
+                            .map(|b| b.hash())
                     };
                     let tip = self.ledger.tip();
                     let (height, tip) = match hash {

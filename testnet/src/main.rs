@@ -201,17 +201,25 @@ fn node_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// A node's home as the node was started with it (absolute), so that processes can be
+/// recognised from any working directory.
+fn home_of(dir: &Path, node: &str) -> PathBuf {
+    let home = dir.join(node);
+    home.canonicalize().unwrap_or(home)
+}
+
 fn pid_of(dir: &Path, node: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(dir.join(node).join("pid"))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    is_node(pid).then_some(pid)
+    is_node(pid, &home_of(dir, node)).then_some(pid)
 }
 
-/// Alive (not a zombie), and a cairn-node (PIDs get reused).
-fn is_node(pid: u32) -> bool {
+/// Alive (not a zombie), and running `run --home HOME` for this very node: a PID reused by
+/// anything else, another testnet's node included, is never taken for ours.
+fn is_node(pid: u32, home: &Path) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -220,7 +228,20 @@ fn is_node(pid: u32) -> bool {
         .rsplit_once(") ")
         .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'));
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    !zombie && String::from_utf8_lossy(&cmdline).contains("cairn-node")
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let home = home.as_os_str().as_encoded_bytes();
+    !zombie
+        && args
+            .windows(3)
+            .any(|w| w[0] == b"run" && w[1] == b"--home" && w[2] == home)
+}
+
+/// Waits (up to 5 s) until `pid` no longer runs node `home`.
+fn wait_gone(pid: u32, home: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_node(pid, home) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
@@ -253,10 +274,13 @@ fn init(
     if base.checked_add(100 + nodes as u16).is_none() {
         bail!("--base-port too high");
     }
-    let free_port = || -> anyhow::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
+    // Free ports are held open until all are chosen, so no two nodes get the same one.
+    let mut held = Vec::new();
+    let mut free_port = || -> anyhow::Result<u16> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        held.push(l);
+        Ok(port)
     };
     if state_path(dir).exists() {
         if !force {
@@ -291,6 +315,7 @@ fn init(
             api_port,
         });
     }
+    drop(held);
     let genesis = Genesis {
         chain_id: "cairn-local".into(),
         genesis_time_ms: std::time::SystemTime::now()
@@ -397,7 +422,7 @@ fn start(dir: &Path, n: &NodeInfo) -> anyhow::Result<u32> {
         return Ok(pid);
     }
     let bin = node_binary()?;
-    let home = dir.join(&n.name);
+    let home = home_of(dir, &n.name);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -416,7 +441,7 @@ fn start(dir: &Path, n: &NodeInfo) -> anyhow::Result<u32> {
     let pid = child.id();
     // Until the child has exec'd, /proc shows this program: wait for the switch.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !is_node(pid) && Instant::now() < deadline {
+    while !is_node(pid, &home) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::fs::write(home.join("pid"), format!("{pid}\n"))?;
@@ -529,13 +554,14 @@ fn stop(dir: &Path, n: &NodeInfo) -> anyhow::Result<bool> {
     let Some(pid) = pid_of(dir, &n.name) else {
         return Ok(false);
     };
-    // A paused node cannot act on SIGTERM.
+    // A paused node cannot act on SIGTERM. A process that is already gone is stopped.
     let _ = signal(pid, "CONT");
-    signal(pid, "TERM")?;
+    let _ = signal(pid, "TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     while pid_of(dir, &n.name).is_some() {
         if Instant::now() > deadline {
-            signal(pid, "KILL")?;
+            let _ = signal(pid, "KILL");
+            wait_gone(pid, &home_of(dir, &n.name));
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -596,6 +622,8 @@ fn main() -> anyhow::Result<()> {
             let n = find(&st, &node)?;
             let pid = pid_of(&dir, &n.name).ok_or_else(|| anyhow!("{node} is not running"))?;
             signal(pid, "KILL")?;
+            // Gone before we say so: a restart right after must not meet its ports or store.
+            wait_gone(pid, &home_of(&dir, &n.name));
             let _ = std::fs::remove_file(dir.join(&n.name).join("pid"));
             println!("killed {node} (pid {pid})");
             Ok(())
@@ -660,11 +688,18 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Down => {
             let st = load_state(&dir)?;
+            // Every node gets its stop, whatever happens to the others.
             let mut stopped = 0;
+            let mut errors = Vec::new();
             for n in &st.nodes {
-                if stop(&dir, n)? {
-                    stopped += 1;
+                match stop(&dir, n) {
+                    Ok(true) => stopped += 1,
+                    Ok(false) => {}
+                    Err(e) => errors.push(format!("{}: {e:#}", n.name)),
                 }
+            }
+            if !errors.is_empty() {
+                bail!("could not stop every node: {}", errors.join("; "));
             }
             println!(
                 "stopped {stopped} node(s); state stays in {}",
