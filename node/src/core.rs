@@ -224,6 +224,14 @@ pub struct Core {
     ticks: u64,
 }
 
+/// This machine's clock, in ms since the Unix epoch (0 if it is set before 1970).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e)
 }
@@ -478,10 +486,7 @@ impl Core {
             );
             return false;
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = now_ms();
         if block.header.timestamp_ms > now_ms.saturating_add(CLOCK_DRIFT_MAX_MS) {
             tracing::warn!(height = h, "proposed block is timestamped in the future");
             return false;
@@ -738,10 +743,7 @@ impl Core {
                 return None;
             }
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = now_ms();
         let built = match self.ledger.build_block(
             &candidates,
             cairn_ledger::BlockParams {

@@ -396,10 +396,32 @@ pub struct RunReport {
 
 /// The seeds to run: the one in `SIM_SEED` (a replay), or `0..count`.
 pub fn seeds(count: u64) -> Vec<u64> {
+    seeds_from(0, count)
+}
+
+/// The seeds to run: the one in `SIM_SEED` (a replay), or `start..start + count`.
+pub fn seeds_from(start: u64, count: u64) -> Vec<u64> {
     match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
-        None => (0..count).collect(),
+        None => (start..start + count).collect(),
     }
+}
+
+/// Runs every seed, adding up the reports of the clean runs; returns the totals and the
+/// violations found (as text).
+pub fn run_seeds(
+    seeds: &[u64],
+    run: impl Fn(u64) -> Result<RunReport, Violation>,
+) -> (RunReport, Vec<String>) {
+    let mut total = RunReport::default();
+    let mut violations = Vec::new();
+    for &seed in seeds {
+        match run(seed) {
+            Ok(r) => total.absorb(r),
+            Err(v) => violations.push(v.to_string()),
+        }
+    }
+    (total, violations)
 }
 
 impl RunReport {

@@ -4,20 +4,15 @@
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test pbft_sim` replays one seed.
 
-use cairn_tests::sim::{Behaviour, RunConfig, RunReport, run_pbft, seeds};
+use cairn_tests::sim::{Behaviour, RunConfig, run_pbft, run_seeds, seeds};
 
 const SEEDS: u64 = 200;
 
 #[test]
 fn pbft_keeps_every_invariant_with_f_byzantine_and_faults() {
-    let mut total = RunReport::default();
-    let mut violations = Vec::new();
-    for seed in seeds(SEEDS) {
-        match run_pbft(RunConfig::pbft_for_seed(seed)) {
-            Ok(r) => total.absorb(r),
-            Err(v) => violations.push(v.to_string()),
-        }
-    }
+    let (total, violations) = run_seeds(&seeds(SEEDS), |seed| {
+        run_pbft(RunConfig::pbft_for_seed(seed))
+    });
     assert!(
         violations.is_empty(),
         "{} violations:\n{}",

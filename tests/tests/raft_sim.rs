@@ -3,20 +3,13 @@
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test raft_sim` replays one seed.
 
-use cairn_tests::sim::{RunConfig, RunReport, run_raft, seeds};
+use cairn_tests::sim::{RunConfig, run_raft, run_seeds, seeds};
 
 const SEEDS: u64 = 240;
 
 #[test]
 fn raft_keeps_every_invariant_under_faults() {
-    let mut total = RunReport::default();
-    let mut violations = Vec::new();
-    for seed in seeds(SEEDS) {
-        match run_raft(RunConfig::for_seed(seed)) {
-            Ok(r) => total.absorb(r),
-            Err(v) => violations.push(v.to_string()),
-        }
-    }
+    let (total, violations) = run_seeds(&seeds(SEEDS), |seed| run_raft(RunConfig::for_seed(seed)));
     assert!(
         violations.is_empty(),
         "{} violations:\n{}",

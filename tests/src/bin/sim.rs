@@ -40,10 +40,7 @@ fn main() -> ExitCode {
         Some("pbft") => (run_pbft, RunConfig::pbft_for_seed),
         _ => return usage(),
     };
-    let range: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => (start..start + seeds).collect(),
-    };
+    let range = cairn_tests::sim::seeds_from(start, seeds);
     let t = Instant::now();
     let mut total = RunReport::default();
     let mut failures = Vec::new();
