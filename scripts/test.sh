@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 # Build once in the test profile; clippy then reuses the compiled dependencies' metadata.
 say "cargo test --workspace (builds RocksDB from source on a fresh machine: ~10 min)"
 cargo test --workspace --locked --no-run
+# The end-to-end tests run the workspace's binaries (cairn, cairn-node, cairn-testnet), which
+# cargo builds for tests only within their own package.
+cargo build --workspace --locked --bins
 
 say "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -8,8 +8,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn bin(name: &str) -> PathBuf {
-    // `cargo test --workspace` builds every binary of the workspace next to this one.
-    Path::new(env!("CARGO_BIN_EXE_cairn-testnet")).with_file_name(name)
+    // Cargo builds other packages' binaries for a test only if asked: they sit next to this
+    // package's own once `cargo build --workspace --bins` ran (scripts/test.sh does).
+    let p = Path::new(env!("CARGO_BIN_EXE_cairn-testnet")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before these tests (scripts/test.sh does)",
+        p.display()
+    );
+    p
 }
 
 struct Testnet {
