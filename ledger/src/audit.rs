@@ -7,7 +7,7 @@ use crate::block::Height;
 use crate::genesis::Genesis;
 use crate::ledger::{BlockError, Ledger, Trust};
 use crate::state::state_digest;
-use crate::store::{BlockStore, MemoryStore, StoreError};
+use crate::store::{ChainRead, MemoryStore, StoreError};
 
 /// What an audit found in a consistent store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub enum AuditError {
 
 /// Replays `store` from `genesis`, verifying every certificate and signature, and compares
 /// tips and whole states.
-pub fn audit_store<S: BlockStore>(store: &S, genesis: &Genesis) -> Result<AuditReport, AuditError> {
+pub fn audit_store<S: ChainRead>(store: &S, genesis: &Genesis) -> Result<AuditReport, AuditError> {
     let stored_tip = store.tip()?;
     let mut replay = Ledger::open(MemoryStore::new(), genesis.clone())?;
     for height in 1..=stored_tip.height {

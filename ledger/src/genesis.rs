@@ -345,6 +345,15 @@ impl ValidatorSet {
     pub fn majority(&self) -> usize {
         self.keys.len() / 2 + 1
     }
+
+    /// How many validators it takes to commit a block under `kind`: a majority for Raft,
+    /// n − f for PBFT (what the engines count; readiness counts the same).
+    pub fn quorum(&self, kind: ConsensusKind) -> usize {
+        match kind {
+            ConsensusKind::Raft => self.majority(),
+            ConsensusKind::Pbft => self.byzantine_quorum(),
+        }
+    }
 }
 
 #[cfg(test)]

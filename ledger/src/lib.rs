@@ -39,8 +39,11 @@ pub use genesis::{
 pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, OpenError, Trust};
 pub use mempool::{Mempool, MempoolConfig};
 pub use state::{Account, StateView};
+pub use store::{
+    AccountTx, BlockStore, ChainRead, ConsensusWrite, MemoryStore, RecordEntry, StoreError,
+    involved_accounts,
+};
 #[cfg(feature = "rocksdb")]
-pub use store::RocksStore;
-pub use store::{BlockStore, ConsensusOp, MemoryStore, StoreError};
+pub use store::{RocksReader, RocksStore};
 pub use transaction::{Payload, Role, SignedTransaction, Transaction, TxId, VerifiedTransaction};
 pub use validation::{TxRejection, verify_transactions};

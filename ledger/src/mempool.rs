@@ -6,7 +6,7 @@
 //! membership and nonce range. Balances are checked when a block is built; a transaction that
 //! stops being valid is dropped with its reason, which [`Mempool::rejection`] keeps for the API.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use cairn_crypto::PublicKey;
 
@@ -60,6 +60,11 @@ pub struct Mempool {
     bytes: usize,
     rejected: HashMap<TxId, TxRejection>,
     rejected_order: VecDeque<TxId>,
+    /// Per sender with pending transactions, its committed next nonce as last read. A
+    /// sender's nonce moves only in blocks that hold its transactions, which update this.
+    next_nonce: HashMap<PublicKey, u64>,
+    /// Senders whose lowest pending nonce is their next one: what a block could take now.
+    executable: HashSet<PublicKey>,
 }
 
 impl Mempool {
@@ -74,6 +79,41 @@ impl Mempool {
             bytes: 0,
             rejected: HashMap::new(),
             rejected_order: VecDeque::new(),
+            next_nonce: HashMap::new(),
+            executable: HashSet::new(),
+        }
+    }
+
+    /// Whether some pending transaction could go into the next block (its sender's next
+    /// nonce); transactions behind a nonce gap do not count. O(1).
+    pub fn has_executable(&self) -> bool {
+        !self.executable.is_empty()
+    }
+
+    /// Pending transactions, oldest first, at most `max` (for re-announcing them).
+    pub fn oldest(&self, max: usize) -> impl Iterator<Item = &VerifiedTransaction> {
+        self.arrival
+            .values()
+            .filter_map(|id| self.by_id.get(id).map(|e| &e.tx))
+            .take(max)
+    }
+
+    fn refresh(&mut self, sender: PublicKey) {
+        let first = self
+            .by_sender
+            .get(&sender)
+            .and_then(|m| m.keys().next().copied());
+        match (first, self.next_nonce.get(&sender)) {
+            (Some(n), Some(next)) if n == *next => {
+                self.executable.insert(sender);
+            }
+            (Some(_), _) => {
+                self.executable.remove(&sender);
+            }
+            (None, _) => {
+                self.executable.remove(&sender);
+                self.next_nonce.remove(&sender);
+            }
         }
     }
 
@@ -153,6 +193,8 @@ impl Mempool {
         self.by_sender.entry(sender).or_default().insert(nonce, id);
         self.arrival.insert(seq, id);
         self.by_id.insert(id, Entry { tx, seq });
+        self.next_nonce.insert(sender, account.nonce);
+        self.refresh(sender);
         Ok(Ok(id))
     }
 
@@ -214,11 +256,13 @@ impl Mempool {
         touched.sort();
         touched.dedup();
         let mut dropped = Vec::new();
-        for sender in touched {
+        for sender in &touched {
+            let sender = *sender;
             let Some(pending) = self.by_sender.get(&sender) else {
                 continue;
             };
             let account = state.account(&sender)?.unwrap_or_default();
+            self.next_nonce.insert(sender, account.nonce);
             let doomed: Vec<(TxId, TxRejection)> = if !account.is_member() {
                 pending
                     .values()
@@ -245,6 +289,9 @@ impl Mempool {
         for (id, reason) in &dropped {
             self.remove(id);
             self.remember(*id, reason.clone());
+        }
+        for sender in touched {
+            self.refresh(sender);
         }
         Ok(dropped)
     }
@@ -277,6 +324,7 @@ impl Mempool {
                 self.remember(later_id, why.clone());
                 cascaded.push((later_id, why));
             }
+            self.refresh(sender);
         }
         cascaded
     }
@@ -292,6 +340,7 @@ impl Mempool {
                 self.by_sender.remove(&sender);
             }
         }
+        self.refresh(sender);
         Some(entry.tx)
     }
 

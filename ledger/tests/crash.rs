@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cairn_ledger::audit::audit_store;
 use cairn_ledger::testkit::TestChain;
-use cairn_ledger::{BlockStore, ConsensusKind, RocksStore};
+use cairn_ledger::{ChainRead, ConsensusKind, RocksStore};
 
 const ROUNDS: usize = 24;
 

@@ -199,3 +199,33 @@ fn a_competing_commit_drops_only_the_stale_nonce() {
     assert!(pool.contains(&ours2.id()), "the next nonce stays");
     assert_eq!(pool.candidates(&l, 10).expect("io"), vec![ours2]);
 }
+
+#[test]
+fn only_transactions_at_their_senders_next_nonce_count_as_executable() {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 3, 1_000);
+    let mut l = Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open");
+    let mut pool = Mempool::new(MempoolConfig::default());
+    let a = &c.accounts[1];
+    let to = c.accounts[0].public_key();
+    assert!(!pool.has_executable(), "empty");
+    // A nonce gap: pending, but nothing a block could take.
+    pool.insert(v(c.transfer(a, 1, to, 1)), &l)
+        .expect("io")
+        .expect("admitted");
+    assert!(!pool.has_executable(), "only a gap");
+    // The missing nonce arrives: executable.
+    let t0 = c.transfer(a, 0, to, 1);
+    pool.insert(v(t0.clone()), &l)
+        .expect("io")
+        .expect("admitted");
+    assert!(pool.has_executable());
+    // Nonce 0 commits elsewhere (a block from another proposer): nonce 1 is next, executable.
+    let (block, ids) = c.commit(&mut l, &[v(t0)]).expect("commit");
+    pool.on_block_committed(&block, &ids, &l).expect("io");
+    assert_eq!(pool.len(), 1);
+    assert!(pool.has_executable(), "the former gap is next now");
+    // Dropping it leaves nothing.
+    let id = pool.oldest(1).next().expect("one").id();
+    pool.drop_rejected(&[(id, TxRejection::MempoolFull)]);
+    assert!(!pool.has_executable() && pool.is_empty());
+}

@@ -4,8 +4,8 @@
 use cairn_ledger::store::{SCHEMA_VERSION, conformance};
 use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{
-    BlockStore, ConsensusKind, Ledger, MemoryStore, OpenError, RocksStore, StateView, StoreError,
-    Trust, VerifiedTransaction,
+    BlockStore, ChainRead, ConsensusKind, Ledger, MemoryStore, OpenError, RocksStore, StateView,
+    StoreError, Trust, VerifiedTransaction,
 };
 
 #[test]
@@ -140,4 +140,102 @@ fn applying_a_block_from_a_peer_verifies_it_fully() {
             .expect("peer block applies");
     }
     assert_eq!(a.tip(), b.tip());
+}
+
+/// The write-ahead log files of a store directory, largest first.
+fn wal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len())));
+    v
+}
+
+/// A store with 8 blocks, all of them only in the write-ahead log (no flush yet), closed.
+fn store_with_blocks_in_the_log() -> (TestChain, tempfile::TempDir, std::path::PathBuf) {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = RocksStore::open(dir.path(), &c.genesis.hash()).expect("open");
+        let mut l = Ledger::open(store, c.genesis.clone()).expect("ledger");
+        commit_blocks(&mut l, &c, 8);
+    }
+    let wal = wal_files(dir.path())
+        .into_iter()
+        .next()
+        .expect("a WAL file");
+    (c, dir, wal)
+}
+
+#[test]
+fn a_damaged_write_ahead_log_is_refused_naming_the_file() {
+    // Bytes flipped early, in the middle, and in the last record of the log: RocksDB's replay
+    // either reports corruption or stops early; either way the store refuses to open, names
+    // the log, and stays refused (nothing was repaired behind the operator's back).
+    for at in [0.25, 0.5, 0.9, 1.0] {
+        let (c, dir, wal) = store_with_blocks_in_the_log();
+        let mut bytes = std::fs::read(&wal).expect("read wal");
+        let i = ((bytes.len() as f64 * at) as usize).min(bytes.len() - 8);
+        for b in &mut bytes[i..i + 4] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&wal, &bytes).expect("write wal");
+        for attempt in 0..2 {
+            let err = RocksStore::open(dir.path(), &c.genesis.hash()).expect_err("must refuse");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&wal.display().to_string()),
+                "flip at {at}, attempt {attempt}: names the log: {msg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_truncated_write_ahead_log_is_refused() {
+    let (c, dir, wal) = store_with_blocks_in_the_log();
+    let len = std::fs::metadata(&wal).expect("meta").len();
+    // Cut the last few hundred bytes: the last block's record is incomplete, which the log's
+    // own recovery takes for an unacknowledged write.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .expect("open wal");
+    f.set_len(len - 300).expect("truncate");
+    drop(f);
+    for _ in 0..2 {
+        let err = RocksStore::open(dir.path(), &c.genesis.hash()).expect_err("must refuse");
+        assert!(
+            matches!(
+                &err,
+                StoreError::RolledBack {
+                    expected_height: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&wal.display().to_string()),
+            "names the log: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_store_moved_aside_starts_fresh_and_a_clean_store_reopens() {
+    let (c, dir, _) = store_with_blocks_in_the_log();
+    // Clean reopen: the mark agrees.
+    drop(RocksStore::open(dir.path(), &c.genesis.hash()).expect("reopen"));
+    // The documented recovery: move the directory aside; a new one opens empty.
+    let aside = dir.path().with_extension("damaged");
+    std::fs::rename(dir.path(), &aside).expect("move aside");
+    let store = RocksStore::open(dir.path(), &c.genesis.hash()).expect("fresh store");
+    let l = Ledger::open(store, c.genesis.clone()).expect("ledger");
+    assert_eq!(l.tip().height, 0);
+    drop(l);
+    std::fs::remove_dir_all(&aside).expect("cleanup");
 }

@@ -5,7 +5,7 @@ use crate::block::{Block, BlockHash, Tip};
 use crate::genesis::ConsensusKind;
 use crate::ledger::{Ledger, Trust};
 use crate::state::StateView;
-use crate::store::{BlockStore, StoreError};
+use crate::store::{BlockStore, ConsensusWrite, StoreError};
 use crate::testkit::TestChain;
 use crate::transaction::{Payload, VerifiedTransaction};
 
@@ -17,7 +17,10 @@ pub fn run_all<S: BlockStore>(mut make: impl FnMut() -> S) {
     refuses_gaps_and_forks(make());
     refuses_second_initialize(make());
     consensus_state_round_trips(make());
+    consensus_range_deletes(make());
     state_entries_are_sorted_and_complete(make());
+    account_index_pages_on_block_boundaries(make());
+    records_list_in_key_order(make());
 }
 
 fn chain() -> TestChain {
@@ -135,7 +138,19 @@ fn commit_then_read_back<S: BlockStore>(s: S) {
         Some(b"v".to_vec()),
         "record written"
     );
+    assert_eq!(
+        st.header(1).expect("read"),
+        Some(b1.header.clone()),
+        "header by height"
+    );
+    assert_eq!(
+        st.block_tx_ids(1).expect("read"),
+        Some(b1.tx_ids()),
+        "transaction ids by height"
+    );
     assert!(st.block(2).expect("read").is_none());
+    assert!(st.header(2).expect("read").is_none());
+    assert!(st.block_tx_ids(2).expect("read").is_none());
     assert!(
         st.height_of(&BlockHash(cairn_crypto::Hash::ZERO))
             .expect("read")
@@ -215,12 +230,17 @@ fn consensus_state_round_trips<S: BlockStore>(mut s: S) {
         Some(b"node1".to_vec())
     );
     // A batch puts and deletes together; a scan sees only its prefix, in key order.
+    let put = |k: &[u8], v: &[u8]| ConsensusWrite::Put {
+        key: k.to_vec(),
+        value: v.to_vec(),
+    };
+    let delete = |k: &[u8]| ConsensusWrite::Delete { key: k.to_vec() };
     s.consensus_write(&[
-        (b"log/2".to_vec(), Some(b"b".to_vec())),
-        (b"log/1".to_vec(), Some(b"a".to_vec())),
-        (b"log/3".to_vec(), Some(b"c".to_vec())),
-        (b"vote".to_vec(), None),
-        (b"log/3".to_vec(), None),
+        put(b"log/2", b"b"),
+        put(b"log/1", b"a"),
+        put(b"log/3", b"c"),
+        delete(b"vote"),
+        delete(b"log/3"),
     ])
     .expect("batch");
     assert_eq!(s.consensus_get(b"vote").expect("read"), None);
@@ -253,4 +273,147 @@ fn state_entries_are_sorted_and_complete<S: BlockStore>(s: S) {
     let entries = l.store().state_entries().expect("scan");
     assert_eq!(entries.len(), 4 + 1, "4 accounts and 1 record");
     assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted by key");
+}
+
+fn consensus_range_deletes<S: BlockStore>(mut s: S) {
+    let put = |k: &[u8]| ConsensusWrite::Put {
+        key: k.to_vec(),
+        value: b"x".to_vec(),
+    };
+    let range = |from: &[u8], to: &[u8]| ConsensusWrite::DeleteRange {
+        from: from.to_vec(),
+        to: to.to_vec(),
+    };
+    s.consensus_write(&[
+        put(b"a/1"),
+        put(b"a/2"),
+        put(b"a/3"),
+        put(b"a/4"),
+        put(b"b"),
+    ])
+    .expect("puts");
+    // `to` is excluded; an empty or inverted range deletes nothing; a put after a range
+    // delete in the same batch survives it.
+    s.consensus_write(&[
+        range(b"a/2", b"a/4"),
+        range(b"z", b"a"),
+        range(b"b", b"b"),
+        range(b"a/3", b"a0"),
+        put(b"a/9"),
+    ])
+    .expect("ranges");
+    let keys: Vec<Vec<u8>> = s
+        .consensus_scan(b"")
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![b"a/1".to_vec(), b"a/9".to_vec(), b"b".to_vec()],
+        "range deletes"
+    );
+}
+
+fn account_index_pages_on_block_boundaries<S: BlockStore>(s: S) {
+    let c = chain();
+    let mut l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let (a, b) = (c.accounts[0].public_key(), c.accounts[1].public_key());
+    // Block 1: a→b twice; block 2: a writes a record; block 3: c→b; block 4: a→b.
+    let transfer = |to| Payload::Transfer { to, amount: 1 };
+    let blocks: [&[(usize, Payload)]; 4] = [
+        &[(0, transfer(b)), (0, transfer(b))],
+        &[(
+            0,
+            Payload::PutRecord {
+                key: "k".into(),
+                value: vec![1],
+            },
+        )],
+        &[(2, transfer(b))],
+        &[(0, transfer(b))],
+    ];
+    for payloads in blocks {
+        // `next_block` reads nonces from the state, so two from one sender need care.
+        let block = if payloads.len() == 2 {
+            let k = &c.accounts[0];
+            let txs: Vec<VerifiedTransaction> = (0..2)
+                .map(|n| VerifiedTransaction::trusted(c.tx(k, n, transfer(b))))
+                .collect();
+            l.build_block(&txs, c.params(l.tip().height + 1))
+                .expect("build")
+                .block
+        } else {
+            next_block(&c, &l, payloads)
+        };
+        let cert = c.certify(&block);
+        l.apply_block(block, cert, Trust::Verify).expect("apply");
+    }
+    let st = l.store();
+    let at = |v: Vec<crate::store::AccountTx>| -> Vec<(u64, u32)> {
+        v.iter().map(|t| (t.height, t.index)).collect()
+    };
+    assert_eq!(
+        at(st.account_txs(&a, 5, 100).expect("read")),
+        vec![(4, 0), (2, 0), (1, 1), (1, 0)],
+        "newest first, sender side"
+    );
+    assert_eq!(
+        at(st.account_txs(&b, 5, 100).expect("read")),
+        vec![(4, 0), (3, 0), (1, 1), (1, 0)],
+        "receiver side"
+    );
+    assert_eq!(
+        at(st.account_txs(&a, 4, 100).expect("read")),
+        vec![(2, 0), (1, 1), (1, 0)],
+        "`below` excludes its height"
+    );
+    assert_eq!(
+        at(st.account_txs(&a, 3, 1).expect("read")),
+        vec![(2, 0)],
+        "a page of one"
+    );
+    assert_eq!(
+        at(st.account_txs(&a, 2, 1).expect("read")),
+        vec![(1, 1), (1, 0)],
+        "a page ends on a block boundary"
+    );
+    let t = &st.account_txs(&a, 2, 1).expect("read")[0];
+    assert_eq!(t.tx, st.block(1).expect("read").expect("block").txs[1]);
+    let nobody = cairn_crypto::PublicKey([9; 32]);
+    assert!(st.account_txs(&nobody, 5, 10).expect("read").is_empty());
+}
+
+fn records_list_in_key_order<S: BlockStore>(s: S) {
+    let c = chain();
+    let mut l = Ledger::open(s, c.genesis.clone()).expect("open");
+    let put = |key: &str, value: &[u8]| Payload::PutRecord {
+        key: key.into(),
+        value: value.to_vec(),
+    };
+    for (from, key) in [(0, "b"), (0, "a"), (1, "a"), (0, "ab"), (0, "c")] {
+        let block = next_block(&c, &l, &[(from, put(key, key.as_bytes()))]);
+        let cert = c.certify(&block);
+        l.apply_block(block, cert, Trust::Verify).expect("apply");
+    }
+    let owner = c.accounts[0].public_key();
+    let keys = |after, limit| -> Vec<String> {
+        l.store()
+            .records(&owner, after, limit)
+            .expect("read")
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    };
+    assert_eq!(
+        keys(None, 10),
+        ["a", "ab", "b", "c"],
+        "one owner's, in order"
+    );
+    assert_eq!(keys(None, 2), ["a", "ab"], "limit");
+    assert_eq!(keys(Some("ab"), 10), ["b", "c"], "after is excluded");
+    assert_eq!(keys(Some("a"), 1), ["ab"]);
+    assert!(keys(Some("c"), 10).is_empty());
+    let r = &l.store().records(&owner, None, 1).expect("read")[0];
+    assert_eq!(r.value, b"a".to_vec());
 }

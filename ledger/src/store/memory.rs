@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use cairn_crypto::{PublicKey, codec};
 
 use super::{
-    BlockCommit, BlockStore, ConsensusOp, SCHEMA_VERSION, StateEntries, StoreError, StoreMeta,
-    check_extends,
+    AccountTx, BlockCommit, BlockStore, ChainRead, ConsensusWrite, RecordEntry, SCHEMA_VERSION,
+    StateEntries, StoreError, StoreMeta, check_extends, involved_accounts,
 };
-use crate::block::{Block, BlockHash, Height, Tip, TxLocation};
+use crate::block::{Block, BlockHash, BlockHeader, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
 use crate::state::{Account, StateKey, StateView, WriteSet};
 use crate::transaction::TxId;
@@ -22,6 +22,8 @@ pub struct MemoryStore {
     certs: BTreeMap<Height, CommitCertificate>,
     by_hash: HashMap<BlockHash, Height>,
     tx_index: HashMap<TxId, TxLocation>,
+    /// (account, height, index) of every transaction involving the account.
+    account_txs: BTreeMap<(PublicKey, Height, u32), ()>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     consensus: BTreeMap<Vec<u8>, Vec<u8>>,
 }
@@ -58,55 +60,79 @@ impl StateView for MemoryStore {
     }
 }
 
-impl BlockStore for MemoryStore {
+impl ChainRead for MemoryStore {
     fn meta(&self) -> Result<Option<StoreMeta>, StoreError> {
         Ok(self.meta)
-    }
-
-    fn initialize(
-        &mut self,
-        genesis_hash: BlockHash,
-        writes: &WriteSet,
-        tip: Tip,
-    ) -> Result<(), StoreError> {
-        if self.meta.is_some() {
-            return Err(StoreError::AlreadyInitialized);
-        }
-        self.apply(writes);
-        self.meta = Some(StoreMeta {
-            schema_version: SCHEMA_VERSION,
-            genesis_hash,
-        });
-        self.tip = Some(tip);
-        Ok(())
     }
 
     fn tip(&self) -> Result<Tip, StoreError> {
         self.tip.ok_or(StoreError::Uninitialized)
     }
 
-    fn commit(&mut self, commit: &BlockCommit, tip: Tip) -> Result<(), StoreError> {
-        check_extends(&self.tip()?, commit)?;
-        let height = commit.block.header.height;
-        for (i, id) in commit.tx_ids.iter().enumerate() {
-            self.tx_index.insert(
-                *id,
-                TxLocation {
-                    height,
-                    index: i as u32,
-                },
-            );
-        }
-        self.apply(&commit.writes);
-        self.blocks.insert(height, commit.block.clone());
-        self.certs.insert(height, commit.certificate.clone());
-        self.by_hash.insert(commit.hash, height);
-        self.tip = Some(tip);
-        Ok(())
-    }
-
     fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
         Ok(self.blocks.get(&height).cloned())
+    }
+
+    fn header(&self, height: Height) -> Result<Option<BlockHeader>, StoreError> {
+        Ok(self.blocks.get(&height).map(|b| b.header.clone()))
+    }
+
+    fn block_tx_ids(&self, height: Height) -> Result<Option<Vec<TxId>>, StoreError> {
+        Ok(self.blocks.get(&height).map(Block::tx_ids))
+    }
+
+    fn account_txs(
+        &self,
+        account: &PublicKey,
+        below: Height,
+        limit: usize,
+    ) -> Result<Vec<AccountTx>, StoreError> {
+        let mut out: Vec<AccountTx> = Vec::new();
+        let range = (*account, 0, 0)..(*account, below, 0);
+        for (&(_, height, index), _) in self.account_txs.range(range).rev() {
+            if out.len() >= limit && out.last().is_some_and(|t| t.height != height) {
+                break;
+            }
+            let tx = self
+                .blocks
+                .get(&height)
+                .and_then(|b| b.txs.get(index as usize))
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt("account index names a missing tx".into()))?;
+            out.push(AccountTx { height, index, tx });
+        }
+        Ok(out)
+    }
+
+    fn records(
+        &self,
+        owner: &PublicKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RecordEntry>, StoreError> {
+        let prefix = StateKey::Record(*owner, String::new()).to_bytes();
+        let start = match after {
+            Some(k) => {
+                let mut s = StateKey::Record(*owner, k.to_string()).to_bytes();
+                // The first key after `k`: `k` followed by the smallest byte.
+                s.push(0);
+                s
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in self.state.range(start..) {
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let key = String::from_utf8(k[prefix.len()..].to_vec())
+                .map_err(|_| StoreError::Corrupt("record key is not UTF-8".into()))?;
+            out.push(RecordEntry {
+                key,
+                value: v.clone(),
+            });
+        }
+        Ok(out)
     }
 
     fn height_of(&self, hash: &BlockHash) -> Result<Option<Height>, StoreError> {
@@ -133,16 +159,6 @@ impl BlockStore for MemoryStore {
         Ok(self.consensus.get(key).cloned())
     }
 
-    fn consensus_write(&mut self, ops: &[ConsensusOp]) -> Result<(), StoreError> {
-        for (k, v) in ops {
-            match v {
-                Some(v) => self.consensus.insert(k.clone(), v.clone()),
-                None => self.consensus.remove(k),
-            };
-        }
-        Ok(())
-    }
-
     fn consensus_scan(&self, prefix: &[u8]) -> Result<StateEntries, StoreError> {
         Ok(self
             .consensus
@@ -150,5 +166,76 @@ impl BlockStore for MemoryStore {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+}
+
+impl BlockStore for MemoryStore {
+    fn initialize(
+        &mut self,
+        genesis_hash: BlockHash,
+        writes: &WriteSet,
+        tip: Tip,
+    ) -> Result<(), StoreError> {
+        if self.meta.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        self.apply(writes);
+        self.meta = Some(StoreMeta {
+            schema_version: SCHEMA_VERSION,
+            genesis_hash,
+        });
+        self.tip = Some(tip);
+        Ok(())
+    }
+
+    fn commit(&mut self, commit: &BlockCommit, tip: Tip) -> Result<(), StoreError> {
+        check_extends(&self.tip()?, commit)?;
+        let height = commit.block.header.height;
+        for (i, id) in commit.tx_ids.iter().enumerate() {
+            self.tx_index.insert(
+                *id,
+                TxLocation {
+                    height,
+                    index: i as u32,
+                },
+            );
+        }
+        for (i, t) in commit.block.txs.iter().enumerate() {
+            for a in involved_accounts(&t.tx) {
+                self.account_txs.insert((a, height, i as u32), ());
+            }
+        }
+        self.apply(&commit.writes);
+        self.blocks.insert(height, commit.block.clone());
+        self.certs.insert(height, commit.certificate.clone());
+        self.by_hash.insert(commit.hash, height);
+        self.tip = Some(tip);
+        Ok(())
+    }
+
+    fn consensus_write(&mut self, ops: &[ConsensusWrite]) -> Result<(), StoreError> {
+        for op in ops {
+            match op {
+                ConsensusWrite::Put { key, value } => {
+                    self.consensus.insert(key.clone(), value.clone());
+                }
+                ConsensusWrite::Delete { key } => {
+                    self.consensus.remove(key);
+                }
+                ConsensusWrite::DeleteRange { from, to } => {
+                    if from < to {
+                        let doomed: Vec<Vec<u8>> = self
+                            .consensus
+                            .range(from.clone()..to.clone())
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in doomed {
+                            self.consensus.remove(&k);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
