@@ -5,6 +5,11 @@
 //! pushes, **in order**. The engine does no IO, reads no clock (time is a count of `Tick`s),
 //! and draws randomness only from a seeded [`DetRng`], so a run is a function of its inputs.
 //!
+//! The engine's lifecycle is part of the trait: [`Protocol::restore`] starts an engine from
+//! its [`Protocol::Durable`] state (the default for a new node) and its ledger's height, and
+//! the durable state type says how `Persist` ops change it, in memory and as keys in a store
+//! ([`DurableState`]). The node and the simulator share that lifecycle.
+//!
 //! The caller's contract, which every engine relies on for safety:
 //! - `Persist` is a barrier: the op must be durable before any later output of the same step
 //!   is executed (persist, then send, as in raft-rs' `Ready`);
@@ -17,13 +22,16 @@
 //! panic. Must not depend on tokio, libp2p, rocksdb, the clock or the thread RNG.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod durable;
 pub mod pbft;
 pub mod raft;
 mod rng;
 
+use cairn_crypto::SigningKey;
 use cairn_ledger::{Block, BlockHash, CommitCertificate, Height};
 use serde::{Deserialize, Serialize};
 
+pub use durable::{DurableError, DurableState};
 pub use rng::DetRng;
 
 /// A validator's position in the genesis validator list.
@@ -47,7 +55,12 @@ impl std::fmt::Display for NodeId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<M> {
     /// One unit of time has passed.
-    Tick,
+    Tick {
+        /// Whether the caller holds requests (transactions) that could be ordered now. PBFT
+        /// runs a backup's request timer only then, or while a proposal is in flight (§4.4):
+        /// with nothing to order, a quiet primary is idle, not faulty. Raft ignores it.
+        pending_work: bool,
+    },
     /// A message from another validator.
     Message {
         /// The sender (authenticated by the transport).
@@ -161,11 +174,24 @@ pub struct Status {
 }
 
 /// A consensus engine.
-pub trait Protocol {
+pub trait Protocol: Sized {
     /// Messages between validators.
     type Message: Clone + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>;
     /// Changes to durable state, carried by `Output::Persist`.
     type PersistOp: Clone + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>;
+    /// Fixed parameters: the validators, this node's index, timing in ticks.
+    type Config: Clone + std::fmt::Debug;
+    /// What survives a restart: the state `Persist` ops build.
+    type Durable: DurableState<Op = Self::PersistOp>;
+
+    /// An engine starting from its durable state (the default for a new node) and the height
+    /// of its ledger's tip. Nothing else survives a restart.
+    fn restore(
+        config: Self::Config,
+        key: SigningKey,
+        durable: &Self::Durable,
+        ledger_height: Height,
+    ) -> Self;
 
     /// Advances the engine by one input, pushing the resulting work onto `out`.
     fn step(

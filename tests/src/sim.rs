@@ -14,12 +14,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use cairn_consensus::pbft::{
-    PRE_PREPARE, PREPARE, Pbft, PbftConfig, PbftDurable, PbftMessage, PbftPersist, Signed, Vote,
-};
-use cairn_consensus::raft::{Raft, RaftConfig, RaftDurable, RaftPersist};
-use cairn_consensus::{DetRng, Input, NodeId, Output, Protocol, Role};
+use cairn_consensus::pbft::{PRE_PREPARE, PREPARE, Pbft, PbftConfig, PbftMessage, Signed, Vote};
+use cairn_consensus::raft::{Raft, RaftConfig};
+use cairn_consensus::{DetRng, DurableState, Input, NodeId, Output, Protocol, Role};
 use cairn_crypto::{Domain, Hash, SigningKey, codec};
+use cairn_ledger::ConsensusWrite;
 use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{
     Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, Genesis, Height,
@@ -45,21 +44,11 @@ impl Cluster {
     }
 }
 
-/// What the simulator needs from an engine beyond [`Protocol`].
-pub trait SimEngine: Protocol + Sized {
-    /// The engine's durable state.
-    type Durable: Default + Clone + std::fmt::Debug;
-    /// Applies one `Persist` op to the durable state.
-    fn apply_persist(durable: &mut Self::Durable, op: &Self::PersistOp);
-    /// Starts an engine from durable state only (and its ledger's height).
-    fn restore(
-        cluster: &Cluster,
-        me: NodeId,
-        durable: &Self::Durable,
-        ledger_height: Height,
-        seed: u64,
-        knobs: &Knobs,
-    ) -> Self;
+/// What the simulator needs from an engine beyond [`Protocol`] (whose lifecycle, `restore`
+/// and the durable state's keyed layout, it runs exactly as the node does).
+pub trait SimEngine: Protocol {
+    /// The engine's parameters for node `me` of the cluster.
+    fn config(cluster: &Cluster, me: NodeId, seed: u64, knobs: &Knobs) -> Self::Config;
 
     /// What a Byzantine node with `behaviour` sends instead of `msg` to `to` (`None`: nothing).
     /// The default is an engine that has no Byzantine model (Raft: crash faults only).
@@ -141,21 +130,8 @@ pub struct Knobs {
 }
 
 impl SimEngine for Raft {
-    type Durable = RaftDurable;
-
-    fn apply_persist(durable: &mut RaftDurable, op: &RaftPersist) {
-        durable.apply(op);
-    }
-
-    fn restore(
-        cluster: &Cluster,
-        me: NodeId,
-        durable: &RaftDurable,
-        ledger_height: Height,
-        seed: u64,
-        knobs: &Knobs,
-    ) -> Raft {
-        let cfg = RaftConfig {
+    fn config(cluster: &Cluster, me: NodeId, seed: u64, knobs: &Knobs) -> RaftConfig {
+        RaftConfig {
             chain_id: cluster.genesis.chain_id.clone(),
             validators: cluster.genesis.validator_set(),
             me,
@@ -166,32 +142,13 @@ impl SimEngine for Raft {
             compact_after: 6,
             seed,
             planted_bug_vote_twice: knobs.raft_vote_twice,
-        };
-        Raft::restore(
-            cfg,
-            cluster.keys[me.index()].clone(),
-            durable,
-            ledger_height,
-        )
+        }
     }
 }
 
 impl SimEngine for Pbft {
-    type Durable = PbftDurable;
-
-    fn apply_persist(durable: &mut PbftDurable, op: &PbftPersist) {
-        durable.apply(op);
-    }
-
-    fn restore(
-        cluster: &Cluster,
-        me: NodeId,
-        durable: &PbftDurable,
-        ledger_height: Height,
-        _seed: u64,
-        knobs: &Knobs,
-    ) -> Pbft {
-        let cfg = PbftConfig {
+    fn config(cluster: &Cluster, me: NodeId, _seed: u64, knobs: &Knobs) -> PbftConfig {
+        PbftConfig {
             chain_id: cluster.genesis.chain_id.clone(),
             validators: cluster.genesis.validator_set(),
             me,
@@ -199,13 +156,7 @@ impl SimEngine for Pbft {
             view_change_ticks: 40,
             retransmit_ticks: 6,
             planted_bug_small_quorum: knobs.pbft_small_quorum,
-        };
-        Pbft::restore(
-            cfg,
-            cluster.keys[me.index()].clone(),
-            durable,
-            ledger_height,
-        )
+        }
     }
 
     fn corrupt(
@@ -468,7 +419,10 @@ impl Partition {
 /// One engine instance and what it keeps on "disk".
 struct Instance<E: SimEngine> {
     engine: Option<E>,
-    durable: E::Durable,
+    /// The consensus column family, as the node lays it out (`DurableState::writes`).
+    keys: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The same state built by `DurableState::apply`: what `load` must give back.
+    model: E::Durable,
     /// The instance's ledger: certified blocks, height i+1 at position i.
     chain: Vec<(Block, CommitCertificate)>,
     restarts: u64,
@@ -526,17 +480,17 @@ impl<E: SimEngine> Sim<E> {
                 };
                 let instances = (0..copies)
                     .map(|_| {
-                        let durable = E::Durable::default();
+                        let me = NodeId(i as u32);
+                        let model = E::Durable::default();
                         Instance {
                             engine: Some(E::restore(
-                                &cluster,
-                                NodeId(i as u32),
-                                &durable,
+                                E::config(&cluster, me, rng.next_u64(), &cfg.knobs),
+                                cluster.keys[i].clone(),
+                                &model,
                                 0,
-                                rng.next_u64(),
-                                &cfg.knobs,
                             )),
-                            durable,
+                            keys: BTreeMap::new(),
+                            model,
                             chain: Vec::new(),
                             restarts: 0,
                         }
@@ -679,7 +633,7 @@ impl<E: SimEngine> Sim<E> {
         }
         for i in 0..self.nodes.len() {
             for k in 0..self.nodes[i].instances.len() {
-                self.input(i, k, Input::Tick)?;
+                self.input(i, k, Input::Tick { pending_work: true })?;
             }
         }
         Ok(())
@@ -736,7 +690,23 @@ impl<E: SimEngine> Sim<E> {
                 }
             }
             Output::Persist { op } => {
-                E::apply_persist(&mut self.nodes[i].instances[k].durable, &op)
+                let inst = &mut self.nodes[i].instances[k];
+                inst.model.apply(&op);
+                let mut writes = Vec::new();
+                E::Durable::writes(&op, &mut writes);
+                for w in writes {
+                    match w {
+                        ConsensusWrite::Put { key, value } => {
+                            inst.keys.insert(key, value);
+                        }
+                        ConsensusWrite::Delete { key } => {
+                            inst.keys.remove(&key);
+                        }
+                        ConsensusWrite::DeleteRange { from, to } => {
+                            inst.keys.retain(|k, _| *k < from || *k >= to);
+                        }
+                    }
+                }
             }
             Output::Commit { block, certificate } => self.commit(i, k, block, certificate)?,
             Output::RequestProposal { height, round } => {
@@ -1022,13 +992,35 @@ impl<E: SimEngine> Sim<E> {
             }
             inst.restarts += 1;
             let seed = self.cfg.seed ^ (inst.restarts << 40) ^ (k as u64) << 20 ^ i as u64;
+            // Restart from the keys, as a node reads its store: they must give back exactly
+            // the state the persisted ops built.
+            let entries: Vec<(Vec<u8>, Vec<u8>)> = inst
+                .keys
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let loaded = E::Durable::load(&entries);
+            let durable = match loaded {
+                Ok(d) if d == inst.model => d,
+                Ok(d) => {
+                    let model = format!("{:?}", inst.model);
+                    return Err(self.violation(format!(
+                        "durable layout: node {i} loaded {d:?}, persisted {model}"
+                    )));
+                }
+                Err(e) => {
+                    return Err(
+                        self.violation(format!("durable layout: node {i}'s keys do not load: {e}"))
+                    );
+                }
+            };
+            let inst = &mut self.nodes[i].instances[k];
+            let me = NodeId(i as u32);
             let engine = E::restore(
-                &self.cluster,
-                NodeId(i as u32),
-                &inst.durable,
+                E::config(&self.cluster, me, seed, &self.cfg.knobs),
+                self.cluster.keys[i].clone(),
+                &durable,
                 inst.chain.len() as Height,
-                seed,
-                &self.cfg.knobs,
             );
             let (resumed, held) = (engine.status().commit_height, inst.chain.len() as Height);
             inst.engine = Some(engine);

@@ -143,3 +143,20 @@ pub enum PbftMessage {
     /// NEW-VIEW.
     NewView(Box<Signed<NewView>>),
 }
+
+impl PbftMessage {
+    /// The view a message shows its sender working in: that of a pre-prepare, prepare,
+    /// commit or new-view. `None` for checkpoints (not tied to a view) and view changes (a
+    /// request to leave a view, not proof that the next one began). Unverified: for status
+    /// displays only, never for a protocol decision.
+    pub fn view(&self) -> Option<u64> {
+        match self {
+            PbftMessage::PrePrepare { vote, .. } | PbftMessage::Prepare(vote) => {
+                Some(vote.body.view)
+            }
+            PbftMessage::Commit(c) => Some(c.body.view),
+            PbftMessage::NewView(nv) => Some(nv.body.view),
+            PbftMessage::Checkpoint(_) | PbftMessage::ViewChange(_) => None,
+        }
+    }
+}

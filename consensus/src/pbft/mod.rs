@@ -20,6 +20,7 @@
 //!   sees a pre-prepare beyond its next height catches up by block sync.
 
 mod certificate;
+mod durable;
 mod message;
 mod safety;
 #[cfg(test)]
@@ -95,30 +96,6 @@ pub struct PbftDurable {
     pub checkpoint: Option<Signed<Checkpoint>>,
 }
 
-impl PbftDurable {
-    /// Applies one persisted change.
-    pub fn apply(&mut self, op: &PbftPersist) {
-        match op {
-            PbftPersist::Safety(s) => self.safety = s.clone(),
-            PbftPersist::Prepared(p) => {
-                let seq = p.pre_prepare.body.seq;
-                let newer = self
-                    .prepared
-                    .get(&seq)
-                    .is_none_or(|q| q.pre_prepare.body.view <= p.pre_prepare.body.view);
-                if newer {
-                    self.prepared.insert(seq, p.clone());
-                }
-            }
-            PbftPersist::Stable(c) => {
-                self.prepared = self.prepared.split_off(&(c.checkpoint.seq + 1));
-                self.stable = Some(c.clone());
-            }
-            PbftPersist::Checkpoint(c) => self.checkpoint = Some(c.clone()),
-        }
-    }
-}
-
 /// One sequence number's agreement state in the current view.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -182,8 +159,8 @@ pub struct Pbft {
     sync_peer: u32,
     /// Restored into a view > 0 and not yet moved on: see `on_tick`.
     restored: bool,
-    /// Whether the caller holds requests (transactions) not yet committed: see
-    /// [`Pbft::set_pending_work`].
+    /// Whether the caller holds requests (transactions) that could be ordered now, as the
+    /// last `Tick` said (§4.4: the request timer runs only while a request waits).
     pending_work: bool,
     dropped: u64,
 }
@@ -235,17 +212,6 @@ impl Pbft {
             dropped: 0,
             cfg,
         }
-    }
-
-    /// Tells the replica whether its caller holds requests that are not committed yet.
-    ///
-    /// PBFT (§4.4) runs a backup's request timer only while it waits for a request to
-    /// execute: with nothing pending and nothing in flight, a quiet primary is an idle one,
-    /// not a faulty one. A replica starts with pending work (`true`), which keeps the timer
-    /// always running for callers that never call this (the simulator); a node calls it
-    /// before each tick so that an idle network makes no view changes and no empty blocks.
-    pub fn set_pending_work(&mut self, pending: bool) {
-        self.pending_work = pending;
     }
 
     fn n(&self) -> usize {
@@ -979,10 +945,24 @@ impl Pbft {
 impl Protocol for Pbft {
     type Message = PbftMessage;
     type PersistOp = PbftPersist;
+    type Config = PbftConfig;
+    type Durable = PbftDurable;
+
+    fn restore(
+        config: PbftConfig,
+        key: SigningKey,
+        durable: &PbftDurable,
+        ledger_height: Height,
+    ) -> Pbft {
+        Pbft::restore(config, key, durable, ledger_height)
+    }
 
     fn step(&mut self, input: Input<PbftMessage>, out: &mut Out) {
         match input {
-            Input::Tick => self.on_tick(out),
+            Input::Tick { pending_work } => {
+                self.pending_work = pending_work;
+                self.on_tick(out)
+            }
             Input::Propose { block } => self.on_propose(block, out),
             Input::Validated { block_hash, valid } => self.on_validated(block_hash, valid, out),
             Input::Synced { height, tip } => self.on_synced(height, tip, out),

@@ -130,7 +130,7 @@ fn s4_2_normal_case_end_to_end() {
     let c = chain();
     // The primary asks for a block, signs its pre-prepare, and persists before it leaves.
     let mut p = replica(&c, 0, 0);
-    let out = step(&mut p, Input::Tick);
+    let out = step(&mut p, Input::Tick { pending_work: true });
     assert!(out.iter().any(|o| matches!(
         o,
         Output::RequestProposal {
@@ -414,7 +414,7 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
     );
     // Durable state prunes prepared certificates at the stable checkpoint.
     let mut d = PbftDurable::default();
-    d.apply(&PbftPersist::Stable(stable));
+    crate::DurableState::apply(&mut d, &PbftPersist::Stable(stable));
     assert!(d.prepared.is_empty() && d.stable.is_some());
 }
 
@@ -434,7 +434,7 @@ fn s4_4_view_change_and_new_view() {
     step(&mut r1, from(2, prepare(&c, 2, 0, &b)));
     let mut out = Vec::new();
     for _ in 0..cfg(&c, 1).view_change_ticks {
-        out.extend(step(&mut r1, Input::Tick));
+        out.extend(step(&mut r1, Input::Tick { pending_work: true }));
     }
     let persist = first(
         &out,
@@ -638,18 +638,19 @@ fn s4_4_an_idle_backup_keeps_its_timer_still() {
             .any(|m| matches!(m, PbftMessage::ViewChange(_)))
     };
     // Nothing pending, nothing in flight: the primary's silence is not a fault.
+    let idle_tick = Input::Tick {
+        pending_work: false,
+    };
+    let busy_tick = Input::Tick { pending_work: true };
     let mut idle = replica(&c, 1, 0);
-    idle.set_pending_work(false);
     for _ in 0..ticks * 10 {
-        assert!(!view_change(&step(&mut idle, Input::Tick)));
+        assert!(!view_change(&step(&mut idle, idle_tick.clone())));
     }
     // A request waits: the timer runs and the backup asks for a new view.
-    idle.set_pending_work(true);
-    let fired = (0..ticks + 1).any(|_| view_change(&step(&mut idle, Input::Tick)));
+    let fired = (0..ticks + 1).any(|_| view_change(&step(&mut idle, busy_tick.clone())));
     assert!(fired, "no view change with pending work");
     // A pre-prepare in flight keeps the timer running even with nothing pending here.
     let (mut r, _) = validated_replica(&c);
-    r.set_pending_work(false);
-    let fired = (0..ticks + 1).any(|_| view_change(&step(&mut r, Input::Tick)));
+    let fired = (0..ticks + 1).any(|_| view_change(&step(&mut r, idle_tick.clone())));
     assert!(fired, "no view change with a slot in flight");
 }

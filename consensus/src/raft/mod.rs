@@ -15,6 +15,7 @@
 //!   entries beyond the snapshot point; the ledger's blocks are the snapshot. A follower behind
 //!   the compacted log gets `Snapshot` and the caller syncs blocks (`Output::SyncTo`).
 
+mod durable;
 mod log;
 mod message;
 #[cfg(test)]
@@ -817,10 +818,21 @@ impl Raft {
 impl Protocol for Raft {
     type Message = RaftMessage;
     type PersistOp = RaftPersist;
+    type Config = RaftConfig;
+    type Durable = RaftDurable;
+
+    fn restore(
+        config: RaftConfig,
+        key: SigningKey,
+        durable: &RaftDurable,
+        ledger_height: Height,
+    ) -> Raft {
+        Raft::restore(config, key, durable, ledger_height)
+    }
 
     fn step(&mut self, input: Input<RaftMessage>, out: &mut Out) {
         match input {
-            Input::Tick => self.on_tick(out),
+            Input::Tick { .. } => self.on_tick(out),
             Input::Message { from, msg } => self.on_message(from, msg, out),
             Input::Propose { block } => self.on_propose(block, out),
             Input::Synced { height, .. } => self.on_synced(height, out),

@@ -5,6 +5,7 @@ use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind};
 
 use super::*;
+use crate::DurableState;
 
 fn chain(n: usize) -> TestChain {
     TestChain::new(ConsensusKind::Raft, n, 1, 1)
@@ -74,7 +75,7 @@ fn entry(term: u64, height: Option<Height>) -> Entry {
 /// Ticks until the node does something other than count time.
 fn tick_until_output(r: &mut Raft) -> Out {
     for _ in 0..100 {
-        let out = step(r, Input::Tick);
+        let out = step(r, Input::Tick { pending_work: true });
         if !out.is_empty() {
             return out;
         }
@@ -136,7 +137,12 @@ fn s5_2_election_table() {
     let cases: Vec<(&str, Setup, Check)> = vec![
         (
             "a follower that times out asks for pre-votes without changing its term",
-            |c| (node(c, 0, &RaftDurable::default(), 0), Input::Tick),
+            |c| {
+                (
+                    node(c, 0, &RaftDurable::default(), 0),
+                    Input::Tick { pending_work: true },
+                )
+            },
             |r, _| {
                 let out = tick_until_output(r);
                 assert_eq!(r.term, 0);
@@ -427,7 +433,7 @@ fn s5_2_lease_and_check_quorum() {
     // A leader that hears from no one steps down after an election timeout.
     let (mut l, _) = leader(&c, &RaftDurable::default());
     for _ in 0..2 * cfg(&c, 0).election_ticks_min {
-        step(&mut l, Input::Tick);
+        step(&mut l, Input::Tick { pending_work: true });
     }
     assert_eq!(l.status().role, Role::Follower);
 }
