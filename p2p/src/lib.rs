@@ -11,6 +11,11 @@
 //!   (consensus) messages and for block sync. Every inbound message has a size limit; a peer
 //!   that exceeds it, or whose bytes the application cannot decode ([`Client::report`]), is
 //!   disconnected and counted.
+//! - Liveness: every peer is pinged each `ping_interval`; whatever arrives from a peer (a pong,
+//!   a message) counts as hearing from it ([`Client::silent_for`]). A link whose pings fail
+//!   `ping_failures_max` times in a row is dead even if TCP still holds it open (a paused
+//!   process, a cut link): it is disconnected, and the redial loop brings it back once the
+//!   peer answers again.
 //!
 //! Content is opaque bytes here: the node decodes and checks it. No libp2p type leaks out; the
 //! crate exposes a [`Client`] (commands), a stream of [`Event`]s and an [`EventLoop`] to run.
@@ -21,7 +26,7 @@ mod frames;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_crypto::PublicKey;
 use futures::StreamExt;
@@ -95,6 +100,14 @@ pub struct NetworkConfig {
     pub queue: usize,
     /// How long a sync request may take.
     pub request_timeout: Duration,
+    /// Ping every connected peer this often.
+    pub ping_interval: Duration,
+    /// A ping without an answer for this long fails.
+    pub ping_timeout: Duration,
+    /// Pings failed in a row before a link is taken for dead and disconnected.
+    pub ping_failures_max: u32,
+    /// Names of known keys (the genesis monikers), for logs.
+    pub names: HashMap<PublicKey, String>,
 }
 
 impl NetworkConfig {
@@ -113,7 +126,24 @@ impl NetworkConfig {
             max_sync_response_bytes: 32 << 20,
             queue: 4096,
             request_timeout: Duration::from_secs(20),
+            ping_interval: Duration::from_secs(1),
+            ping_timeout: Duration::from_secs(2),
+            ping_failures_max: 3,
+            names: HashMap::new(),
         }
+    }
+}
+
+/// How a peer appears in logs: its name if the configuration gave one, else its key.
+#[derive(Debug, Clone, Default)]
+struct Names(Arc<HashMap<PublicKey, String>>);
+
+impl Names {
+    fn of(&self, key: &PublicKey) -> String {
+        self.0
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| key.to_string()[..12].to_string())
     }
 }
 
@@ -186,6 +216,8 @@ pub struct Counters {
     pub dropped_events: AtomicU64,
     /// Outbound direct messages that failed.
     pub failed_sends: AtomicU64,
+    /// Links disconnected because their pings failed.
+    pub dead_links: AtomicU64,
 }
 
 enum Command {
@@ -224,11 +256,15 @@ pub struct PeerInfo {
     pub addr: String,
 }
 
+/// When each connected peer was last heard from.
+type Heard = Arc<RwLock<HashMap<PublicKey, Instant>>>;
+
 /// Sends commands to the network. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
     connected: Arc<RwLock<HashSet<PublicKey>>>,
+    heard: Heard,
     next_request: Arc<AtomicU64>,
     counters: Arc<Counters>,
     peer_id: String,
@@ -301,6 +337,13 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// How long since anything arrived from a connected peer (a pong or a message); `None`
+    /// if it is not connected.
+    pub fn silent_for(&self, peer: &PublicKey) -> Option<Duration> {
+        let heard = self.heard.read().ok()?;
+        heard.get(peer).map(Instant::elapsed)
+    }
+
     /// Counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -352,6 +395,11 @@ pub struct EventLoop {
     /// Outbound sync requests: libp2p's id → ours.
     outbound: HashMap<request_response::OutboundRequestId, (PublicKey, u64)>,
     connected: HashMap<PeerId, Multiaddr>,
+    heard: Heard,
+    /// Pings failed in a row, per peer.
+    ping_failures: HashMap<PeerId, u32>,
+    ping_failures_max: u32,
+    names: Names,
 }
 
 fn parse_addr(a: &str) -> Result<Multiaddr, P2pError> {
@@ -435,7 +483,11 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
                     format!("/cairn/{chain}/1"),
                     key.public(),
                 )),
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(cfg.ping_interval)
+                        .with_timeout(cfg.ping_timeout),
+                ),
                 kad,
                 mdns: Toggle::from(mdns),
                 gossip,
@@ -483,9 +535,11 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
     let (ev_tx, ev_rx) = mpsc::channel(cfg.queue);
     let counters = Arc::new(Counters::default());
     let shared_connected: Arc<RwLock<HashSet<PublicKey>>> = Arc::default();
+    let heard: Heard = Arc::default();
     let client = Client {
         commands: cmd_tx,
         connected: shared_connected.clone(),
+        heard: heard.clone(),
         next_request: Arc::new(AtomicU64::new(1)),
         counters: counters.clone(),
         peer_id: me.to_string(),
@@ -503,6 +557,10 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         next_inbound: 0,
         outbound: HashMap::new(),
         connected: HashMap::new(),
+        heard,
+        ping_failures: HashMap::new(),
+        ping_failures_max: cfg.ping_failures_max.max(1),
+        names: Names(Arc::new(cfg.names.clone())),
     };
     Ok((client, ev_rx, event_loop))
 }
@@ -543,10 +601,47 @@ impl EventLoop {
         }
     }
 
+    fn name(&self, peer: &PeerId) -> String {
+        match self.keys.get(peer) {
+            Some(k) => self.names.of(k),
+            None => peer.to_string(),
+        }
+    }
+
     fn misbehaved(&mut self, peer: PeerId, reason: &str) {
         self.counters.misbehaving.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, reason, "disconnecting misbehaving peer");
+        tracing::warn!(peer = %self.name(&peer), reason, "disconnecting misbehaving peer");
         let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Something arrived from `peer`: it is alive.
+    fn heard_from(&mut self, peer: &PeerId) {
+        if let Some(k) = self.keys.get(peer)
+            && let Ok(mut h) = self.heard.write()
+        {
+            h.insert(*k, Instant::now());
+        }
+    }
+
+    fn on_ping(&mut self, peer: PeerId, ok: bool) {
+        if ok {
+            self.ping_failures.remove(&peer);
+            self.heard_from(&peer);
+            return;
+        }
+        let failures = self.ping_failures.entry(peer).or_insert(0);
+        *failures += 1;
+        if *failures >= self.ping_failures_max {
+            let n = *failures;
+            self.ping_failures.remove(&peer);
+            self.counters.dead_links.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer = %self.name(&peer),
+                failed_pings = n,
+                "link is dead: disconnecting (it is redialled)"
+            );
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     fn on_command(&mut self, c: Command) {
@@ -644,8 +739,11 @@ impl EventLoop {
                 if let Ok(mut c) = self.shared_connected.write() {
                     c.insert(key);
                 }
+                if let Ok(mut h) = self.heard.write() {
+                    h.insert(key, Instant::now());
+                }
                 if num_established.get() == 1 {
-                    tracing::info!(peer = %key, "peer connected");
+                    tracing::info!(peer = %self.names.of(&key), "peer connected");
                     self.emit(Event::Connected { peer: key });
                 }
             }
@@ -655,11 +753,15 @@ impl EventLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.ping_failures.remove(&peer_id);
                 if let Some(key) = self.keys.get(&peer_id).copied() {
                     if let Ok(mut c) = self.shared_connected.write() {
                         c.remove(&key);
                     }
-                    tracing::info!(peer = %key, "peer disconnected");
+                    if let Ok(mut h) = self.heard.write() {
+                        h.remove(&key);
+                    }
+                    tracing::info!(peer = %self.names.of(&key), "peer disconnected");
                     self.emit(Event::Disconnected { peer: key });
                 }
             }
@@ -675,6 +777,20 @@ impl EventLoop {
     }
 
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
+        match &ev {
+            BehaviourEvent::Ping(p) => {
+                let (peer, ok) = (p.peer, p.result.is_ok());
+                return self.on_ping(peer, ok);
+            }
+            BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source, ..
+            }) => self.heard_from(&propagation_source.clone()),
+            BehaviourEvent::Direct(request_response::Event::Message { peer, .. })
+            | BehaviourEvent::Sync(request_response::Event::Message { peer, .. }) => {
+                self.heard_from(&peer.clone())
+            }
+            _ => {}
+        }
         match ev {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
                 if self.keys.contains_key(&peer_id) =>
