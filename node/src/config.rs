@@ -63,7 +63,8 @@ pub struct P2pConfig {
     /// Extra peers to dial, each ending in `/p2p/<peer id>` (the genesis validators'
     /// addresses are always dialled).
     pub bootstrap: Vec<String>,
-    /// Non-validator keys (hex) allowed to connect, e.g. observers that only sync.
+    /// Non-validator keys (hex) allowed to connect, e.g. observers that only sync. A node
+    /// whose own key is not a genesis validator runs only if its key is listed here.
     pub observers: Vec<String>,
     /// mDNS discovery on the local network (sends multicast; off by default).
     pub mdns: bool,
@@ -81,6 +82,15 @@ pub struct ApiConfig {
     pub max_concurrent_requests: usize,
     /// Longest `?wait=commit`, in milliseconds.
     pub wait_timeout_ms: u64,
+    /// A request's headers must arrive within this, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this once its headers did, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// A connection that moves no byte for this long is closed, in milliseconds. Must exceed
+    /// `wait_timeout_ms` (a waiting client is quiet) and the event stream's 10 s keep-alive.
+    pub idle_timeout_ms: u64,
+    /// Most open connections; more are closed on accept.
+    pub max_connections: usize,
 }
 
 /// `[consensus]`: how this node proposes (the protocol's own timing is in the genesis).
@@ -148,6 +158,10 @@ impl Default for ApiConfig {
             max_body_bytes: 64 << 10,
             max_concurrent_requests: 1024,
             wait_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
         }
     }
 }
@@ -217,6 +231,20 @@ impl Config {
         }
         if self.api.max_body_bytes < 1024 {
             return Err("api.max_body_bytes must be at least 1024".into());
+        }
+        let a = &self.api;
+        if a.header_timeout_ms == 0 || a.body_timeout_ms == 0 || a.max_connections == 0 {
+            return Err(
+                "api.header_timeout_ms, api.body_timeout_ms and api.max_connections must be > 0"
+                    .into(),
+            );
+        }
+        if a.idle_timeout_ms <= a.wait_timeout_ms.max(10_000) {
+            return Err(format!(
+                "api.idle_timeout_ms ({}) must exceed api.wait_timeout_ms ({}) and the event \
+                 stream's 10 s keep-alive, or quiet clients would be cut off",
+                a.idle_timeout_ms, a.wait_timeout_ms
+            ));
         }
         Ok(())
     }

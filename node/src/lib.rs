@@ -1,16 +1,20 @@
 //! `cairn-node`: a Cairn validator (or observer) node.
 //!
-//! [`node::run`] wires the parts: the libp2p network (`cairn-p2p`), the core task that owns the
-//! consensus engine, ledger and mempool ([`core`]), and the HTTP API ([`api`]). The binary
-//! `cairn-node` adds the command line (`init`, `run`, `show-key`).
+//! [`node::run`] wires and supervises the parts: the libp2p network (`cairn-p2p`), the
+//! consensus task that owns the engine, the ledger writer and the mempool ([`core`]), and the
+//! HTTP API ([`api`]), whose committed reads go to the store directly ([`reads`]). The binary
+//! `cairn-node` adds the command line (`init`, `run`, `show-key`). ARCHITECTURE.md ("The
+//! node") maps the modules and how a transaction and a block flow through them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod api;
 pub mod config;
 pub mod core;
-pub mod engine;
+pub mod engines;
+pub mod fatal;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod reads;
 pub mod views;
 pub mod wire;

@@ -40,6 +40,12 @@ pub struct Metrics {
     pub refused_connections: Gauge,
     /// Peers disconnected for sending oversized or undecodable data.
     pub misbehaving_peers: Gauge,
+    /// Links disconnected because their pings failed.
+    pub dead_links: Gauge,
+    /// Validators heard from in the last few seconds (this node included).
+    pub heard_validators: Gauge,
+    /// 1 when the node is ready, 0 when not.
+    pub ready: Gauge,
     /// Time between consecutive blocks.
     pub block_interval: Histogram,
     /// Admission here to commit, for transactions submitted to this node.
@@ -73,6 +79,9 @@ impl Metrics {
             dropped_gossip: Counter::default(),
             refused_connections: Gauge::default(),
             misbehaving_peers: Gauge::default(),
+            dead_links: Gauge::default(),
+            heard_validators: Gauge::default(),
+            ready: Gauge::default(),
             block_interval: Histogram::new(buckets()),
             commit_latency: Histogram::new(buckets()),
             registry: Registry::default(),
@@ -131,6 +140,21 @@ impl Metrics {
             "p2p_misbehaving_peers",
             "Peers disconnected for oversized or undecodable data",
             m.misbehaving_peers.clone(),
+        );
+        registry.register(
+            "p2p_dead_links",
+            "Links disconnected because their pings failed",
+            m.dead_links.clone(),
+        );
+        registry.register(
+            "heard_validators",
+            "Validators heard from in the last few seconds, this node included",
+            m.heard_validators.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when the node is ready (synced, quorum heard, not stalled)",
+            m.ready.clone(),
         );
         registry.register(
             "block_interval_seconds",

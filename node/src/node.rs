@@ -1,38 +1,166 @@
-//! Starting and stopping a node.
+//! Starting, supervising and stopping a node.
+//!
+//! Start-up refuses, with a message that says what to do: a key that is neither a genesis
+//! validator nor listed in `p2p.observers`; a store of another chain or schema version; a
+//! store whose write-ahead log is damaged or lost acknowledged writes; consensus state that
+//! does not load.
+//!
+//! Three tasks run: the network, the consensus core, the API. [`run`] watches all three: if one
+//! ends (a [`Fatal`] error in the core, a panic anywhere), the node logs the cause, fails
+//! `/health`, stops the others and returns an error, so the process exits non-zero and a
+//! supervisor can restart it. On SIGINT or SIGTERM it stops in order: the API refuses new
+//! submissions, the core answers what was queued and hands every admitted transaction to the
+//! network, the network gets a moment to send it, then everything stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
-use cairn_ledger::{Genesis, Ledger, RocksStore};
-use tokio::sync::{broadcast, mpsc, watch};
+use anyhow::{Context, bail};
+use cairn_consensus::pbft::Pbft;
+use cairn_consensus::raft::Raft;
+use cairn_consensus::{DurableState, NodeId};
+use cairn_crypto::{PublicKey, SigningKey};
+use cairn_ledger::{
+    ChainRead, ConsensusKind, Genesis, Ledger, RocksReader, RocksStore, StoreError,
+};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, Failure, READS_MAX, STREAMS_MAX, router, server};
 use crate::config::{Config, Home, read_key};
 use crate::core::{Core, CoreParts};
+use crate::engines::NodeEngine;
+use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::views::StatusView;
 
-/// Most SSE streams open at once.
-const STREAMS_MAX: usize = 128;
+/// How long the network may keep sending after the core stopped (the last gossip).
+const NETWORK_DRAIN: Duration = Duration::from_millis(500);
 
-/// Runs the node in `home` until SIGINT or SIGTERM.
+/// Runs the node in `home` until SIGINT or SIGTERM, or until a part of it fails.
 pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let key = read_key(&home.key())?;
     let genesis = Genesis::load(&home.genesis())
         .with_context(|| format!("reading {}", home.genesis().display()))?;
-    let genesis_hash = genesis.hash();
-    let store = RocksStore::open(&home.data(), &genesis_hash)
-        .with_context(|| format!("opening the store in {}", home.data().display()))?;
+    let me = key.public_key();
+    let mut observers = Vec::new();
+    for o in &config.p2p.observers {
+        observers.push(o.parse::<PublicKey>().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: p2p.observers: {o:?} is not a public key (64 hex digits)",
+                home.config().display()
+            )
+        })?);
+    }
+    if !genesis.validators.iter().any(|v| v.public_key == me) && !observers.contains(&me) {
+        bail!(
+            "this node's key {me} is neither a validator in {} nor listed in p2p.observers in {}: \
+             the validators would refuse its connections. Run it with a validator's key, or add \
+             the key to p2p.observers here and on the validators (which must allow it)",
+            home.genesis().display(),
+            home.config().display()
+        );
+    }
+    let store = open_store(&home, &genesis)?;
+    let reader = store.reader();
     let ledger = Ledger::open(store, genesis.clone()).context("opening the ledger")?;
     tracing::info!(
         chain = %genesis.chain_id,
         consensus = ?genesis.consensus.kind(),
         height = ledger.tip().height,
-        key = %key.public_key(),
+        key = %me,
         "starting"
     );
+    let start = Start {
+        home,
+        config,
+        key,
+        genesis,
+        ledger,
+        reader,
+        observers,
+    };
+    match start.genesis.consensus.kind() {
+        ConsensusKind::Raft => run_with::<Raft>(start).await,
+        ConsensusKind::Pbft => run_with::<Pbft>(start).await,
+    }
+}
+
+/// Opens the store, turning refusals into what an operator should do.
+fn open_store(home: &Home, genesis: &Genesis) -> anyhow::Result<RocksStore> {
+    let data = home.data();
+    let recover = format!(
+        "To recover: move {} aside (keep it for inspection) and start the node again; it \
+         re-syncs the chain from its peers. A validator started this way has no record of \
+         the votes it cast before, so do it while the rest of the network is healthy",
+        data.display()
+    );
+    match RocksStore::open(&data, &genesis.hash()) {
+        Ok(s) => Ok(s),
+        Err(e @ (StoreError::RolledBack { .. } | StoreError::Corrupt(_))) => {
+            bail!("refusing to start: {e}. {recover}")
+        }
+        Err(e @ StoreError::UnsupportedSchema { .. }) => {
+            bail!("refusing to start on {}: {e}. {recover}", data.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("opening the store in {}", data.display())),
+    }
+}
+
+struct Start {
+    home: Home,
+    config: Config,
+    key: SigningKey,
+    genesis: Genesis,
+    ledger: Ledger<RocksStore>,
+    reader: RocksReader,
+    observers: Vec<PublicKey>,
+}
+
+/// The engine restored from the store, or `None` on an observer.
+fn restore<P: NodeEngine>(s: &Start) -> anyhow::Result<Option<P>> {
+    let me = s.key.public_key();
+    let Some(index) = s.genesis.validators.iter().position(|v| v.public_key == me) else {
+        return Ok(None);
+    };
+    let entries = s
+        .ledger
+        .store()
+        .consensus_scan(b"")
+        .context("reading consensus state")?;
+    let durable = P::Durable::load(&entries).with_context(|| {
+        format!(
+            "the consensus state in {} does not load",
+            s.home.data().display()
+        )
+    })?;
+    let cfg = P::config(&s.genesis, NodeId(index as u32), s.config.consensus.tick_ms)
+        .context("the genesis names another engine")?;
+    Ok(Some(P::restore(
+        cfg,
+        s.key.clone(),
+        &durable,
+        s.ledger.tip().height,
+    )))
+}
+
+async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
+    let engine = restore::<P>(&s)?;
+    let Start {
+        home,
+        config,
+        key,
+        genesis,
+        ledger,
+        reader,
+        observers,
+    } = s;
+    let names: HashMap<PublicKey, String> = genesis
+        .validators
+        .iter()
+        .map(|v| (v.public_key, v.name.clone()))
+        .collect();
 
     // The network: genesis validators (and configured observers) only.
     let mut net_cfg = cairn_p2p::NetworkConfig::new(&genesis.chain_id, key.to_seed());
@@ -42,11 +170,8 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     net_cfg.max_gossip_bytes = crate::wire::GOSSIP_BYTES_MAX;
     net_cfg.max_sync_response_bytes = crate::wire::SYNC_RESPONSE_BYTES_MAX;
     net_cfg.allowed = genesis.validators.iter().map(|v| v.public_key).collect();
-    for o in &config.p2p.observers {
-        net_cfg.allowed.push(o.parse().map_err(|_| {
-            anyhow::anyhow!("p2p.observers: {o:?} is not a public key (64 hex digits)")
-        })?);
-    }
+    net_cfg.allowed.extend(observers);
+    net_cfg.names = names.clone();
     net_cfg.bootstrap = config.p2p.bootstrap.clone();
     for v in &genesis.validators {
         if v.public_key != key.public_key() && !v.address.is_empty() {
@@ -55,7 +180,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         }
     }
     let (net, net_events, net_loop) = cairn_p2p::start(net_cfg)?;
-    let net_task = tokio::spawn(net_loop.run());
+    let mut net_task = tokio::spawn(net_loop.run());
 
     let metrics = Arc::new(Metrics::new());
     let (req_tx, req_rx) = mpsc::channel(1024);
@@ -63,7 +188,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let tip = ledger.tip();
     let (status_tx, status_rx) = watch::channel(StatusView {
         chain_id: genesis.chain_id.clone(),
-        genesis_hash,
+        genesis_hash: genesis.hash(),
         moniker: config.moniker.clone(),
         public_key: key.public_key(),
         consensus: genesis.consensus.kind(),
@@ -71,53 +196,58 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         head_hash: tip.hash,
         state_root: tip.state_root,
         head_time_ms: tip.timestamp_ms,
-        role: "follower".into(),
+        role: crate::views::role_name(engine.as_ref().map(|e| e.status().role)),
         round: 0,
         leader: None,
         peers: 0,
+        heard: 0,
         validators: genesis.validators.len(),
         mempool_txs: 0,
         mempool_bytes: 0,
         syncing: false,
         known_height: tip.height,
         ready: false,
+        not_ready: vec!["starting".into()],
+        at: None,
     });
-    let core = Core::new(CoreParts {
-        config: config.clone(),
-        key: key.clone(),
-        ledger,
-        net: net.clone(),
-        net_events,
-        requests: req_rx,
-        events: events.clone(),
-        status: status_tx,
-        metrics: metrics.clone(),
-    })
-    .context("restoring consensus state")?;
+    let core = Core::<P>::new(
+        CoreParts {
+            config: config.clone(),
+            key: key.clone(),
+            ledger,
+            reader: reader.clone(),
+            network: net.clone(),
+            net_events,
+            requests: req_rx,
+            events: events.clone(),
+            status: status_tx,
+            metrics: metrics.clone(),
+        },
+        engine,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let core_task = tokio::spawn(core.run(stop_rx.clone()));
+    let mut core_task = tokio::spawn(core.run(stop_rx.clone()));
 
-    let names: HashMap<_, _> = genesis
-        .validators
-        .iter()
-        .map(|v| (v.public_key, v.name.clone()))
-        .collect();
+    let accepting = Arc::new(AtomicBool::new(true));
+    let failure = Failure::default();
     let state = AppState {
         requests: req_tx,
         status: status_rx,
         events,
         metrics,
         net,
+        genesis: Arc::new(genesis),
         names: Arc::new(names),
-        chain_id: genesis.chain_id.clone().into(),
+        reader,
+        reads: Arc::new(Semaphore::new(READS_MAX)),
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
-        streams: Arc::new(tokio::sync::Semaphore::new(STREAMS_MAX)),
+        body_timeout: Duration::from_millis(config.api.body_timeout_ms),
+        max_body: config.api.max_body_bytes,
+        streams: Arc::new(Semaphore::new(STREAMS_MAX)),
+        accepting: accepting.clone(),
+        failure: failure.clone(),
     };
-    let app = router(
-        state,
-        config.api.max_body_bytes,
-        config.api.max_concurrent_requests,
-    );
+    let app = router(state, config.api.max_concurrent_requests);
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
@@ -125,26 +255,61 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     // Tools (and tests) that asked for port 0 read the real address here.
     std::fs::write(home.0.join("api_addr"), format!("{api_addr}\n")).context("writing api_addr")?;
     tracing::info!(addr = %api_addr, "API listening");
+    let limits = server::Limits {
+        header_timeout: Duration::from_millis(config.api.header_timeout_ms),
+        idle_timeout: Duration::from_millis(config.api.idle_timeout_ms),
+        max_connections: config.api.max_connections,
+    };
+    let mut api_task = tokio::spawn(server::serve(listener, app, limits, stop_rx));
 
-    let mut stop_api = stop_rx.clone();
-    let api_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_api.wait_for(|s| *s).await;
-            })
-            .await
-    });
-
-    shutdown_signal().await;
+    let died: Option<Fatal> = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut core_task => Some(match r {
+            Ok(Err(fatal)) => fatal,
+            Ok(Ok(())) => ended("core", "returned".into()),
+            Err(e) => ended("core", e.to_string()),
+        }),
+        r = &mut net_task => Some(ended("network", match r {
+            Ok(()) => "returned".into(),
+            Err(e) => e.to_string(),
+        })),
+        r = &mut api_task => Some(ended("API", match r {
+            Ok(Ok(())) => "returned".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        })),
+    };
+    if let Some(fatal) = died {
+        let why = format!("{fatal}; {}", fatal.advice());
+        failure.set(why.clone());
+        tracing::error!(error = %why, "stopping the node");
+        accepting.store(false, Ordering::Release);
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut core_task).await;
+        core_task.abort();
+        net_task.abort();
+        api_task.abort();
+        bail!("{why}");
+    }
     tracing::info!("shutting down");
+    accepting.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
-    // The core finishes its current step (every write is already synced) and closes the store.
-    let _ = core_task.await;
-    // Open SSE streams would hold the server: give it a moment, then go.
-    let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
+    match tokio::time::timeout(Duration::from_secs(10), &mut core_task).await {
+        Ok(Ok(Err(fatal))) => tracing::error!(error = %fatal, "while stopping"),
+        Err(_) => tracing::warn!("the core did not stop within 10 s"),
+        _ => {}
+    }
+    // The core handed its last gossip to the network; let it go out.
+    tokio::time::sleep(NETWORK_DRAIN).await;
     net_task.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(3), &mut api_task).await;
+    api_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+fn ended(task: &'static str, reason: String) -> Fatal {
+    Fatal::TaskEnded { task, reason }
 }
 
 async fn shutdown_signal() {

@@ -3,8 +3,8 @@
 use cairn_consensus::Role as EngineRole;
 use cairn_crypto::{Hash, PublicKey, merkle::MerkleProof};
 use cairn_ledger::{
-    Block, BlockHash, CommitCertificate, ConsensusKind, Height, Role, SignedTransaction, TxId,
-    TxRejection,
+    Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, Height, Role,
+    SignedTransaction, TxId, TxRejection,
 };
 use serde::Serialize;
 
@@ -88,6 +88,9 @@ pub struct StatusView {
     pub leader: Option<PublicKey>,
     /// Connected peers.
     pub peers: usize,
+    /// Validators heard from in the last few seconds (a pong or a message), this node
+    /// included if it is one: what readiness counts, not open connections.
+    pub heard: usize,
     /// Validators in the genesis.
     pub validators: usize,
     /// Pending transactions.
@@ -98,8 +101,24 @@ pub struct StatusView {
     pub syncing: bool,
     /// The highest height heard of from peers.
     pub known_height: Height,
-    /// Synced and connected to a quorum.
+    /// Synced, a quorum of validators heard from recently, and not stalled.
     pub ready: bool,
+    /// Why not ready, one sentence per failing condition (empty when ready).
+    pub not_ready: Vec<String>,
+    /// When the core published this (the API calls a status that has gone stale a sign of a
+    /// stuck core).
+    #[serde(skip)]
+    pub at: Option<std::time::Instant>,
+}
+
+/// An engine role as the `cairn_role` metric's value.
+pub fn role_code(role: EngineRole) -> i64 {
+    match role {
+        EngineRole::Follower => 0,
+        EngineRole::PreCandidate => 1,
+        EngineRole::Candidate => 2,
+        EngineRole::Leader => 3,
+    }
 }
 
 /// Maps an engine role to its API name.
@@ -138,15 +157,20 @@ pub struct BlockSummary {
 impl BlockSummary {
     /// Of a block.
     pub fn of(b: &Block) -> BlockSummary {
+        BlockSummary::of_header(&b.header)
+    }
+
+    /// Of a block's header (all a summary needs).
+    pub fn of_header(h: &BlockHeader) -> BlockSummary {
         BlockSummary {
-            height: b.header.height,
-            hash: b.hash(),
-            prev_hash: b.header.prev_hash,
-            timestamp_ms: b.header.timestamp_ms,
-            tx_count: b.header.tx_count,
-            proposer: b.header.proposer,
-            round: b.header.round,
-            state_root: b.header.state_root,
+            height: h.height,
+            hash: h.hash(),
+            prev_hash: h.prev_hash,
+            timestamp_ms: h.timestamp_ms,
+            tx_count: h.tx_count,
+            proposer: h.proposer,
+            round: h.round,
+            state_root: h.state_root,
         }
     }
 }
@@ -259,6 +283,40 @@ pub struct AccountTxPage {
     pub txs: Vec<AccountTx>,
     /// Pass as `before` for the next page (a height); absent when the scan reached genesis.
     pub next: Option<Height>,
+}
+
+/// `GET /api/v1/accounts/{id}/records/{key}`, and one entry of a record page.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordView {
+    /// The owning account.
+    pub owner: PublicKey,
+    /// The record's key.
+    pub key: String,
+    /// The value, hex.
+    pub value: String,
+    /// The value as text, when it is UTF-8.
+    pub text: Option<String>,
+}
+
+impl RecordView {
+    /// Of a stored record.
+    pub fn of(owner: PublicKey, key: String, value: &[u8]) -> RecordView {
+        RecordView {
+            owner,
+            key,
+            value: hex::encode(value),
+            text: std::str::from_utf8(value).ok().map(str::to_string),
+        }
+    }
+}
+
+/// `GET /api/v1/accounts/{id}/records`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordPage {
+    /// In key order.
+    pub records: Vec<RecordView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
 }
 
 /// `GET /api/v1/validators`.

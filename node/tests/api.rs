@@ -415,6 +415,18 @@ async fn openapi_document_matches_the_routes_and_their_shapes() {
     let t = net.transfer(1, 0, net.accounts[2].public_key(), 3);
     let (code, submitted) = net.submit(0, &t, true).await;
     assert_eq!(code, 200);
+    let record = Transaction {
+        chain_id: net.genesis.chain_id.clone(),
+        sender: net.accounts[1].public_key(),
+        nonce: 1,
+        payload: Payload::PutRecord {
+            key: "greeting".into(),
+            value: b"hello".to_vec(),
+        },
+    }
+    .sign(&net.accounts[1]);
+    let (code, v) = net.submit(0, &record, true).await;
+    assert_eq!(code, 200, "{v}");
     let pending = net.transfer(1, 5, net.accounts[2].public_key(), 3);
     let (code, accepted) = net.submit(0, &pending, false).await;
     assert_eq!(code, 202, "{accepted}");
@@ -430,17 +442,19 @@ async fn openapi_document_matches_the_routes_and_their_shapes() {
         .expect("height")
         .to_string();
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 14, "every route is documented");
+    assert_eq!(paths.len(), 16, "every route is documented");
     for (path, ops) in paths {
         for (method, op) in ops.as_object().expect("ops") {
-            let url = path.replace(
-                "{id}",
-                match path.as_str() {
-                    "/api/v1/blocks/{id}" => &height,
-                    "/api/v1/txs/{id}" => submitted["id"].as_str().expect("id"),
-                    _ => &acct,
-                },
-            );
+            let url = path
+                .replace(
+                    "{id}",
+                    match path.as_str() {
+                        "/api/v1/blocks/{id}" => &height,
+                        "/api/v1/txs/{id}" => submitted["id"].as_str().expect("id"),
+                        _ => &acct,
+                    },
+                )
+                .replace("{key}", "greeting");
             if method == "post" {
                 // The answers of POST /txs above, checked against its schemas.
                 let ok = &op["responses"]["202"]["content"]["application/json"]["schema"];

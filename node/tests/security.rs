@@ -189,10 +189,17 @@ async fn an_observer_on_the_list_connects_syncs_and_relays() {
         .await;
     assert_eq!(code, 200, "{v}");
 
-    // The observer: same genesis, its own key, not a validator.
+    // The observer: same genesis, its own key, not a validator, listed in its own
+    // p2p.observers as on the validators.
     let home = net.dir.path().join("observer");
     let port = common::free_port();
     common::write_home(&home, &observer, &net.genesis, port, "observer");
+    let p = home.join("config.toml");
+    let c = std::fs::read_to_string(&p).expect("config").replace(
+        "[p2p]\n",
+        &format!("[p2p]\nobservers = [\"{}\"]\n", observer.public_key()),
+    );
+    std::fs::write(&p, c).expect("config");
     net.nodes.push(common::Node {
         home,
         key: observer.clone(),

@@ -16,6 +16,8 @@ pub struct Settings {
     pub txs: usize,
     pub rate: f64,
     pub concurrency: usize,
+    /// Explorer clients reading beside the load (0: none).
+    pub readers: usize,
     pub json: bool,
 }
 
@@ -243,6 +245,13 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let submitted: Arc<Mutex<HashMap<TxId, Instant>>> = Arc::default();
     let rejected: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let queue = Arc::new(Mutex::new(load.into_iter().enumerate()));
+    // Readers page the admin's history (every setup transaction) and the bench accounts'.
+    let stop_reads = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut read_accounts: Vec<cairn_crypto::PublicKey> =
+        keys.iter().map(SigningKey::public_key).collect();
+    read_accounts.push(admin.public_key());
+    let (reads, readers) =
+        crate::readers::start(apis.to_vec(), read_accounts, s.readers, stop_reads.clone());
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..s.concurrency.max(1) {
@@ -301,6 +310,17 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bar.finish_and_clear();
+    let read_secs = start.elapsed().as_secs_f64();
+    stop_reads.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.abort();
+    }
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (reads_ok, reads_failed, replayed) = (
+        read(&reads.ok),
+        read(&reads.failed),
+        read(&reads.replayed_blocks),
+    );
     let mut commits = seen.lock().map(|m| m.clone()).unwrap_or_default();
     // Whatever the event stream did not show is asked for directly before anything is called
     // missing (the stream may have been refused or cut; its timing is then unknown).
@@ -420,6 +440,11 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         "share_of_bound": tps / bound,
         "nodes_agree_at_height": target,
         "agree": agree,
+        "readers": s.readers,
+        "reads_ok": reads_ok,
+        "reads_failed": reads_failed,
+        "reads_per_s": reads_ok as f64 / read_secs,
+        "replayed_blocks": replayed,
     });
     if s.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -450,6 +475,13 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
             total as f64 / submit_secs
         );
         println!("  rejected       {}", report["rejected"]);
+        if s.readers > 0 {
+            println!(
+                "  reads          {} readers: {reads_ok} answered ({:.0}/s), {reads_failed} failed, {replayed} blocks replayed from height 1",
+                s.readers,
+                reads_ok as f64 / read_secs
+            );
+        }
         println!(
             "  verification   single {single:.0}/s, batch {batch:.0}/s on this machine; every node checks each tx once (the admitting node alone, the others in batches) on {cores} shared cores, so {n_nodes} nodes here are bound by ~{bound:.0} tx/s ({:.0}% reached)",
             100.0 * tps / bound

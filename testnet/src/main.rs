@@ -5,6 +5,7 @@
 //! from any shell.
 
 mod bench;
+mod readers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -134,6 +135,10 @@ enum Cmd {
         /// Requests in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Explorer clients reading while the load runs (account histories, block pages,
+        /// blocks, event replays from height 1): compare the commit rate with and without.
+        #[arg(long, default_value_t = 0)]
+        readers: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -663,6 +668,7 @@ fn main() -> anyhow::Result<()> {
             txs,
             rate,
             concurrency,
+            readers,
             json,
         } => {
             let st = load_state(&dir)?;
@@ -682,6 +688,7 @@ fn main() -> anyhow::Result<()> {
                     txs,
                     rate,
                     concurrency,
+                    readers,
                     json,
                 },
             ))

@@ -1,0 +1,361 @@
+//! The JSON API every node serves (DESIGN §8), on axum behind our own accept loop
+//! ([`server`]: header, body and idle timeouts, a connection bound).
+//!
+//! Committed reads go to the store through a `RocksReader` on the blocking pool ([`read`]),
+//! at most [`READS_MAX`] at once; only submissions and mempool lookups go to the core task.
+//! Handlers check everything a client sends before anything else sees it, and every error,
+//! including a path or query that does not decode, is `{"error":{"code","message"}}` with
+//! its status.
+
+mod events;
+mod handlers;
+pub mod server;
+mod submit;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::State;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cairn_crypto::PublicKey;
+use cairn_ledger::{Genesis, RocksReader};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
+
+use crate::core::Request;
+use crate::metrics::Metrics;
+use crate::views::*;
+
+/// Committed reads running at once on the blocking pool; more wait their turn. Two cores:
+/// reads must not take both from consensus.
+pub const READS_MAX: usize = 4;
+/// Most event streams open at once.
+pub const STREAMS_MAX: usize = 128;
+/// A status older than this means the consensus task stopped reporting.
+const STATUS_STALE: Duration = Duration::from_secs(5);
+
+/// Why the node is failing, once a part of it died (for `/health`).
+#[derive(Debug, Default, Clone)]
+pub struct Failure(Arc<Mutex<Option<String>>>);
+
+impl Failure {
+    /// Records the first failure.
+    pub fn set(&self, why: String) {
+        if let Ok(mut f) = self.0.lock()
+            && f.is_none()
+        {
+            *f = Some(why);
+        }
+    }
+
+    /// The failure, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Requests to the core (submissions, mempool lookups).
+    pub requests: mpsc::Sender<Request>,
+    /// The core's latest status.
+    pub status: watch::Receiver<StatusView>,
+    /// Live chain events.
+    pub events: broadcast::Sender<ChainEvent>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The network, for `peers` and `validators`.
+    pub net: cairn_p2p::Client,
+    /// The chain's genesis.
+    pub genesis: Arc<Genesis>,
+    /// Validator names by key.
+    pub names: Arc<HashMap<PublicKey, String>>,
+    /// Committed reads.
+    pub reader: RocksReader,
+    /// Bounds committed reads running at once.
+    pub reads: Arc<Semaphore>,
+    /// Longest `?wait=commit`.
+    pub wait_timeout: Duration,
+    /// Longest wait for a request body.
+    pub body_timeout: Duration,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Open event streams (each holds a permit for its whole life).
+    pub streams: Arc<Semaphore>,
+    /// False once the node is shutting down: submissions are refused.
+    pub accepting: Arc<AtomicBool>,
+    /// A part of the node that died.
+    pub failure: Failure,
+}
+
+impl AppState {
+    /// Whether submissions are still taken.
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// Default page size.
+const PAGE_DEFAULT: usize = 20;
+/// Largest page size.
+const PAGE_MAX: usize = 100;
+
+/// The router: API, metrics, health. `max_concurrent` requests are served at once across the
+/// whole node (one limit shared by every route); more get 503 at once.
+pub fn router(state: AppState, max_concurrent: usize) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/blocks", get(handlers::blocks))
+        .route("/blocks/{id}", get(handlers::block))
+        .route("/txs", post(submit::submit))
+        .route("/txs/{id}", get(handlers::tx))
+        .route("/accounts/{id}", get(handlers::account))
+        .route("/accounts/{id}/txs", get(handlers::account_txs))
+        .route("/accounts/{id}/records", get(handlers::records))
+        .route("/accounts/{id}/records/{key}", get(handlers::record))
+        .route("/validators", get(validators))
+        .route("/peers", get(peers))
+        .route("/events", get(events::events))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::unavailable(
+                        "the node is serving its maximum number of requests; retry shortly",
+                    )
+                }))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    max_concurrent,
+                )),
+        )
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        404,
+        "no_route",
+        "no such route: see GET /api/v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Asks the core; a closed channel means it is shutting down.
+async fn ask<T>(
+    s: &AppState,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    s.requests
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+    rx.await
+        .map_err(|_| ApiError::unavailable("the node is shutting down"))
+}
+
+/// Runs a committed read on the blocking pool, at most [`READS_MAX`] at once.
+async fn read<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&RocksReader) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = s
+        .reads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+    let reader = s.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&reader)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))
+}
+
+fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    match q.get(name) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "bad_query",
+                format!("{name} must be a non-negative integer, not {v:?}"),
+            )
+        }),
+    }
+}
+
+fn limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
+    let l = number(q, "limit")?.unwrap_or(PAGE_DEFAULT as u64);
+    if l == 0 || l > PAGE_MAX as u64 {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("limit must be in 1..={PAGE_MAX}"),
+        ));
+    }
+    Ok(l as usize)
+}
+
+fn parse_key(s: &str) -> Result<PublicKey, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_account_id",
+            format!("{s:?} is not an account id (64 hex digits)"),
+        )
+    })
+}
+
+fn core_stale(st: &StatusView) -> Option<String> {
+    let age = st.at.map(|at| at.elapsed());
+    match age {
+        Some(a) if a <= STATUS_STALE => None,
+        Some(a) => Some(format!(
+            "the consensus task has not reported for {:.0} s",
+            a.as_secs_f64()
+        )),
+        None => Some("the consensus task has not started".into()),
+    }
+}
+
+/// Liveness: every part of the node runs and the consensus task reports.
+async fn health(State(s): State<AppState>) -> Response {
+    if let Some(why) = s.failure.get() {
+        return ApiError::new(503, "unhealthy", why).into_response();
+    }
+    let st = s.status.borrow().clone();
+    if let Some(why) = core_stale(&st) {
+        return ApiError::new(503, "unhealthy", why).into_response();
+    }
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: see `core::status` for the rules; every failing one is named.
+async fn ready(State(s): State<AppState>) -> Response {
+    let st = s.status.borrow().clone();
+    if let Some(why) = s.failure.get().or_else(|| core_stale(&st)) {
+        return ApiError::new(503, "not_ready", why).into_response();
+    }
+    if st.ready {
+        axum::Json(serde_json::json!({
+            "ready": true,
+            "height": st.height,
+            "peers": st.peers,
+            "heard": st.heard,
+        }))
+        .into_response()
+    } else {
+        ApiError::new(503, "not_ready", st.not_ready.join("; ")).into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = s.net.counters();
+    let m = &s.metrics;
+    m.refused_connections.set(c.refused.load(Relaxed) as i64);
+    m.misbehaving_peers.set(c.misbehaving.load(Relaxed) as i64);
+    m.dead_links.set(c.dead_links.load(Relaxed) as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<AppState>) -> axum::Json<StatusView> {
+    axum::Json(s.status.borrow().clone())
+}
+
+async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> {
+    let st = s.status.borrow().clone();
+    let v = s
+        .genesis
+        .validators
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ValidatorView {
+            index: i,
+            name: v.name.clone(),
+            public_key: v.public_key,
+            address: v.address.clone(),
+            connected: v.public_key == st.public_key || s.net.is_connected(&v.public_key),
+            leader: st.leader == Some(v.public_key),
+        })
+        .collect();
+    Ok(axum::Json(v))
+}
+
+async fn peers(State(s): State<AppState>) -> ApiResult<Vec<PeerView>> {
+    let peers = s
+        .net
+        .peers()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut v: Vec<PeerView> = peers
+        .into_iter()
+        .map(|p| PeerView {
+            validator: s.names.get(&p.key).cloned(),
+            public_key: p.key,
+            address: p.addr,
+        })
+        .collect();
+    v.sort_by_key(|p| p.public_key);
+    Ok(axum::Json(v))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}

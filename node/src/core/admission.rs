@@ -1,0 +1,598 @@
+//! How transactions get into this node's mempool and out to the others.
+//!
+//! - **Submissions** arrive verified (the API handler checked the signature). One that is
+//!   already committed is refused as such; one at its sender's next nonce is tried against the
+//!   state first, so the client hears `insufficient_balance` or `not_admin` at once. An
+//!   admitted transaction is gossiped with the next tick's batch (sooner if the batch fills):
+//!   `202` means "in this node's mempool, to be gossiped", not durable.
+//! - **Gossip** is verified off the core task in batches: at most [`VERIFY_JOBS`] at once,
+//!   and whatever arrives meanwhile joins the next batch, so the busier the node the larger
+//!   and cheaper its batches. The queue is bounded; what it drops, senders re-announce.
+//! - **Re-announcement**, so that no transaction is stranded on a node that is not the leader
+//!   (the leader or admitting node restarted, a gossip message was lost): every transaction a
+//!   node holds, however it got it, is gossiped again once it has been pending for
+//!   [`REANNOUNCE_AFTER`] since it was last announced, at most [`REANNOUNCE_BUDGET`] per
+//!   round, oldest first. A client resubmitting a transaction the node holds re-announces it
+//!   at once (at most once a second).
+//! - **Block transactions** this node never verified are verified in one batch before the
+//!   block executes ([`TxCheck`]); ids verified here are remembered so nothing is verified
+//!   twice.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_crypto::PublicKey;
+use cairn_ledger::{
+    Block, BlockStore, Mempool, MempoolConfig, SignedTransaction, StateView, TxId, TxRejection,
+    VerifiedTransaction, verify_transactions,
+};
+
+use super::chain::{Chain, TxCheck};
+use crate::fatal::Fatal;
+use crate::metrics::Metrics;
+use crate::views::{ApiError, ReasonView, TxView};
+use crate::wire;
+
+/// Verification batches running at once (the machine has few cores; the core task needs one).
+pub const VERIFY_JOBS: usize = 2;
+/// Gossiped transactions waiting for verification, at most.
+const TO_VERIFY_MAX: usize = 50_000;
+/// Most transaction ids remembered as verified.
+const VERIFIED_KEPT: usize = 200_000;
+/// A pending transaction is announced again after this long.
+pub const REANNOUNCE_AFTER: Duration = Duration::from_secs(3);
+/// Most transactions re-announced per round.
+pub const REANNOUNCE_BUDGET: usize = wire::TX_BATCH_MAX;
+/// A resubmission re-announces at most this often.
+const RESUBMIT_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+/// A verified submission's result.
+#[derive(Debug)]
+pub struct Admitted {
+    /// What `POST /txs` answers.
+    pub view: TxView,
+}
+
+/// Ids verified on this node, bounded, oldest forgotten first.
+#[derive(Debug, Default)]
+struct VerifiedIds {
+    set: HashSet<TxId>,
+    order: VecDeque<TxId>,
+}
+
+impl VerifiedIds {
+    fn insert(&mut self, id: TxId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            while self.order.len() > VERIFIED_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The mempool and everything around it.
+pub struct Admission {
+    mempool: Mempool,
+    chain_id: Arc<str>,
+    me: PublicKey,
+    metrics: Arc<Metrics>,
+    verified: VerifiedIds,
+    to_verify: Vec<SignedTransaction>,
+    verifying: usize,
+    outbox: Vec<SignedTransaction>,
+    outbox_bytes: usize,
+    /// Batches ready to publish.
+    ready: Vec<Vec<SignedTransaction>>,
+    /// When each pending transaction was last announced, and the order to look at them in
+    /// (entries superseded by a later announcement are skipped).
+    announced: HashMap<TxId, Instant>,
+    schedule: VecDeque<(TxId, Instant)>,
+    /// Transactions submitted here: when, for the commit latency metric.
+    own: HashMap<TxId, Instant>,
+    accepting: bool,
+}
+
+impl Admission {
+    /// An empty mempool with these limits.
+    pub fn new(
+        config: MempoolConfig,
+        chain_id: &str,
+        me: PublicKey,
+        metrics: Arc<Metrics>,
+    ) -> Admission {
+        Admission {
+            mempool: Mempool::new(config),
+            chain_id: chain_id.into(),
+            me,
+            metrics,
+            verified: VerifiedIds::default(),
+            to_verify: Vec::new(),
+            verifying: 0,
+            outbox: Vec::new(),
+            outbox_bytes: 0,
+            ready: Vec::new(),
+            announced: HashMap::new(),
+            schedule: VecDeque::new(),
+            own: HashMap::new(),
+            accepting: true,
+        }
+    }
+
+    /// The mempool, for reads.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Refuses submissions from now on (shutdown); what was admitted still goes out.
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
+    fn announce(&mut self, tx: SignedTransaction, now: Instant) {
+        let id = tx.id();
+        self.announced.insert(id, now);
+        self.schedule.push_back((id, now));
+        let size = tx.encoded_len();
+        if self.outbox.len() >= wire::TX_BATCH_MAX
+            || self.outbox_bytes + size > wire::GOSSIP_BYTES_MAX - 4096
+        {
+            self.flush();
+        }
+        self.outbox_bytes += size;
+        self.outbox.push(tx);
+    }
+
+    /// Moves the outbox into a batch ready to publish.
+    pub fn flush(&mut self) {
+        if !self.outbox.is_empty() {
+            self.ready.push(std::mem::take(&mut self.outbox));
+            self.outbox_bytes = 0;
+        }
+    }
+
+    /// Batches to publish now.
+    pub fn take_ready(&mut self) -> Vec<Vec<SignedTransaction>> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Admits a verified submission, or says why not.
+    pub fn submit<S: BlockStore>(
+        &mut self,
+        tx: VerifiedTransaction,
+        chain: &Chain<S>,
+        now: Instant,
+    ) -> Result<Admitted, ApiError> {
+        if !self.accepting {
+            return Err(ApiError::unavailable(
+                "the node is shutting down; submit to another node",
+            ));
+        }
+        let id = tx.id();
+        let signed = tx.signed().clone();
+        let fatal = |e: Fatal| ApiError::internal(e);
+        let ledger = chain.ledger();
+        // Already committed: say so (the nonce would say "stale" less helpfully).
+        if ledger
+            .store()
+            .tx_location(&id)
+            .map_err(ApiError::internal)?
+            .is_some()
+        {
+            return Err(ApiError::new(
+                409,
+                "already_committed",
+                format!("transaction {id} is already committed: GET /api/v1/txs/{id}"),
+            ));
+        }
+        let next_nonce = ledger
+            .account(&signed.tx.sender)
+            .map_err(ApiError::internal)?
+            .map_or(0, |a| a.nonce);
+        if signed.tx.nonce == next_nonce
+            && !self.mempool.contains(&id)
+            && let Some(r) = chain.dry_run(&tx, self.me).map_err(fatal)?
+        {
+            self.metrics.rejected(r.code());
+            return Err(ApiError::rejected(&r));
+        }
+        match self
+            .mempool
+            .insert(tx, ledger)
+            .map_err(ApiError::internal)?
+        {
+            Ok(_) => {
+                self.own.insert(id, now);
+                self.announce(signed.clone(), now);
+            }
+            Err(TxRejection::Duplicate) => {
+                // The client may know better than this node that the others never got it.
+                let recent = self
+                    .announced
+                    .get(&id)
+                    .is_some_and(|at| now.saturating_duration_since(*at) < RESUBMIT_ANNOUNCE_EVERY);
+                if !recent {
+                    self.announce(signed.clone(), now);
+                }
+            }
+            Err(r) => {
+                self.metrics.rejected(r.code());
+                return Err(ApiError::rejected(&r));
+            }
+        }
+        Ok(Admitted {
+            view: TxView {
+                id,
+                status: "pending".into(),
+                tx: Some(signed),
+                receipt: None,
+                proof: None,
+                reason: None,
+            },
+        })
+    }
+
+    /// Queues gossiped transactions this node does not hold yet for verification.
+    pub fn on_gossip(&mut self, txs: Vec<SignedTransaction>) {
+        for t in txs {
+            let id = t.id();
+            if self.mempool.contains(&id) || self.verified.set.contains(&id) {
+                continue;
+            }
+            if self.to_verify.len() >= TO_VERIFY_MAX {
+                // Bounded work: whoever holds it announces it again.
+                self.metrics.dropped_gossip.inc();
+                continue;
+            }
+            self.to_verify.push(t);
+        }
+    }
+
+    /// A batch to verify now, if a verification slot is free.
+    pub fn next_batch(&mut self) -> Option<Vec<SignedTransaction>> {
+        if self.verifying >= VERIFY_JOBS || self.to_verify.is_empty() {
+            return None;
+        }
+        let take = self.to_verify.len().min(wire::TX_BATCH_MAX);
+        self.verifying += 1;
+        Some(self.to_verify.drain(..take).collect())
+    }
+
+    /// A verified batch is back: admits what passed.
+    pub fn on_verified(
+        &mut self,
+        batch: Vec<Result<VerifiedTransaction, TxRejection>>,
+        state: &impl StateView,
+        now: Instant,
+    ) -> Result<(), Fatal> {
+        self.verifying = self.verifying.saturating_sub(1);
+        for r in batch {
+            match r {
+                Ok(tx) => {
+                    let id = tx.id();
+                    match self.mempool.insert(tx, state)? {
+                        Ok(_) => {
+                            // Gossip already spread it; this node re-announces it only if it
+                            // lingers.
+                            self.announced.insert(id, now);
+                            self.schedule.push_back((id, now));
+                        }
+                        // Duplicates and stale nonces are routine in gossip.
+                        Err(TxRejection::Duplicate | TxRejection::StaleNonce { .. }) => {}
+                        Err(reason) => {
+                            tracing::debug!(%id, %reason, "gossiped transaction not admitted")
+                        }
+                    }
+                }
+                Err(reason) => self.metrics.rejected(reason.code()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a verification is running or waiting.
+    pub fn verifying(&self) -> bool {
+        self.verifying > 0 || !self.to_verify.is_empty()
+    }
+
+    /// Re-announces transactions pending since [`REANNOUNCE_AFTER`], within the budget.
+    pub fn reannounce(&mut self, now: Instant) -> usize {
+        let mut sent = 0;
+        while sent < REANNOUNCE_BUDGET {
+            let Some(&(id, at)) = self.schedule.front() else {
+                break;
+            };
+            if now.saturating_duration_since(at) < REANNOUNCE_AFTER {
+                break;
+            }
+            self.schedule.pop_front();
+            if self.announced.get(&id) != Some(&at) {
+                continue; // announced again since
+            }
+            match self.mempool.get(&id) {
+                Some(tx) => {
+                    let tx = tx.signed().clone();
+                    self.announce(tx, now);
+                    sent += 1;
+                }
+                None => {
+                    self.announced.remove(&id);
+                }
+            }
+        }
+        if sent > 0 {
+            self.flush();
+        }
+        sent
+    }
+
+    /// Candidates for the next block, cut to `bytes_max` of transactions.
+    pub fn candidates(
+        &self,
+        state: &impl StateView,
+        txs_max: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<VerifiedTransaction>, Fatal> {
+        let mut c = self.mempool.candidates(state, txs_max)?;
+        let mut bytes = 0;
+        let fit = c
+            .iter()
+            .take_while(|t| {
+                bytes += t.size();
+                bytes <= bytes_max
+            })
+            .count();
+        c.truncate(fit);
+        Ok(c)
+    }
+
+    /// Drops transactions that did not make it into a block; returns those and their
+    /// successors (a later nonce cannot execute without them).
+    pub fn drop_rejected(&mut self, dropped: &[(TxId, TxRejection)]) -> Vec<(TxId, TxRejection)> {
+        let mut all = dropped.to_vec();
+        all.extend(self.mempool.drop_rejected(dropped));
+        for (id, _) in &all {
+            self.own.remove(id);
+        }
+        all
+    }
+
+    /// A block is in the ledger: prunes the mempool. Returns what the block made invalid.
+    pub fn on_block_committed(
+        &mut self,
+        block: &Block,
+        ids: &[TxId],
+        state: &impl StateView,
+        now: Instant,
+    ) -> Result<Vec<(TxId, TxRejection)>, Fatal> {
+        let dropped = self.mempool.on_block_committed(block, ids, state)?;
+        for id in ids {
+            self.verified.set.remove(id);
+            self.announced.remove(id);
+            if let Some(at) = self.own.remove(id) {
+                self.metrics
+                    .commit_latency
+                    .observe(now.saturating_duration_since(at).as_secs_f64());
+            }
+        }
+        for (id, _) in &dropped {
+            self.own.remove(id);
+            self.announced.remove(id);
+        }
+        Ok(dropped)
+    }
+
+    /// A pending or recently rejected transaction, for `GET /txs/{id}`.
+    pub fn lookup(&self, id: &TxId) -> Option<TxView> {
+        if let Some(tx) = self.mempool.get(id) {
+            return Some(TxView {
+                id: *id,
+                status: "pending".into(),
+                tx: Some(tx.signed().clone()),
+                receipt: None,
+                proof: None,
+                reason: None,
+            });
+        }
+        self.mempool.rejection(id).map(|r| TxView {
+            id: *id,
+            status: "rejected".into(),
+            tx: None,
+            receipt: None,
+            proof: None,
+            reason: Some(ReasonView::of(r)),
+        })
+    }
+}
+
+impl TxCheck for Admission {
+    fn check_block_txs(&mut self, txs: &[SignedTransaction]) -> Result<(), (TxId, TxRejection)> {
+        let unknown: Vec<SignedTransaction> = txs
+            .iter()
+            .filter(|t| {
+                let id = t.id();
+                !self.verified.set.contains(&id) && !self.mempool.contains(&id)
+            })
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<TxId> = unknown.iter().map(SignedTransaction::id).collect();
+        self.metrics.verified_txs.inc_by(unknown.len() as u64);
+        for (r, id) in verify_transactions(unknown, &self.chain_id)
+            .into_iter()
+            .zip(ids)
+        {
+            match r {
+                Ok(v) => self.verified.insert(v.id()),
+                Err(e) => return Err((id, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_ledger::testkit::TestChain;
+    use cairn_ledger::{ConsensusKind, Ledger, MemoryStore};
+
+    fn setup() -> (TestChain, Chain<MemoryStore>, Admission) {
+        let c = TestChain::new(ConsensusKind::Raft, 3, 4, 1_000);
+        let chain = Chain::new(Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open"));
+        let me = c.validators[0].public_key();
+        let a = Admission::new(
+            MempoolConfig::default(),
+            &c.genesis.chain_id,
+            me,
+            Arc::new(Metrics::new()),
+        );
+        (c, chain, a)
+    }
+
+    fn v(t: SignedTransaction) -> VerifiedTransaction {
+        VerifiedTransaction::trusted(t)
+    }
+
+    fn gossiped(a: &mut Admission) -> Vec<TxId> {
+        a.flush();
+        a.take_ready()
+            .into_iter()
+            .flatten()
+            .map(|t| t.id())
+            .collect()
+    }
+
+    #[test]
+    fn submissions_are_checked_then_gossiped() {
+        let (c, chain, mut a) = setup();
+        let t0 = Instant::now();
+        let to = c.accounts[0].public_key();
+        let ok = c.transfer(&c.accounts[1], 0, to, 5);
+        let broke = c.transfer(&c.accounts[2], 0, to, 5_000);
+        let gap = c.transfer(&c.accounts[3], 4, to, 5);
+        assert_eq!(
+            a.submit(v(ok.clone()), &chain, t0)
+                .expect("admitted")
+                .view
+                .status,
+            "pending"
+        );
+        let e = a.submit(v(broke), &chain, t0).expect_err("dry run");
+        assert_eq!(e.code, "insufficient_balance", "heard at once");
+        a.submit(v(gap.clone()), &chain, t0).expect("a gap waits");
+        assert_eq!(gossiped(&mut a), vec![ok.id(), gap.id()]);
+        assert!(a.lookup(&ok.id()).is_some());
+        // Shutting down: no more admissions, but what was admitted still goes out.
+        a.stop_accepting();
+        let late = c.transfer(&c.accounts[2], 0, to, 1);
+        assert_eq!(
+            a.submit(v(late), &chain, t0).expect_err("closed").status,
+            503
+        );
+    }
+
+    #[test]
+    fn pending_transactions_are_announced_again_until_they_leave() {
+        let (c, chain, mut a) = setup();
+        let t0 = Instant::now();
+        let to = c.accounts[0].public_key();
+        let gap = c.transfer(&c.accounts[1], 1, to, 5);
+        // Held by gossip, not submitted here: still this node's to re-announce.
+        a.on_gossip(vec![gap.clone()]);
+        let batch = a.next_batch().expect("a batch");
+        let results = verify_transactions(batch, &c.genesis.chain_id);
+        a.on_verified(results, chain.ledger(), t0).expect("io");
+        assert!(gossiped(&mut a).is_empty(), "gossip spreads it; no echo");
+        assert_eq!(a.reannounce(t0 + Duration::from_secs(1)), 0, "too soon");
+        assert_eq!(a.reannounce(t0 + REANNOUNCE_AFTER), 1);
+        assert_eq!(gossiped(&mut a), vec![gap.id()]);
+        assert_eq!(a.reannounce(t0 + REANNOUNCE_AFTER), 0, "once per period");
+        assert_eq!(a.reannounce(t0 + REANNOUNCE_AFTER * 2), 1, "and again");
+        // A resubmission re-announces at once, but not twice within a second.
+        let t1 = t0 + REANNOUNCE_AFTER * 2 + Duration::from_secs(2);
+        a.submit(v(gap.clone()), &chain, t1)
+            .expect("duplicate is fine");
+        a.submit(v(gap.clone()), &chain, t1)
+            .expect("duplicate is fine");
+        assert_eq!(
+            gossiped(&mut a).len(),
+            2,
+            "the re-announcement and the resubmission"
+        );
+        // Committed elsewhere: dropped from the schedule.
+        let zero = c.transfer(&c.accounts[1], 0, to, 5);
+        let mut ledger_chain = chain;
+        let built = ledger_chain
+            .build(&[v(zero), v(gap.clone())], c.params(1))
+            .expect("build");
+        let cert = c.certify(&built.block);
+        let ids = built.block.tx_ids();
+        let mut check = NoCheck;
+        ledger_chain
+            .commit(built.block.clone(), cert, &mut check)
+            .expect("commit");
+        a.on_block_committed(&built.block, &ids, ledger_chain.ledger(), t1)
+            .expect("io");
+        assert_eq!(a.reannounce(t1 + REANNOUNCE_AFTER * 10), 0);
+    }
+
+    struct NoCheck;
+    impl TxCheck for NoCheck {
+        fn check_block_txs(&mut self, _: &[SignedTransaction]) -> Result<(), (TxId, TxRejection)> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn re_announcement_is_bounded_per_round() {
+        let (c, chain, mut a) = setup();
+        let t0 = Instant::now();
+        let to = c.accounts[0].public_key();
+        let mut n = 0;
+        for acct in 1..4 {
+            for nonce in 1..=200 {
+                let t = c.transfer(&c.accounts[acct], nonce, to, 1);
+                a.submit(v(t), &chain, t0).expect("admitted");
+                n += 1;
+            }
+        }
+        gossiped(&mut a);
+        let later = t0 + REANNOUNCE_AFTER;
+        assert_eq!(a.reannounce(later), n.min(REANNOUNCE_BUDGET));
+    }
+
+    #[test]
+    fn block_transactions_are_verified_once_and_bad_ones_named() {
+        let (c, _, mut a) = setup();
+        let to = c.accounts[0].public_key();
+        let good = c.transfer(&c.accounts[1], 0, to, 1);
+        let mut bad = c.transfer(&c.accounts[2], 0, to, 1);
+        bad.signature.0[0] ^= 1;
+        assert!(a.check_block_txs(std::slice::from_ref(&good)).is_ok());
+        let before = a.metrics.verified_txs.get();
+        assert!(a.check_block_txs(std::slice::from_ref(&good)).is_ok());
+        assert_eq!(a.metrics.verified_txs.get(), before, "not verified twice");
+        let err = a.check_block_txs(&[good, bad.clone()]).expect_err("bad");
+        assert_eq!(err.0, bad.id());
+    }
+
+    #[test]
+    fn the_verification_queue_is_bounded_in_jobs() {
+        let (c, _, mut a) = setup();
+        let to = c.accounts[0].public_key();
+        let txs: Vec<SignedTransaction> = (0..3000)
+            .map(|n| c.transfer(&c.accounts[1], n, to, 1))
+            .collect();
+        a.on_gossip(txs);
+        assert_eq!(a.next_batch().map(|b| b.len()), Some(wire::TX_BATCH_MAX));
+        assert_eq!(a.next_batch().map(|b| b.len()), Some(wire::TX_BATCH_MAX));
+        assert!(a.next_batch().is_none(), "{VERIFY_JOBS} jobs at most");
+        assert!(a.verifying());
+    }
+}

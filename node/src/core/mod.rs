@@ -1,0 +1,403 @@
+//! The consensus task (DESIGN §5): it owns the engine, the ledger writer and the mempool, and
+//! its loop only routes. Each concern is a module with one owner:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`driver`] | the engine; step, persist barrier, follow-up inputs |
+//! | [`chain`] | the ledger writer; validate → execute → commit for consensus and sync |
+//! | [`proposer`] | the parked proposal request and when to build |
+//! | [`admission`] | the mempool, gossip verification, re-announcement |
+//! | [`waiters`] | clients waiting for a commit |
+//! | [`sync`] | peers' heights and the request in flight |
+//! | [`status`] | readiness, the role shown, the operator's log lines |
+//!
+//! [`work`] holds these parts and carries out the engine's outputs on them; [`fetch`] runs
+//! block sync with them. This file only routes events.
+//!
+//! Committed reads never come here: the API and the sync server read the store through a
+//! `RocksReader` on the blocking pool. Every event is handled with one reading of the clock.
+//! A [`Fatal`] error ends the task, and the node with it.
+
+pub mod admission;
+pub mod chain;
+pub mod driver;
+mod fetch;
+pub mod proposer;
+pub mod status;
+pub mod sync;
+pub mod waiters;
+mod work;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_consensus::{Input, NodeId};
+use cairn_crypto::{PublicKey, SigningKey};
+use cairn_ledger::{Ledger, RocksReader, RocksStore, TxId, VerifiedTransaction};
+use cairn_p2p::{Client, Event, Topic};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::engines::NodeEngine;
+use crate::fatal::Fatal;
+use crate::metrics::Metrics;
+use crate::views::{ApiError, ChainEvent, StatusView, TxView};
+use crate::wire::{self, TxBatch};
+use admission::Admission;
+use chain::Chain;
+use driver::Driver;
+use proposer::{Policy, Proposer};
+use status::Health;
+use sync::Sync;
+pub use waiters::TxOutcome;
+use waiters::Waiters;
+use work::{Clock, VerifiedBatch, Work};
+
+/// Sync requests served at once (each reads up to 16 MiB of blocks off the core task).
+const SYNC_SERVES_MAX: usize = 4;
+/// Pending transactions are re-announced this often.
+const REANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// What the API asks the core: only what needs the mempool.
+pub enum Request {
+    /// A verified transaction to admit; with `wait`, also a receiver for its final outcome.
+    Submit {
+        /// The transaction.
+        tx: VerifiedTransaction,
+        /// Register a waiter.
+        wait: bool,
+        /// Answer.
+        reply: Reply<(TxView, Option<oneshot::Receiver<TxOutcome>>)>,
+    },
+    /// A transaction that is not committed: pending here, or recently rejected.
+    Uncommitted {
+        /// Id.
+        id: TxId,
+        /// Answer.
+        reply: oneshot::Sender<Option<TxView>>,
+    },
+}
+
+/// Everything the core needs to start.
+pub struct CoreParts {
+    /// Settings.
+    pub config: Config,
+    /// This node's key.
+    pub key: SigningKey,
+    /// The opened ledger (the store's one writer).
+    pub ledger: Ledger<RocksStore>,
+    /// A read handle on the same store, for serving block sync off this task.
+    pub reader: RocksReader,
+    /// The network.
+    pub network: Client,
+    /// Network events.
+    pub net_events: mpsc::Receiver<Event>,
+    /// API requests.
+    pub requests: mpsc::Receiver<Request>,
+    /// Live events for SSE.
+    pub events: broadcast::Sender<ChainEvent>,
+    /// Status for the API and readiness.
+    pub status: watch::Sender<StatusView>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The consensus task.
+pub struct Core<P: NodeEngine> {
+    /// `None` on an observer.
+    driver: Option<Driver<P>>,
+    work: Work,
+    net_events: mpsc::Receiver<Event>,
+    requests: mpsc::Receiver<Request>,
+    verified_rx: mpsc::Receiver<VerifiedBatch>,
+    tick_ms: u64,
+}
+
+impl<P: NodeEngine> Core<P> {
+    /// Builds the core; `engine` is the restored engine (`None` on an observer).
+    pub fn new(p: CoreParts, engine: Option<P>) -> Core<P> {
+        let genesis = p.ledger.genesis().clone();
+        let validators: Vec<PublicKey> = genesis.validators.iter().map(|v| v.public_key).collect();
+        let names = genesis.validators.iter().map(|v| v.name.clone()).collect();
+        let quorum = genesis.validator_set().quorum(genesis.consensus.kind());
+        let stall_after = stall_bound(&genesis.consensus);
+        let me = p.key.public_key();
+        let tip = p.ledger.tip().height;
+        let (verified_tx, verified_rx) = mpsc::channel(16);
+        let now = Instant::now();
+        let admission = Admission::new(
+            cairn_ledger::MempoolConfig {
+                txs_max: p.config.mempool.txs_max,
+                bytes_max: p.config.mempool.bytes_max,
+                ..Default::default()
+            },
+            &genesis.chain_id,
+            me,
+            p.metrics.clone(),
+        );
+        let proposer = Proposer::new(Policy {
+            block_txs_max: p.config.consensus.block_txs_max,
+            block_interval: Duration::from_millis(p.config.consensus.block_interval_ms),
+            empty_blocks: p.config.consensus.empty_blocks,
+        });
+        Core {
+            driver: engine.map(Driver::new),
+            tick_ms: p.config.consensus.tick_ms,
+            work: Work {
+                me,
+                validators,
+                chain: Chain::new(p.ledger),
+                admission,
+                proposer,
+                waiters: Waiters::new(),
+                sync: Sync::new(me, tip),
+                health: Health::new(names, quorum, stall_after),
+                net: p.network,
+                reader: p.reader,
+                serving: Arc::new(Semaphore::new(SYNC_SERVES_MAX)),
+                events: p.events,
+                status: p.status,
+                metrics: p.metrics,
+                verified_tx,
+                clock: Clock::read(),
+                tip_since: now,
+                last_block_at: None,
+                last_announce: now,
+                last_reannounce: now,
+                engine: None,
+                cfg: p.config,
+            },
+            net_events: p.net_events,
+            requests: p.requests,
+            verified_rx,
+        }
+    }
+
+    /// Runs until `shutdown` flips to true; a fatal failure ends it early with the cause.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.work
+            .publish_status(self.driver.as_ref().map(Driver::status));
+        loop {
+            // Unbiased: a flood of network events cannot starve the tick or the API.
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(batch) = self.verified_rx.recv() => {
+                    self.work.clock = Clock::read();
+                    self.on_verified(batch)?;
+                }
+                Some(ev) = self.net_events.recv() => {
+                    self.work.clock = Clock::read();
+                    self.on_net(ev)?;
+                }
+                Some(req) = self.requests.recv() => {
+                    self.work.clock = Clock::read();
+                    self.on_request(req)?;
+                }
+                _ = tick.tick() => {
+                    self.work.clock = Clock::read();
+                    self.on_tick()?;
+                }
+                else => break,
+            }
+        }
+        self.shut_down();
+        tracing::info!(height = self.work.chain.tip().height, "core stopped");
+        Ok(())
+    }
+
+    /// Admission stops first; submissions already queued are answered and, with everything
+    /// admitted, handed to the network before the task ends.
+    fn shut_down(&mut self) {
+        self.work.admission.stop_accepting();
+        self.requests.close();
+        while let Ok(req) = self.requests.try_recv() {
+            self.work.clock = Clock::read();
+            if let Err(e) = self.on_request(req) {
+                tracing::error!(error = %e, "while shutting down");
+            }
+        }
+        self.work.admission.flush();
+        self.work.publish_gossip();
+    }
+
+    fn step(&mut self, input: Input<P::Message>) -> Result<(), Fatal> {
+        match self.driver.as_mut() {
+            Some(d) => d.run(input, &mut self.work),
+            None => Ok(()),
+        }
+    }
+
+    fn steps(&mut self, inputs: Vec<Input<P::Message>>) -> Result<(), Fatal> {
+        for i in inputs {
+            self.step(i)?;
+        }
+        Ok(())
+    }
+
+    fn try_propose(&mut self) -> Result<(), Fatal> {
+        if self.driver.is_some()
+            && let Some(block) = self.work.try_build()?
+        {
+            self.step(Input::Propose { block })?;
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self) -> Result<(), Fatal> {
+        let pending_work = self.work.admission.mempool().has_executable();
+        self.step(Input::Tick { pending_work })?;
+        self.try_propose()?;
+        let now = self.work.clock.at;
+        if now.saturating_duration_since(self.work.last_reannounce) >= REANNOUNCE_EVERY {
+            self.work.last_reannounce = now;
+            self.work.admission.reannounce(now);
+        }
+        self.work.admission.flush();
+        self.work.publish_gossip();
+        self.work.request_sync();
+        if self.work.sync.engine_gave_up(self.work.chain.tip().height) {
+            // Nobody has more to give: the sync the engine asked for is over where it is.
+            let tip = self.work.chain.tip();
+            self.step(Input::Synced {
+                height: tip.height,
+                tip: tip.hash,
+            })?;
+        }
+        if now.saturating_duration_since(self.work.last_announce) >= sync::ANNOUNCE_EVERY {
+            self.work.announce_tip();
+        }
+        self.work
+            .publish_status(self.driver.as_ref().map(Driver::status));
+        Ok(())
+    }
+
+    fn on_verified(&mut self, batch: VerifiedBatch) -> Result<(), Fatal> {
+        let now = self.work.clock.at;
+        self.work
+            .admission
+            .on_verified(batch, self.work.chain.ledger(), now)?;
+        self.work.start_verification();
+        self.try_propose()
+    }
+
+    fn on_request(&mut self, req: Request) -> Result<(), Fatal> {
+        match req {
+            Request::Submit { tx, wait, reply } => {
+                let now = self.work.clock.at;
+                let w = &mut self.work;
+                let r = w.admission.submit(tx, &w.chain, now).and_then(|a| {
+                    let rx = if wait {
+                        Some(w.waiters.register(a.view.id)?)
+                    } else {
+                        None
+                    };
+                    Ok((a.view, rx))
+                });
+                let _ = reply.send(r);
+                self.work.publish_gossip();
+                self.try_propose()?;
+            }
+            Request::Uncommitted { id, reply } => {
+                let _ = reply.send(self.work.admission.lookup(&id));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_net(&mut self, ev: Event) -> Result<(), Fatal> {
+        let now = self.work.clock.at;
+        match ev {
+            Event::Listening { addr } => tracing::info!(%addr, "p2p listening"),
+            Event::Connected { peer } => self.work.probe(peer),
+            Event::Disconnected { peer } => {
+                let tip = self.work.chain.tip().height;
+                self.work.sync.on_disconnect(&peer, tip);
+            }
+            Event::Direct { from, bytes } => {
+                let Some(idx) = self.work.validators.iter().position(|k| *k == from) else {
+                    // Observers have no say in consensus.
+                    return Ok(());
+                };
+                let msg = match wire::decode_direct(&bytes).map(P::unwrap) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        self.work.metrics.bad_messages.inc();
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.work.metrics.bad_messages.inc();
+                        let _ = self
+                            .work
+                            .net
+                            .report(from, format!("undecodable consensus message: {e}"));
+                        return Ok(());
+                    }
+                };
+                if let Some(round) = P::round_of(&msg) {
+                    self.work.health.saw_round(idx, round, now);
+                }
+                self.step(Input::Message {
+                    from: NodeId(idx as u32),
+                    msg,
+                })?;
+            }
+            Event::Gossip { from, topic, bytes } => match topic {
+                Topic::Txs => match wire::decode_tx_batch(&bytes) {
+                    Ok(TxBatch { txs }) => {
+                        self.work.admission.on_gossip(txs);
+                        self.work.start_verification();
+                    }
+                    Err(e) => {
+                        self.work.metrics.bad_messages.inc();
+                        let _ = self
+                            .work
+                            .net
+                            .report(from, format!("undecodable transactions: {e}"));
+                    }
+                },
+                Topic::Blocks => match wire::decode_announce(&bytes) {
+                    Ok(a) => {
+                        let tip = self.work.chain.tip().height;
+                        if a.height > tip {
+                            self.work.sync.note_height(a.height, Some(from), tip, now);
+                            self.work.request_sync();
+                        }
+                    }
+                    Err(e) => {
+                        self.work.metrics.bad_messages.inc();
+                        let _ = self
+                            .work
+                            .net
+                            .report(from, format!("undecodable announcement: {e}"));
+                    }
+                },
+            },
+            Event::SyncRequest { from, id, bytes } => self.work.serve_sync(from, id, &bytes),
+            Event::SyncResponse {
+                from,
+                request,
+                result,
+            } => {
+                let inputs = self.work.on_sync_response(from, request, result)?;
+                self.steps(inputs)?;
+                let inputs = self.work.after_sync()?;
+                self.steps(inputs)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long the tip may stay still while executable transactions wait before the node calls
+/// itself stalled: four of the engine's failover timeouts, and at least 5 s.
+fn stall_bound(c: &cairn_ledger::ConsensusConfig) -> Duration {
+    let ms = match c {
+        cairn_ledger::ConsensusConfig::Raft(p) => p.election_timeout_max_ms,
+        cairn_ledger::ConsensusConfig::Pbft(p) => p.view_change_timeout_ms,
+    };
+    Duration::from_millis(ms.saturating_mul(4).max(5_000))
+}

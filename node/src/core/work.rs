@@ -1,0 +1,415 @@
+//! Everything the engine's outputs act on ([`Work`]), and how they act: sends, commits and
+//! their fan-out (mempool, waiters, events, announcements), proposals, validations, the
+//! published status. The core's loop owns a `Work` beside the engine's driver and lends it to
+//! the driver as the engine's [`Effects`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_consensus::{Input, Output};
+use cairn_crypto::{PublicKey, codec};
+use cairn_ledger::{
+    BlockParams, BlockStore, ConsensusWrite, RocksReader, RocksStore, TxId, TxRejection,
+    VerifiedTransaction,
+};
+use cairn_p2p::{Client, Topic};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+
+use super::admission::Admission;
+use super::chain::{Chain, CommitOutcome, Committed, Validation};
+use super::driver::{Effect, Effects};
+use super::proposer::{Pending, Proposer};
+use super::status::{Health, Observed, Peer};
+use super::sync::Sync;
+use super::waiters::Waiters;
+use crate::config::Config;
+use crate::engines::NodeEngine;
+use crate::fatal::Fatal;
+use crate::metrics::Metrics;
+use crate::views::{BlockSummary, ChainEvent, ReasonView, ReceiptView, StatusView};
+use crate::wire::{Announce, TxBatch};
+
+/// Most bytes of transactions in a block this node builds: a block must fit in one consensus
+/// message (`wire::DIRECT_BYTES_MAX`, 8 MiB, which a Raft append shares among up to three
+/// entries) and comfortably in a sync response.
+const BLOCK_TX_BYTES_MAX: usize = 2 << 20;
+
+/// A batch of gossiped transactions, verified off the core task.
+pub(super) type VerifiedBatch = Vec<Result<VerifiedTransaction, TxRejection>>;
+
+/// The clock, read once per event.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    pub(super) at: Instant,
+    pub(super) unix_ms: u64,
+}
+
+impl Clock {
+    pub(super) fn read() -> Clock {
+        Clock {
+            at: Instant::now(),
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Everything the engine's outputs act on.
+pub(super) struct Work {
+    pub(super) cfg: Config,
+    pub(super) me: PublicKey,
+    pub(super) validators: Vec<PublicKey>,
+    pub(super) chain: Chain<RocksStore>,
+    pub(super) admission: Admission,
+    pub(super) proposer: Proposer,
+    pub(super) waiters: Waiters,
+    pub(super) sync: Sync,
+    pub(super) health: Health,
+    pub(super) net: Client,
+    pub(super) reader: RocksReader,
+    pub(super) serving: Arc<Semaphore>,
+    pub(super) events: broadcast::Sender<ChainEvent>,
+    pub(super) status: watch::Sender<StatusView>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) verified_tx: mpsc::Sender<VerifiedBatch>,
+    pub(super) clock: Clock,
+    pub(super) tip_since: Instant,
+    pub(super) last_block_at: Option<Instant>,
+    pub(super) last_announce: Instant,
+    pub(super) last_reannounce: Instant,
+    /// The engine's status as last published (commits republish the status with it).
+    pub(super) engine: Option<cairn_consensus::Status>,
+}
+
+impl<P: NodeEngine> Effects<P> for Work {
+    fn persist(&mut self, writes: &[ConsensusWrite]) -> Result<(), Fatal> {
+        self.chain
+            .store_mut()
+            .consensus_write(writes)
+            .map_err(|source| Fatal::Persist { source })
+    }
+
+    fn execute(
+        &mut self,
+        o: Effect<P>,
+        follow_up: &mut VecDeque<Input<P::Message>>,
+    ) -> Result<(), Fatal> {
+        let now = self.clock.at;
+        match o {
+            Output::Send { to, msg } => {
+                if let Some(k) = self.validators.get(to.index()).copied() {
+                    self.send(k, codec::encode(&P::wrap(msg)));
+                }
+            }
+            Output::Broadcast { msg } => {
+                let bytes = codec::encode(&P::wrap(msg));
+                for k in self.validators.clone() {
+                    self.send(k, bytes.clone());
+                }
+            }
+            Output::Persist { .. } => {}
+            Output::Commit { block, certificate } => {
+                match self.chain.commit(block, certificate, &mut self.admission)? {
+                    CommitOutcome::Applied(done) => {
+                        for c in done {
+                            self.after_commit(c)?;
+                        }
+                        self.ready_validations(follow_up)?;
+                    }
+                    CommitOutcome::Held(h) => {
+                        // The ledger is behind the engine: fetch the gap.
+                        let tip = self.chain.tip().height;
+                        self.sync.note_height(h, None, tip, now);
+                        self.request_sync();
+                    }
+                    CommitOutcome::AlreadyHeld => {}
+                }
+            }
+            Output::RequestProposal { height, round } => {
+                if height > self.chain.tip().height {
+                    self.proposer.park(height, round, now);
+                    if let Some(block) = self.try_build()? {
+                        follow_up.push_back(Input::Propose { block });
+                    }
+                }
+            }
+            Output::Validate { block } => {
+                let hash = block.hash();
+                let h = block.header.height;
+                match self
+                    .chain
+                    .validate(block, self.clock.unix_ms, &mut self.admission)?
+                {
+                    Validation::Valid => follow_up.push_back(Input::Validated {
+                        block_hash: hash,
+                        valid: true,
+                    }),
+                    Validation::Invalid(why) => {
+                        tracing::warn!(height = h, %why, "proposed block is invalid");
+                        follow_up.push_back(Input::Validated {
+                            block_hash: hash,
+                            valid: false,
+                        });
+                    }
+                    Validation::Later => {
+                        let tip = self.chain.tip().height;
+                        self.sync.note_height(h - 1, None, tip, now);
+                        self.request_sync();
+                    }
+                }
+            }
+            Output::NotLeader { .. } => {}
+            Output::SyncTo { peer, height } => {
+                let hint = self.validators.get(peer.index()).copied();
+                let tip = self.chain.tip().height;
+                self.sync.engine_wants(height, hint, tip, now);
+                if tip >= height {
+                    // Already there: answer with exactly the height asked for (PBFT syncs
+                    // checkpoint by checkpoint and signs each one it reaches).
+                    self.sync.engine_answered();
+                    let (height, hash) = match self.chain.hash_at(height)? {
+                        Some(h) => (height, h),
+                        None => (tip, self.chain.tip().hash),
+                    };
+                    follow_up.push_back(Input::Synced { height, tip: hash });
+                } else {
+                    self.request_sync();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Work {
+    pub(super) fn send(&self, to: PublicKey, bytes: Vec<u8>) {
+        if to != self.me && self.net.is_connected(&to) {
+            let _ = self.net.send(to, bytes);
+        }
+    }
+
+    pub(super) fn publish_gossip(&mut self) {
+        for txs in self.admission.take_ready() {
+            let _ = self
+                .net
+                .publish(Topic::Txs, codec::encode(&TxBatch { txs }));
+        }
+    }
+
+    pub(super) fn announce_tip(&mut self) {
+        let tip = self.chain.tip();
+        self.last_announce = self.clock.at;
+        let _ = self.net.publish(
+            Topic::Blocks,
+            codec::encode(&Announce {
+                height: tip.height,
+                hash: tip.hash,
+            }),
+        );
+    }
+
+    pub(super) fn start_verification(&mut self) {
+        while let Some(batch) = self.admission.next_batch() {
+            let chain = self.chain.ledger().chain_id().to_string();
+            let out = self.verified_tx.clone();
+            let metrics = self.metrics.clone();
+            tokio::task::spawn_blocking(move || {
+                metrics.verified_txs.inc_by(batch.len() as u64);
+                let r = cairn_ledger::verify_transactions(batch, &chain);
+                let _ = out.blocking_send(r);
+            });
+        }
+    }
+
+    /// Builds the block the engine asked for, if the policy says it is time.
+    pub(super) fn try_build(&mut self) -> Result<Option<cairn_ledger::Block>, Fatal> {
+        let mempool = self.admission.mempool();
+        let pending = Pending {
+            txs: mempool.len(),
+            executable: mempool.has_executable(),
+        };
+        let tip = self.chain.tip().height;
+        let Some((height, round)) = self.proposer.due(tip, pending, self.clock.at) else {
+            return Ok(None);
+        };
+        let policy = self.proposer.policy();
+        let candidates = self.admission.candidates(
+            self.chain.ledger(),
+            policy.block_txs_max,
+            BLOCK_TX_BYTES_MAX,
+        )?;
+        let built = self.chain.build(
+            &candidates,
+            BlockParams {
+                proposer: self.me,
+                round,
+                timestamp_ms: self.clock.unix_ms,
+                max_txs: policy.block_txs_max,
+            },
+        )?;
+        debug_assert_eq!(built.block.header.height, height);
+        let dropped = self.admission.drop_rejected(&built.dropped);
+        self.on_dropped(&dropped);
+        if built.block.txs.is_empty() && !policy.empty_blocks {
+            // Everything pending was dropped: nothing to propose after all.
+            return Ok(None);
+        }
+        self.proposer.built();
+        Ok(Some(built.block))
+    }
+
+    pub(super) fn on_dropped(&mut self, dropped: &[(TxId, TxRejection)]) {
+        for (id, reason) in dropped {
+            self.metrics.rejected(reason.code());
+            self.waiters.rejected(id, reason);
+            let _ = self.events.send(ChainEvent::TxRejected {
+                id: *id,
+                reason: ReasonView::of(reason),
+            });
+        }
+    }
+
+    /// Fans a new block out to everyone who cares.
+    pub(super) fn after_commit(&mut self, c: Committed) -> Result<(), Fatal> {
+        let now = self.clock.at;
+        let h = c.block.header.height;
+        self.proposer.on_commit(h);
+        let dropped =
+            self.admission
+                .on_block_committed(&c.block, &c.ids, self.chain.ledger(), now)?;
+        for (i, id) in c.ids.iter().enumerate() {
+            self.waiters.committed(
+                id,
+                &ReceiptView {
+                    height: h,
+                    index: i as u32,
+                    block_hash: c.hash,
+                    block_time_ms: c.block.header.timestamp_ms,
+                },
+            );
+        }
+        self.on_dropped(&dropped);
+        if let Some(prev) = self.last_block_at {
+            self.metrics
+                .block_interval
+                .observe(now.saturating_duration_since(prev).as_secs_f64());
+        }
+        self.last_block_at = Some(now);
+        self.tip_since = now;
+        self.metrics.blocks.inc();
+        self.metrics.committed_txs.inc_by(c.ids.len() as u64);
+        let _ = self.events.send(ChainEvent::Block {
+            block: BlockSummary::of(&c.block),
+            txs: c.ids,
+        });
+        self.announce_tip();
+        if let Some(run) = self.sync.on_tip(h) {
+            tracing::info!(
+                from = run.from,
+                to = h,
+                seconds = now.saturating_duration_since(run.since).as_secs_f64(),
+                "synced: caught up by block sync"
+            );
+        }
+        tracing::debug!(height = h, txs = c.block.txs.len(), "committed");
+        // Readers of the status (API, readiness) see a commit as soon as a waiter does.
+        self.publish_status(self.engine);
+        Ok(())
+    }
+
+    /// Validations held until the ledger caught up, answered now.
+    pub(super) fn ready_validations<M>(
+        &mut self,
+        follow_up: &mut VecDeque<Input<M>>,
+    ) -> Result<(), Fatal> {
+        for block in self.chain.take_ready_validations() {
+            let hash = block.hash();
+            let valid = matches!(
+                self.chain
+                    .validate(block, self.clock.unix_ms, &mut self.admission)?,
+                Validation::Valid
+            );
+            follow_up.push_back(Input::Validated {
+                block_hash: hash,
+                valid,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn publish_status(&mut self, engine: Option<cairn_consensus::Status>) {
+        self.engine = engine;
+        let tip = self.chain.tip();
+        let now = self.clock.at;
+        let peers: Vec<Peer> = self
+            .validators
+            .iter()
+            .map(|k| Peer {
+                silent_for: if *k == self.me {
+                    Some(Duration::ZERO)
+                } else {
+                    self.net.silent_for(k)
+                },
+            })
+            .collect();
+        let mempool = self.admission.mempool();
+        let observed = Observed {
+            engine,
+            height: tip.height,
+            known: self.sync.known(),
+            peers,
+            executable: mempool.has_executable(),
+            pending: mempool.len(),
+            tip_since: self.tip_since,
+            now,
+        };
+        let readiness = self.health.assess(&observed);
+        self.health.log_changes(&observed, &readiness);
+        let shown = self.health.shown(&observed, &readiness);
+        let connected = self.net.connected().len();
+        let m = &self.metrics;
+        m.height.set(tip.height as i64);
+        m.peers.set(connected as i64);
+        m.mempool_txs.set(mempool.len() as i64);
+        m.mempool_bytes.set(mempool.bytes() as i64);
+        m.heard_validators.set(readiness.heard as i64);
+        m.ready.set(i64::from(readiness.ready));
+        if let Some(s) = engine {
+            if s.round > m.round.get() as u64 && m.round.get() > 0 {
+                m.round_changes.inc();
+            }
+            m.round.set(s.round as i64);
+            m.role.set(crate::views::role_code(s.role));
+        }
+        let view = StatusView {
+            chain_id: self.chain.ledger().chain_id().to_string(),
+            genesis_hash: self.chain.ledger().genesis_hash(),
+            moniker: self.cfg.moniker.clone(),
+            public_key: self.me,
+            consensus: self.chain.ledger().genesis().consensus.kind(),
+            height: tip.height,
+            head_hash: tip.hash,
+            state_root: tip.state_root,
+            head_time_ms: tip.timestamp_ms,
+            role: crate::views::role_name(shown.map(|(r, _)| r)),
+            round: engine.map_or(0, |s| s.round),
+            leader: shown
+                .and_then(|(_, l)| l)
+                .and_then(|l| self.validators.get(l).copied()),
+            peers: connected,
+            heard: readiness.heard,
+            validators: self.validators.len(),
+            mempool_txs: mempool.len(),
+            mempool_bytes: mempool.bytes(),
+            syncing: self.sync.is_behind(tip.height),
+            known_height: self.sync.known(),
+            ready: readiness.ready,
+            not_ready: readiness.reasons,
+            at: Some(now),
+        };
+        self.status.send_replace(view);
+    }
+}

@@ -1,0 +1,102 @@
+//! The two engines as the node runs them: parameters from the genesis and the node's tick
+//! length, and their messages in the wire envelope ([`Direct`]), which tags the engine so a
+//! message of the other kind is refused when it is decoded.
+
+use cairn_consensus::pbft::{Pbft, PbftConfig, PbftMessage};
+use cairn_consensus::raft::{Raft, RaftConfig, RaftMessage};
+use cairn_consensus::{NodeId, Protocol};
+use cairn_ledger::{ConsensusConfig, Genesis};
+
+use crate::wire::Direct;
+
+/// What the node needs from an engine beyond [`Protocol`].
+pub trait NodeEngine:
+    Protocol<Message: Send, PersistOp: Send, Config: Send> + Send + 'static
+{
+    /// The engine's parameters for validator `me`, with genesis timing turned into ticks of
+    /// `tick_ms`. `None` if the genesis names the other engine.
+    fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<Self::Config>;
+    /// The message in the wire envelope.
+    fn wrap(msg: Self::Message) -> Direct;
+    /// The message out of the envelope, if it is this engine's.
+    fn unwrap(direct: Direct) -> Option<Self::Message>;
+    /// The term or view a message shows its sender working in, if it shows one.
+    fn round_of(msg: &Self::Message) -> Option<u64>;
+}
+
+/// Genesis milliseconds as engine ticks (at least one).
+fn ticks(ms: u64, tick_ms: u64) -> u64 {
+    ms.div_ceil(tick_ms.max(1)).max(1)
+}
+
+impl NodeEngine for Raft {
+    fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<RaftConfig> {
+        let ConsensusConfig::Raft(p) = &genesis.consensus else {
+            return None;
+        };
+        let min = ticks(p.election_timeout_min_ms, tick_ms).max(2);
+        Some(RaftConfig {
+            chain_id: genesis.chain_id.clone(),
+            validators: genesis.validator_set(),
+            me,
+            election_ticks_min: min,
+            election_ticks_max: ticks(p.election_timeout_max_ms, tick_ms).max(min + 1),
+            heartbeat_ticks: ticks(p.heartbeat_interval_ms, tick_ms),
+            max_entries_per_message: 3,
+            compact_after: 32,
+            // Only spreads election timeouts between nodes: the time is a fine seed.
+            seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            planted_bug_vote_twice: false,
+        })
+    }
+
+    fn wrap(msg: RaftMessage) -> Direct {
+        Direct::Raft(msg)
+    }
+
+    fn unwrap(direct: Direct) -> Option<RaftMessage> {
+        match direct {
+            Direct::Raft(m) => Some(m),
+            Direct::Pbft(_) => None,
+        }
+    }
+
+    fn round_of(msg: &RaftMessage) -> Option<u64> {
+        Some(msg.term())
+    }
+}
+
+impl NodeEngine for Pbft {
+    fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<PbftConfig> {
+        let ConsensusConfig::Pbft(p) = &genesis.consensus else {
+            return None;
+        };
+        Some(PbftConfig {
+            chain_id: genesis.chain_id.clone(),
+            validators: genesis.validator_set(),
+            me,
+            checkpoint_interval: p.checkpoint_interval,
+            view_change_ticks: ticks(p.view_change_timeout_ms, tick_ms),
+            retransmit_ticks: ticks(p.view_change_timeout_ms / 4, tick_ms),
+            planted_bug_small_quorum: false,
+        })
+    }
+
+    fn wrap(msg: PbftMessage) -> Direct {
+        Direct::Pbft(msg)
+    }
+
+    fn unwrap(direct: Direct) -> Option<PbftMessage> {
+        match direct {
+            Direct::Pbft(m) => Some(m),
+            Direct::Raft(_) => None,
+        }
+    }
+
+    fn round_of(msg: &PbftMessage) -> Option<u64> {
+        msg.view()
+    }
+}
