@@ -474,6 +474,8 @@ async fn run(cli: Cli) -> R<()> {
         passphrase_file: cli.passphrase_file,
         json: cli.json,
         http: reqwest::Client::builder()
+            // Below the node's header timeout (10 s), which also closes idle kept-alive connections.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120))
             .build()
@@ -785,6 +787,7 @@ async fn events(ctx: &Ctx, from: Option<u64>) -> R<()> {
         url.push_str(&format!("?from_height={h}"));
     }
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| fail(1, e.to_string()))?;

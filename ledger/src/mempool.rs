@@ -90,6 +90,16 @@ impl Mempool {
         !self.executable.is_empty()
     }
 
+    /// `sender`'s pending transaction at its next nonce, if it has one: what a block could take
+    /// from it now.
+    pub fn executable_of(&self, sender: &PublicKey) -> Option<&VerifiedTransaction> {
+        if !self.executable.contains(sender) {
+            return None;
+        }
+        let (_, id) = self.by_sender.get(sender)?.iter().next()?;
+        self.get(id)
+    }
+
     /// Pending transactions, oldest first, at most `max` (for re-announcing them).
     pub fn oldest(&self, max: usize) -> impl Iterator<Item = &VerifiedTransaction> {
         self.arrival

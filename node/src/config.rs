@@ -82,12 +82,15 @@ pub struct ApiConfig {
     pub max_concurrent_requests: usize,
     /// Longest `?wait=commit`, in milliseconds.
     pub wait_timeout_ms: u64,
-    /// A request's headers must arrive within this, in milliseconds.
+    /// A request's headers must arrive within this, in milliseconds; a kept-alive connection
+    /// waiting for its next request is closed after it too.
     pub header_timeout_ms: u64,
     /// A request's body must arrive within this once its headers did, in milliseconds.
     pub body_timeout_ms: u64,
-    /// A connection that moves no byte for this long is closed, in milliseconds. Must exceed
-    /// `wait_timeout_ms` (a waiting client is quiet) and the event stream's 10 s keep-alive.
+    /// A connection that moves no byte in either direction for this long is closed, in
+    /// milliseconds, whatever it is doing (a client that stopped reading its answer, say).
+    /// Must exceed `wait_timeout_ms` (a waiting client is quiet) and the event stream's 10 s
+    /// keep-alive.
     pub idle_timeout_ms: u64,
     /// Most open connections; more are closed on accept.
     pub max_connections: usize,

@@ -262,30 +262,34 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
     };
     let mut api_task = tokio::spawn(server::serve(listener, app, limits, stop_rx));
 
-    let died: Option<Fatal> = tokio::select! {
+    // Which task ended, and how (a task that ended must not be awaited again).
+    let died: Option<(&str, Fatal)> = tokio::select! {
         _ = shutdown_signal() => None,
-        r = &mut core_task => Some(match r {
+        r = &mut core_task => Some(("core", match r {
             Ok(Err(fatal)) => fatal,
             Ok(Ok(())) => ended("core", "returned".into()),
             Err(e) => ended("core", e.to_string()),
-        }),
-        r = &mut net_task => Some(ended("network", match r {
+        })),
+        r = &mut net_task => Some(("network", ended("network", match r {
             Ok(()) => "returned".into(),
             Err(e) => e.to_string(),
-        })),
-        r = &mut api_task => Some(ended("API", match r {
+        }))),
+        r = &mut api_task => Some(("API", ended("API", match r {
             Ok(Ok(())) => "returned".into(),
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
-        })),
+        }))),
     };
-    if let Some(fatal) = died {
+    if let Some((task, fatal)) = died {
         let why = format!("{fatal}; {}", fatal.advice());
         failure.set(why.clone());
         tracing::error!(error = %why, "stopping the node");
         accepting.store(false, Ordering::Release);
         let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut core_task).await;
+        if task != "core" {
+            // Let the core finish its step and close the store.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut core_task).await;
+        }
         core_task.abort();
         net_task.abort();
         api_task.abort();

@@ -133,3 +133,31 @@ async fn sigterm_stops_cleanly_and_a_restart_keeps_everything() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("store"), "{err}");
 }
+
+#[test]
+fn a_key_that_is_neither_validator_nor_observer_is_refused_at_start() {
+    let net = Net::new(ConsensusKind::Raft, 1, 1);
+    let outsider = cairn_crypto::SigningKey::generate();
+    let home = net.dir.path().join("outsider");
+    common::write_home(
+        &home,
+        &outsider,
+        &net.genesis,
+        common::free_port(),
+        "outsider",
+    );
+    let out = Command::new(bin())
+        .args(["run", "--home"])
+        .arg(&home)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&outsider.public_key().to_string())
+            && err.contains("neither a validator")
+            && err.contains("p2p.observers"),
+        "{err}"
+    );
+    assert!(!home.join("data").exists(), "nothing was created");
+}

@@ -12,10 +12,11 @@
 //!   that exceeds it, or whose bytes the application cannot decode ([`Client::report`]), is
 //!   disconnected and counted.
 //! - Liveness: every peer is pinged each `ping_interval`; whatever arrives from a peer (a pong,
-//!   a message) counts as hearing from it ([`Client::silent_for`]). A link whose pings fail
-//!   `ping_failures_max` times in a row is dead even if TCP still holds it open (a paused
-//!   process, a cut link): it is disconnected, and the redial loop brings it back once the
-//!   peer answers again.
+//!   a message) counts as hearing from it ([`Client::silent_for`]). A link that brought
+//!   nothing for `dead_after` is dead even if TCP still holds it open (a paused process, a cut
+//!   link): it is disconnected, and the redial loop brings it back once the peer answers
+//!   again. (Counting failed pings would be slower: after a timeout, libp2p's ping opens a
+//!   new stream, and on a silent link that waits for the stream upgrade's own timeout.)
 //!
 //! Content is opaque bytes here: the node decodes and checks it. No libp2p type leaks out; the
 //! crate exposes a [`Client`] (commands), a stream of [`Event`]s and an [`EventLoop`] to run.
@@ -104,8 +105,8 @@ pub struct NetworkConfig {
     pub ping_interval: Duration,
     /// A ping without an answer for this long fails.
     pub ping_timeout: Duration,
-    /// Pings failed in a row before a link is taken for dead and disconnected.
-    pub ping_failures_max: u32,
+    /// A connected peer heard nothing from for this long is disconnected as dead.
+    pub dead_after: Duration,
     /// Names of known keys (the genesis monikers), for logs.
     pub names: HashMap<PublicKey, String>,
 }
@@ -128,7 +129,7 @@ impl NetworkConfig {
             request_timeout: Duration::from_secs(20),
             ping_interval: Duration::from_secs(1),
             ping_timeout: Duration::from_secs(2),
-            ping_failures_max: 3,
+            dead_after: Duration::from_secs(5),
             names: HashMap::new(),
         }
     }
@@ -396,9 +397,7 @@ pub struct EventLoop {
     outbound: HashMap<request_response::OutboundRequestId, (PublicKey, u64)>,
     connected: HashMap<PeerId, Multiaddr>,
     heard: Heard,
-    /// Pings failed in a row, per peer.
-    ping_failures: HashMap<PeerId, u32>,
-    ping_failures_max: u32,
+    dead_after: Duration,
     names: Names,
 }
 
@@ -558,8 +557,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         outbound: HashMap::new(),
         connected: HashMap::new(),
         heard,
-        ping_failures: HashMap::new(),
-        ping_failures_max: cfg.ping_failures_max.max(1),
+        dead_after: cfg.dead_after,
         names: Names(Arc::new(cfg.names.clone())),
     };
     Ok((client, ev_rx, event_loop))
@@ -577,7 +575,10 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.drop_dead_links();
+                    self.redial();
+                }
             }
         }
     }
@@ -595,9 +596,15 @@ impl EventLoop {
             .filter(|(p, _)| !self.swarm.is_connected(p))
             .cloned()
             .collect();
-        for (_, addr) in missing {
-            // A failed dial is retried on the next round.
-            let _ = self.swarm.dial(addr);
+        for (peer, addr) in missing {
+            // One dial at a time per peer: a peer that accepts TCP but never answers (a paused
+            // process) would otherwise collect a dial a second. A failed dial is retried on
+            // the next round.
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
         }
     }
 
@@ -623,23 +630,30 @@ impl EventLoop {
         }
     }
 
-    fn on_ping(&mut self, peer: PeerId, ok: bool) {
-        if ok {
-            self.ping_failures.remove(&peer);
-            self.heard_from(&peer);
-            return;
-        }
-        let failures = self.ping_failures.entry(peer).or_insert(0);
-        *failures += 1;
-        if *failures >= self.ping_failures_max {
-            let n = *failures;
-            self.ping_failures.remove(&peer);
+    /// Disconnects connected peers that were silent for `dead_after`.
+    fn drop_dead_links(&mut self) {
+        let dead: Vec<(PeerId, PublicKey, Duration)> = match self.heard.read() {
+            Ok(h) => self
+                .connected
+                .keys()
+                .filter_map(|p| {
+                    let k = self.keys.get(p)?;
+                    let silent = h.get(k)?.elapsed();
+                    (silent > self.dead_after).then_some((*p, *k, silent))
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        for (peer, key, silent) in dead {
             self.counters.dead_links.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                peer = %self.name(&peer),
-                failed_pings = n,
-                "link is dead: disconnecting (it is redialled)"
+                peer = %self.names.of(&key),
+                silent_s = silent.as_secs(),
+                "link is dead (nothing heard, pings unanswered): disconnecting; it is redialled"
             );
+            if let Ok(mut h) = self.heard.write() {
+                h.remove(&key);
+            }
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -753,7 +767,6 @@ impl EventLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
-                self.ping_failures.remove(&peer_id);
                 if let Some(key) = self.keys.get(&peer_id).copied() {
                     if let Ok(mut c) = self.shared_connected.write() {
                         c.remove(&key);
@@ -779,8 +792,11 @@ impl EventLoop {
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match &ev {
             BehaviourEvent::Ping(p) => {
-                let (peer, ok) = (p.peer, p.result.is_ok());
-                return self.on_ping(peer, ok);
+                if p.result.is_ok() {
+                    let peer = p.peer;
+                    self.heard_from(&peer);
+                }
+                return;
             }
             BehaviourEvent::Gossip(gossipsub::Event::Message {
                 propagation_source, ..

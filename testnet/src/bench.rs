@@ -96,6 +96,8 @@ fn verification_rates(chain: &str) -> (f64, f64) {
 /// Runs the benchmark against nodes at `apis`, funding accounts from `admin`.
 pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
+        // Below the node's header timeout (10 s), which also closes idle kept-alive connections.
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .build()?;
     let status: Value = http

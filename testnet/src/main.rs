@@ -582,6 +582,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let http = reqwest::Client::builder()
+        // Below the node's header timeout (10 s), which also closes idle kept-alive connections.
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .timeout(Duration::from_secs(5))
         .build()?;
     match cli.command {

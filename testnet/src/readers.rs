@@ -31,6 +31,8 @@ pub fn start(
 ) -> (Arc<ReadCounts>, Vec<tokio::task::JoinHandle<()>>) {
     let counts = Arc::new(ReadCounts::default());
     let http = reqwest::Client::builder()
+        // Below the node's header timeout (10 s), which also closes idle kept-alive connections.
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default();

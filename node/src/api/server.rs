@@ -1,12 +1,14 @@
 //! The API's accept loop: HTTP/1.1 on hyper, with limits axum's `serve` does not set.
 //!
 //! - **Header timeout**: a request's headers must arrive within `header_timeout` (hyper's
-//!   `header_read_timeout`), or the connection is closed.
+//!   `header_read_timeout`), or the connection is closed. Hyper runs this timer from the
+//!   moment a connection waits for a request, so a kept-alive connection idle between
+//!   requests is closed after it too.
 //! - **Body timeout**: enforced where bodies are read (`submit`), which answers 408 and closes.
 //! - **Idle timeout**: a connection that moves no byte in either direction for `idle_timeout`
-//!   is closed, whatever state it is in (between requests, or a request stuck mid-body). Event
-//!   streams send a keep-alive every 10 s and `?wait=commit` answers within `wait_timeout`,
-//!   both below the idle timeout (the configuration checks it).
+//!   is closed, whatever state it is in (a client that stopped reading a response, say).
+//!   Event streams send a keep-alive every 10 s and `?wait=commit` answers within
+//!   `wait_timeout`, both below the idle timeout (the configuration checks it).
 //! - **Connections**: at most `max_connections` open; more are closed as they are accepted.
 //!
 //! On shutdown the listener closes, open connections finish their current request (bounded by

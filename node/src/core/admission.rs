@@ -12,8 +12,8 @@
 //!   (the leader or admitting node restarted, a gossip message was lost): every transaction a
 //!   node holds, however it got it, is gossiped again once it has been pending for
 //!   [`REANNOUNCE_AFTER`] since it was last announced, at most [`REANNOUNCE_BUDGET`] per
-//!   round, oldest first. A client resubmitting a transaction the node holds re-announces it
-//!   at once (at most once a second).
+//!   round, oldest first. A transaction a block makes executable (its sender's next nonce) is
+//!   announced again at once, and so is one a client resubmits (each at most once a second).
 //! - **Block transactions** this node never verified are verified in one batch before the
 //!   block executes ([`TxCheck`]); ids verified here are remembered so nothing is verified
 //!   twice.
@@ -382,6 +382,31 @@ impl Admission {
             self.own.remove(id);
             self.announced.remove(id);
         }
+        // Transactions the block made executable (their senders' next nonces) are announced
+        // again now if they were not just now: the leader may never have had them, and PBFT's
+        // backups would otherwise replace primaries until one holds them.
+        let mut senders: Vec<_> = block.txs.iter().map(|t| t.tx.sender).collect();
+        senders.sort();
+        senders.dedup();
+        let mut sent = 0;
+        for s in senders {
+            if sent >= REANNOUNCE_BUDGET {
+                break;
+            }
+            let Some(tx) = self.mempool.executable_of(&s) else {
+                continue;
+            };
+            let id = tx.id();
+            let recent = self
+                .announced
+                .get(&id)
+                .is_some_and(|at| now.saturating_duration_since(*at) < RESUBMIT_ANNOUNCE_EVERY);
+            if !recent {
+                let tx = tx.signed().clone();
+                self.announce(tx, now);
+                sent += 1;
+            }
+        }
         Ok(dropped)
     }
 
@@ -540,6 +565,28 @@ mod tests {
         a.on_block_committed(&built.block, &ids, ledger_chain.ledger(), t1)
             .expect("io");
         assert_eq!(a.reannounce(t1 + REANNOUNCE_AFTER * 10), 0);
+    }
+
+    #[test]
+    fn a_transaction_a_block_makes_executable_is_announced_at_once() {
+        let (c, mut chain, mut a) = setup();
+        let t0 = Instant::now();
+        let to = c.accounts[0].public_key();
+        let gap = c.transfer(&c.accounts[1], 1, to, 5);
+        a.submit(v(gap.clone()), &chain, t0).expect("admitted");
+        gossiped(&mut a);
+        // Its predecessor commits in a block built elsewhere, two seconds later.
+        let zero = c.transfer(&c.accounts[1], 0, to, 5);
+        let built = chain.build(&[v(zero)], c.params(1)).expect("build");
+        let cert = c.certify(&built.block);
+        chain
+            .commit(built.block.clone(), cert, &mut NoCheck)
+            .expect("commit");
+        let t1 = t0 + Duration::from_secs(2);
+        let ids = built.block.tx_ids();
+        a.on_block_committed(&built.block, &ids, chain.ledger(), t1)
+            .expect("io");
+        assert_eq!(gossiped(&mut a), vec![gap.id()], "announced at once");
     }
 
     struct NoCheck;

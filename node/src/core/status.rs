@@ -81,6 +81,8 @@ pub struct Health {
     rounds: HashMap<usize, (u64, Instant)>,
     last_engine: Option<Status>,
     quorum_ok: Option<bool>,
+    /// Whether a quorum was ever heard (so its return reads as "regained").
+    had_quorum: bool,
     stalled: bool,
     last_line: Option<Instant>,
     last_line_height: Height,
@@ -100,6 +102,7 @@ impl Health {
             rounds: HashMap::new(),
             last_engine: None,
             quorum_ok: None,
+            had_quorum: false,
             stalled: false,
             last_line: None,
             last_line_height: 0,
@@ -194,7 +197,8 @@ impl Health {
     pub fn log_changes(&mut self, o: &Observed, r: &Readiness) {
         let quorum_ok = r.heard >= if o.engine.is_some() { self.quorum } else { 1 };
         match (self.quorum_ok, quorum_ok) {
-            (Some(true), false) | (None, false) if o.peers.len() > 1 => {
+            (None, false) => tracing::info!("waiting to hear from a quorum of validators"),
+            (Some(true), false) => {
                 let why = r
                     .reasons
                     .iter()
@@ -203,11 +207,13 @@ impl Health {
                     .unwrap_or_default();
                 tracing::warn!("quorum lost: {why}");
             }
-            (Some(false), true) => {
-                tracing::info!(heard = r.heard, "quorum regained");
+            (None | Some(false), true) if !self.had_quorum => {
+                tracing::info!(heard = r.heard, "quorum heard");
             }
+            (Some(false), true) => tracing::info!(heard = r.heard, "quorum regained"),
             _ => {}
         }
+        self.had_quorum |= quorum_ok;
         self.quorum_ok = Some(quorum_ok);
         if let Some(s) = o.engine {
             let before = self.last_engine.replace(s);

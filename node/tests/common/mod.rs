@@ -100,10 +100,100 @@ impl Net {
             accounts: chain.accounts.clone(),
             nodes,
             http: reqwest::Client::builder()
+                // Below every header timeout the tests set: the node closes kept-alive
+                // connections idle that long, and reusing one it is closing fails.
+                .pool_idle_timeout(Duration::from_secs(1))
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("http client"),
         }
+    }
+
+    /// Sets `line` (such as `header_timeout_ms = 500`) in `[section]` of node `i`'s
+    /// config.toml, before it starts, replacing the key if it is there.
+    pub fn configure(&self, i: usize, section: &str, line: &str) {
+        let p = self.nodes[i].home.join("config.toml");
+        let key = line.split('=').next().unwrap_or("").trim();
+        let text: String = std::fs::read_to_string(&p)
+            .expect("config")
+            .lines()
+            .filter(|l| l.split('=').next().unwrap_or("").trim() != key)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let header = format!("[{section}]\n");
+        let text = if text.contains(&header) {
+            text.replacen(&header, &format!("{header}{line}\n"), 1)
+        } else {
+            format!("{text}{header}{line}\n")
+        };
+        std::fs::write(&p, text).expect("config");
+    }
+
+    /// Starts node `i` and waits until it exits by itself (a start-up refusal), returning its
+    /// exit status and log.
+    pub async fn run_until_exit(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.home.join("node.log"))
+            .expect("log file");
+        let mut child = Command::new(bin())
+            .args(["run", "--home"])
+            .arg(&node.home)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn cairn-node");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                let log = std::fs::read_to_string(node.home.join("node.log")).unwrap_or_default();
+                return (st, log);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {i} did not exit within {within:?}: {}",
+                    self.log_tail(i)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until node `i`'s process exits by itself (a fatal failure).
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.nodes[i].child.as_mut().expect("running");
+            if let Ok(Some(st)) = child.try_wait() {
+                self.nodes[i].child = None;
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!("node {i} is still running: {}", self.log_tail(i));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether node `i`'s process is still running.
+    pub fn running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].home.join("node.log")).unwrap_or_default()
     }
 
     /// Starts node `i` and waits until its API answers.
