@@ -195,6 +195,44 @@ enum RecordCmd {
         #[command(flatten)]
         send: SendArgs,
     },
+    /// Show one record of an account (committed state).
+    Get {
+        /// The owner: account id (hex) or a key name.
+        account: String,
+        /// Record key.
+        key: String,
+    },
+    /// List an account's records in key order, a page at a time.
+    List {
+        /// The owner: account id (hex) or a key name.
+        account: String,
+        /// Start after this key (the previous page's last; `--json` prints it as `next`).
+        #[arg(long)]
+        after: Option<String>,
+        /// Page size (1..=100).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// A URL path segment or query value with everything but unreserved characters escaped.
+fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A record's value for people: its text if it is UTF-8, else hex.
+fn record_value(v: &serde_json::Value) -> String {
+    match v["text"].as_str() {
+        Some(t) => format!("{t:?}"),
+        None => format!("0x{}", v["value"].as_str().unwrap_or("")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -525,6 +563,51 @@ async fn run(cli: Cli) -> R<()> {
                 },
             )
             .await
+        }
+        Cmd::Record(RecordCmd::Get { account, key }) => {
+            let id = ctx.account_id(&account)?;
+            let v = ctx
+                .get(&format!("/api/v1/accounts/{id}/records/{}", escape(&key)))
+                .await?;
+            ctx.print(&v, |v| {
+                format!("{} = {}", v["key"].as_str().unwrap_or("?"), record_value(v))
+            });
+            Ok(())
+        }
+        Cmd::Record(RecordCmd::List {
+            account,
+            after,
+            limit,
+        }) => {
+            let id = ctx.account_id(&account)?;
+            let mut path = format!(
+                "/api/v1/accounts/{id}/records?limit={}",
+                limit.clamp(1, 100)
+            );
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={}", escape(a)));
+            }
+            let v = ctx.get(&path).await?;
+            ctx.print(&v, |v| {
+                let rows: Vec<String> = v["records"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| format!("{} = {}", r["key"].as_str().unwrap_or("?"), record_value(r)))
+                    .collect();
+                let mut s = if rows.is_empty() {
+                    "no records".to_string()
+                } else {
+                    rows.join("\n")
+                };
+                if let Some(next) = v["next"].as_str() {
+                    s.push_str(&format!(
+                        "\n(more: `cairn record list {account} --after {next}`)"
+                    ));
+                }
+                s
+            });
+            Ok(())
         }
         Cmd::Member(MemberCmd::Add { id, admin, send: s }) => {
             let account = ctx.account_id(&id)?;

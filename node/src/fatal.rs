@@ -11,7 +11,7 @@
 //! may have put itself in a read-only error state after the failed write; and a restart is a
 //! path the crash tests already prove (the block comes back from the peers by block sync).
 
-use cairn_ledger::{BlockError, Height, StoreError};
+use cairn_ledger::{BlockError, BlockHash, Height, StoreError};
 
 /// A failure that stops the node.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,19 @@ pub enum Fatal {
         height: Height,
         /// Why.
         source: BlockError,
+    },
+    /// Consensus committed a block at a height where the ledger holds another: a safety
+    /// failure or a bug.
+    #[error(
+        "consensus committed block {committed} at height {height}, where the ledger holds {held:?}"
+    )]
+    Fork {
+        /// The height.
+        height: Height,
+        /// What consensus committed.
+        committed: BlockHash,
+        /// What the ledger holds.
+        held: Option<BlockHash>,
     },
     /// Reading the store failed.
     #[error("cannot read the store: {source}")]
@@ -69,7 +82,7 @@ impl Fatal {
             Fatal::Persist { .. } | Fatal::Commit { .. } | Fatal::Read { .. } => {
                 "check the disk and the store's directory, then start the node again"
             }
-            Fatal::Diverged { .. } => {
+            Fatal::Diverged { .. } | Fatal::Fork { .. } => {
                 "this node's store disagrees with the network: move its data directory aside \
                  and start it again to re-sync from the peers"
             }

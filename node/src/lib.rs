@@ -15,6 +15,7 @@ pub mod fatal;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod read_pool;
 pub mod reads;
 pub mod views;
 pub mod wire;

@@ -27,12 +27,13 @@ use cairn_ledger::{
 };
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
-use crate::api::{AppState, Failure, READS_MAX, STREAMS_MAX, router, server};
+use crate::api::{AppState, Failure, READ_QUEUE, READER_THREADS, STREAMS_MAX, router, server};
 use crate::config::{Config, Home, read_key};
 use crate::core::{Core, CoreParts};
 use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
+use crate::read_pool::ReadPool;
 use crate::views::StatusView;
 
 /// How long the network may keep sending after the core stopped (the last gossip).
@@ -183,6 +184,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
     let mut net_task = tokio::spawn(net_loop.run());
 
     let metrics = Arc::new(Metrics::new());
+    let reads = ReadPool::start(READER_THREADS, READ_QUEUE).context("starting reader threads")?;
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
     let tip = ledger.tip();
@@ -216,6 +218,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
             key: key.clone(),
             ledger,
             reader: reader.clone(),
+            reads: reads.clone(),
             network: net.clone(),
             net_events,
             requests: req_rx,
@@ -239,7 +242,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
         genesis: Arc::new(genesis),
         names: Arc::new(names),
         reader,
-        reads: Arc::new(Semaphore::new(READS_MAX)),
+        reads,
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
         body_timeout: Duration::from_millis(config.api.body_timeout_ms),
         max_body: config.api.max_body_bytes,

@@ -1,4 +1,4 @@
-//! Committed reads, from a [`RocksReader`] on the blocking pool: the explorer's pages, account
+//! Committed reads, from a [`RocksReader`] on the reader threads: the explorer's pages, account
 //! histories and records, event replay, and block sync answers. None of it passes through the
 //! consensus task, so read load cannot delay ticks, elections or view changes.
 

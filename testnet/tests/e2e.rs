@@ -181,6 +181,32 @@ fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
         );
     }
 
+    // Records: written with the wallet, read back from every node, one at a time and listed.
+    let v = t.wallet_json(
+        2,
+        &[
+            "record",
+            "put",
+            "greeting",
+            "hello world",
+            "--from",
+            "account3",
+            "--wait",
+        ],
+    );
+    assert_eq!(v["status"], "committed", "{v}");
+    t.wait_agree(v["receipt"]["height"].as_u64().expect("height"));
+    for node in 0..st.len() {
+        let r = t.wallet_json(node, &["record", "get", "account3", "greeting"]);
+        assert_eq!(r["text"], "hello world", "{r}");
+        let page = t.wallet_json(node, &["record", "list", "account3"]);
+        assert_eq!(page["records"][0]["key"], "greeting", "{page}");
+    }
+    let human = t.wallet(0, &["record", "get", "account3", "greeting"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("greeting = \"hello world\""));
+    let missing = t.wallet(0, &["record", "get", "account3", "nothing here"]);
+    assert_eq!(missing.status.code(), Some(5), "not found");
+
     // Offline verification: the real block passes; tampering with a transaction, the header
     // or the certificate fails with exit code 8.
     let genesis = t.path().join("genesis.json");

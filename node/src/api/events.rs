@@ -1,5 +1,5 @@
 //! `GET /events`: server-sent events, a replay of committed blocks from a height (read from
-//! the store on the blocking pool), then live blocks and rejections as the core publishes
+//! the store on the reader threads), then live blocks and rejections as the core publishes
 //! them. A reconnecting client's `Last-Event-ID` wins over the URL's `from_height`. A stream
 //! that falls behind the live channel reads what it missed from the store.
 

@@ -1,5 +1,5 @@
 //! Committed reads: blocks, transactions, accounts, account histories, records. Each runs on
-//! the blocking pool through [`read`]; only a transaction not committed yet is looked up in
+//! the reader threads through [`read`]; only a transaction not committed yet is looked up in
 //! the core's mempool.
 
 use std::collections::HashMap;

@@ -1,8 +1,9 @@
 //! The JSON API every node serves (DESIGN §8), on axum behind our own accept loop
 //! ([`server`]: header, body and idle timeouts, a connection bound).
 //!
-//! Committed reads go to the store through a `RocksReader` on the blocking pool ([`read`]),
-//! at most [`READS_MAX`] at once; only submissions and mempool lookups go to the core task.
+//! Committed reads go to the store through a `RocksReader` on the reader threads ([`read`],
+//! `read_pool`: their own threads at a lower CPU priority); only submissions and mempool
+//! lookups go to the core task.
 //! Handlers check everything a client sends before anything else sees it, and every error,
 //! including a path or query that does not decode, is `{"error":{"code","message"}}` with
 //! its status.
@@ -31,11 +32,13 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::core::Request;
 use crate::metrics::Metrics;
+use crate::read_pool::ReadPool;
 use crate::views::*;
 
-/// Committed reads running at once on the blocking pool; more wait their turn. Two cores:
-/// reads must not take both from consensus.
-pub const READS_MAX: usize = 4;
+/// Reader threads (at a lower CPU priority, see `read_pool`).
+pub const READER_THREADS: usize = 2;
+/// Reads queued for them; more wait for room.
+pub const READ_QUEUE: usize = 256;
 /// Most event streams open at once.
 pub const STREAMS_MAX: usize = 128;
 /// A status older than this means the consensus task stopped reporting.
@@ -80,8 +83,8 @@ pub struct AppState {
     pub names: Arc<HashMap<PublicKey, String>>,
     /// Committed reads.
     pub reader: RocksReader,
-    /// Bounds committed reads running at once.
-    pub reads: Arc<Semaphore>,
+    /// The threads committed reads run on.
+    pub reads: ReadPool,
     /// Longest `?wait=commit`.
     pub wait_timeout: Duration,
     /// Longest wait for a request body.
@@ -118,8 +121,9 @@ const PAGE_DEFAULT: usize = 20;
 /// Largest page size.
 const PAGE_MAX: usize = 100;
 
-/// The router: API, metrics, health. `max_concurrent` requests are served at once across the
-/// whole node (one limit shared by every route); more get 503 at once.
+/// The router: API, metrics, health. `max_concurrent` API requests are served at once across
+/// the whole node (one limit shared by every `/api/v1` route); more get 503 at once. The
+/// probes (`/health`, `/ready`, `/metrics`) are outside the limit.
 pub fn router(state: AppState, max_concurrent: usize) -> Router {
     let api = Router::new()
         .route("/status", get(status))
@@ -135,6 +139,20 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .route("/peers", get(peers))
         .route("/events", get(events::events))
         .route("/openapi.json", get(openapi));
+    // The limit covers the API, not the probes: a node busy with clients is still alive and
+    // ready, and `/health`, `/ready` and `/metrics` must say so.
+    let api = api.layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ApiError::unavailable(
+                    "the node is serving its maximum number of requests; retry shortly",
+                )
+            }))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                max_concurrent,
+            )),
+    );
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(metrics))
@@ -143,18 +161,6 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    ApiError::unavailable(
-                        "the node is serving its maximum number of requests; retry shortly",
-                    )
-                }))
-                .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    max_concurrent,
-                )),
-        )
 }
 
 async fn no_route() -> ApiError {
@@ -187,24 +193,16 @@ async fn ask<T>(
         .map_err(|_| ApiError::unavailable("the node is shutting down"))
 }
 
-/// Runs a committed read on the blocking pool, at most [`READS_MAX`] at once.
+/// Runs a committed read on the reader threads.
 async fn read<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&RocksReader) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = s
-        .reads
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
     let reader = s.reader.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        f(&reader)
-    })
-    .await
-    .map_err(ApiError::internal)?
+    s.reads
+        .run(move || f(&reader))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot read: {e}")))?
 }
 
 fn query(

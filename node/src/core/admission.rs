@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_crypto::PublicKey;
+use cairn_crypto::{PublicKey, Signature};
 use cairn_ledger::{
     Block, BlockStore, Mempool, MempoolConfig, SignedTransaction, StateView, TxId, TxRejection,
     VerifiedTransaction, verify_transactions,
@@ -54,23 +54,34 @@ pub struct Admitted {
     pub view: TxView,
 }
 
-/// Ids verified on this node, bounded, oldest forgotten first.
+/// Signed transactions verified on this node, bounded, oldest forgotten first. Keyed by id
+/// *and* signature: the id covers only the unsigned transaction, so a block carrying a known
+/// id with another signature must still be verified.
 #[derive(Debug, Default)]
 struct VerifiedIds {
-    set: HashSet<TxId>,
-    order: VecDeque<TxId>,
+    set: HashSet<(TxId, Signature)>,
+    order: VecDeque<(TxId, Signature)>,
 }
 
 impl VerifiedIds {
-    fn insert(&mut self, id: TxId) {
-        if self.set.insert(id) {
-            self.order.push_back(id);
+    fn insert(&mut self, t: &SignedTransaction) {
+        let k = (t.id(), t.signature);
+        if self.set.insert(k) {
+            self.order.push_back(k);
             while self.order.len() > VERIFIED_KEPT {
                 if let Some(old) = self.order.pop_front() {
                     self.set.remove(&old);
                 }
             }
         }
+    }
+
+    fn contains(&self, t: &SignedTransaction) -> bool {
+        self.set.contains(&(t.id(), t.signature))
+    }
+
+    fn remove(&mut self, t: &SignedTransaction) {
+        self.set.remove(&(t.id(), t.signature));
     }
 }
 
@@ -239,7 +250,7 @@ impl Admission {
     pub fn on_gossip(&mut self, txs: Vec<SignedTransaction>) {
         for t in txs {
             let id = t.id();
-            if self.mempool.contains(&id) || self.verified.set.contains(&id) {
+            if self.mempool.contains(&id) || self.verified.contains(&t) {
                 continue;
             }
             if self.to_verify.len() >= TO_VERIFY_MAX {
@@ -298,9 +309,16 @@ impl Admission {
         self.verifying > 0 || !self.to_verify.is_empty()
     }
 
-    /// Re-announces transactions pending since [`REANNOUNCE_AFTER`], within the budget.
-    pub fn reannounce(&mut self, now: Instant) -> usize {
+    /// Re-announces transactions pending since [`REANNOUNCE_AFTER`], within the budget. One at
+    /// its sender's next nonce is tried against the state first: if it would not execute (its
+    /// state changed since it was admitted), it is dropped instead. Returns the drops.
+    pub fn reannounce<S: BlockStore>(
+        &mut self,
+        chain: &Chain<S>,
+        now: Instant,
+    ) -> Result<Vec<(TxId, TxRejection)>, Fatal> {
         let mut sent = 0;
+        let mut dropped = Vec::new();
         while sent < REANNOUNCE_BUDGET {
             let Some(&(id, at)) = self.schedule.front() else {
                 break;
@@ -312,21 +330,29 @@ impl Admission {
             if self.announced.get(&id) != Some(&at) {
                 continue; // announced again since
             }
-            match self.mempool.get(&id) {
-                Some(tx) => {
-                    let tx = tx.signed().clone();
-                    self.announce(tx, now);
-                    sent += 1;
+            let Some(tx) = self.mempool.get(&id).cloned() else {
+                self.announced.remove(&id);
+                continue;
+            };
+            let head = self
+                .mempool
+                .executable_of(&tx.tx().sender)
+                .is_some_and(|h| h.id() == id);
+            if head && let Some(reason) = chain.dry_run(&tx, self.me)? {
+                let gone = self.drop_rejected(&[(id, reason)]);
+                for (g, _) in &gone {
+                    self.announced.remove(g);
                 }
-                None => {
-                    self.announced.remove(&id);
-                }
+                dropped.extend(gone);
+                continue;
             }
+            self.announce(tx.into_signed(), now);
+            sent += 1;
         }
         if sent > 0 {
             self.flush();
         }
-        sent
+        Ok(dropped)
     }
 
     /// Candidates for the next block, cut to `bytes_max` of transactions.
@@ -360,17 +386,20 @@ impl Admission {
         all
     }
 
-    /// A block is in the ledger: prunes the mempool. Returns what the block made invalid.
-    pub fn on_block_committed(
+    /// A block is in the ledger: prunes the mempool. Returns what the block made invalid, and
+    /// what it made executable but would not execute (each with its successors).
+    pub fn on_block_committed<S: BlockStore>(
         &mut self,
         block: &Block,
         ids: &[TxId],
-        state: &impl StateView,
+        chain: &Chain<S>,
         now: Instant,
     ) -> Result<Vec<(TxId, TxRejection)>, Fatal> {
-        let dropped = self.mempool.on_block_committed(block, ids, state)?;
-        for id in ids {
-            self.verified.set.remove(id);
+        let mut dropped = self
+            .mempool
+            .on_block_committed(block, ids, chain.ledger())?;
+        for (t, id) in block.txs.iter().zip(ids) {
+            self.verified.remove(t);
             self.announced.remove(id);
             if let Some(at) = self.own.remove(id) {
                 self.metrics
@@ -378,13 +407,12 @@ impl Admission {
                     .observe(now.saturating_duration_since(at).as_secs_f64());
             }
         }
-        for (id, _) in &dropped {
-            self.own.remove(id);
-            self.announced.remove(id);
-        }
-        // Transactions the block made executable (their senders' next nonces) are announced
-        // again now if they were not just now: the leader may never have had them, and PBFT's
-        // backups would otherwise replace primaries until one holds them.
+        // Transactions the block made executable (their senders' next nonces): one that would
+        // not execute now (it spends what its predecessor left, say) is dropped here as the
+        // leader drops it at build time, or it would wait here for good, count as work to
+        // order, and be announced forever. One that would is announced again at once if it was
+        // not just now: the leader may never have had it, and PBFT's backups would otherwise
+        // replace primaries until one holds it.
         let mut senders: Vec<_> = block.txs.iter().map(|t| t.tx.sender).collect();
         senders.sort();
         senders.dedup();
@@ -393,19 +421,26 @@ impl Admission {
             if sent >= REANNOUNCE_BUDGET {
                 break;
             }
-            let Some(tx) = self.mempool.executable_of(&s) else {
+            let Some(tx) = self.mempool.executable_of(&s).cloned() else {
                 continue;
             };
             let id = tx.id();
+            if let Some(reason) = chain.dry_run(&tx, self.me)? {
+                dropped.extend(self.drop_rejected(&[(id, reason)]));
+                continue;
+            }
             let recent = self
                 .announced
                 .get(&id)
                 .is_some_and(|at| now.saturating_duration_since(*at) < RESUBMIT_ANNOUNCE_EVERY);
             if !recent {
-                let tx = tx.signed().clone();
-                self.announce(tx, now);
+                self.announce(tx.into_signed(), now);
                 sent += 1;
             }
+        }
+        for (id, _) in &dropped {
+            self.own.remove(id);
+            self.announced.remove(id);
         }
         Ok(dropped)
     }
@@ -435,11 +470,13 @@ impl Admission {
 
 impl TxCheck for Admission {
     fn check_block_txs(&mut self, txs: &[SignedTransaction]) -> Result<(), (TxId, TxRejection)> {
+        // Known only if this very signed transaction was verified here: the id does not cover
+        // the signature.
         let unknown: Vec<SignedTransaction> = txs
             .iter()
             .filter(|t| {
-                let id = t.id();
-                !self.verified.set.contains(&id) && !self.mempool.contains(&id)
+                !self.verified.contains(t)
+                    && !self.mempool.get(&t.id()).is_some_and(|m| m.signed() == *t)
             })
             .cloned()
             .collect();
@@ -453,7 +490,7 @@ impl TxCheck for Admission {
             .zip(ids)
         {
             match r {
-                Ok(v) => self.verified.insert(v.id()),
+                Ok(v) => self.verified.insert(v.signed()),
                 Err(e) => return Err((id, e)),
             }
         }
@@ -534,22 +571,31 @@ mod tests {
         let results = verify_transactions(batch, &c.genesis.chain_id);
         a.on_verified(results, chain.ledger(), t0).expect("io");
         assert!(gossiped(&mut a).is_empty(), "gossip spreads it; no echo");
-        assert_eq!(a.reannounce(t0 + Duration::from_secs(1)), 0, "too soon");
-        assert_eq!(a.reannounce(t0 + REANNOUNCE_AFTER), 1);
-        assert_eq!(gossiped(&mut a), vec![gap.id()]);
-        assert_eq!(a.reannounce(t0 + REANNOUNCE_AFTER), 0, "once per period");
-        assert_eq!(a.reannounce(t0 + REANNOUNCE_AFTER * 2), 1, "and again");
+        let round = |a: &mut Admission, at| {
+            a.reannounce(&chain, at).expect("io");
+            gossiped(a)
+        };
+        assert!(
+            round(&mut a, t0 + Duration::from_secs(1)).is_empty(),
+            "too soon"
+        );
+        assert_eq!(round(&mut a, t0 + REANNOUNCE_AFTER), vec![gap.id()]);
+        assert!(
+            round(&mut a, t0 + REANNOUNCE_AFTER).is_empty(),
+            "once per period"
+        );
+        assert_eq!(
+            round(&mut a, t0 + REANNOUNCE_AFTER * 2).len(),
+            1,
+            "and again"
+        );
         // A resubmission re-announces at once, but not twice within a second.
         let t1 = t0 + REANNOUNCE_AFTER * 2 + Duration::from_secs(2);
         a.submit(v(gap.clone()), &chain, t1)
             .expect("duplicate is fine");
         a.submit(v(gap.clone()), &chain, t1)
             .expect("duplicate is fine");
-        assert_eq!(
-            gossiped(&mut a).len(),
-            2,
-            "the re-announcement and the resubmission"
-        );
+        assert_eq!(gossiped(&mut a).len(), 1, "the resubmission, once");
         // Committed elsewhere: dropped from the schedule.
         let zero = c.transfer(&c.accounts[1], 0, to, 5);
         let mut ledger_chain = chain;
@@ -562,9 +608,11 @@ mod tests {
         ledger_chain
             .commit(built.block.clone(), cert, &mut check)
             .expect("commit");
-        a.on_block_committed(&built.block, &ids, ledger_chain.ledger(), t1)
+        a.on_block_committed(&built.block, &ids, &ledger_chain, t1)
             .expect("io");
-        assert_eq!(a.reannounce(t1 + REANNOUNCE_AFTER * 10), 0);
+        a.reannounce(&ledger_chain, t1 + REANNOUNCE_AFTER * 10)
+            .expect("io");
+        assert!(gossiped(&mut a).is_empty());
     }
 
     #[test]
@@ -584,9 +632,60 @@ mod tests {
             .expect("commit");
         let t1 = t0 + Duration::from_secs(2);
         let ids = built.block.tx_ids();
-        a.on_block_committed(&built.block, &ids, chain.ledger(), t1)
+        a.on_block_committed(&built.block, &ids, &chain, t1)
             .expect("io");
         assert_eq!(gossiped(&mut a), vec![gap.id()], "announced at once");
+    }
+
+    #[test]
+    fn an_executable_transaction_that_would_not_execute_is_dropped_not_kept() {
+        let (c, mut chain, mut a) = setup();
+        let t0 = Instant::now();
+        let to = c.accounts[0].public_key();
+        let sender = &c.accounts[1];
+        // Nonce 0 spends almost everything; nonce 1 spends more than what is left. Both are
+        // admitted (only the next nonce is dry-run at admission).
+        let all_but_one = c.transfer(sender, 0, to, 999);
+        let too_much = c.transfer(sender, 1, to, 500);
+        a.submit(v(all_but_one.clone()), &chain, t0)
+            .expect("admitted");
+        a.submit(v(too_much.clone()), &chain, t0)
+            .expect("a gap waits");
+        gossiped(&mut a);
+        let built = chain.build(&[v(all_but_one)], c.params(1)).expect("build");
+        let cert = c.certify(&built.block);
+        chain
+            .commit(built.block.clone(), cert, &mut NoCheck)
+            .expect("commit");
+        let ids = built.block.tx_ids();
+        let dropped = a
+            .on_block_committed(&built.block, &ids, &chain, t0)
+            .expect("io");
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0, too_much.id());
+        assert_eq!(dropped[0].1.code(), "insufficient_balance");
+        assert!(!a.mempool().has_executable(), "nothing left to order");
+        assert!(gossiped(&mut a).is_empty(), "and nothing to announce");
+        assert_eq!(
+            a.lookup(&too_much.id()).map(|t| t.status),
+            Some("rejected".to_string())
+        );
+    }
+
+    #[test]
+    fn a_known_id_with_another_signature_is_verified() {
+        let (c, _, mut a) = setup();
+        let to = c.accounts[0].public_key();
+        let good = c.transfer(&c.accounts[1], 0, to, 1);
+        assert!(a.check_block_txs(std::slice::from_ref(&good)).is_ok());
+        let mut forged = good.clone();
+        forged.signature.0[63] ^= 0x40;
+        assert_eq!(
+            forged.id(),
+            good.id(),
+            "the id does not cover the signature"
+        );
+        assert!(a.check_block_txs(&[forged]).is_err());
     }
 
     struct NoCheck;
@@ -611,7 +710,8 @@ mod tests {
         }
         gossiped(&mut a);
         let later = t0 + REANNOUNCE_AFTER;
-        assert_eq!(a.reannounce(later), n.min(REANNOUNCE_BUDGET));
+        a.reannounce(&chain, later).expect("io");
+        assert_eq!(gossiped(&mut a).len(), n.min(REANNOUNCE_BUDGET));
     }
 
     #[test]

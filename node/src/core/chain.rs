@@ -211,11 +211,15 @@ impl<S: BlockStore> Chain<S> {
         let tip = self.tip().height;
         let h = block.header.height;
         if h <= tip {
-            if self.hash_at(h)? != Some(block.hash()) {
-                tracing::error!(
-                    height = h,
-                    "consensus committed a different block than the ledger holds"
-                );
+            let held = self.hash_at(h)?;
+            if held != Some(block.hash()) {
+                // Consensus and the ledger disagree on a committed block: a safety failure or
+                // a bug. Going on would build on one of them and contradict the other.
+                return Err(Fatal::Fork {
+                    height: h,
+                    committed: block.hash(),
+                    held,
+                });
             }
             return Ok(CommitOutcome::AlreadyHeld);
         }
@@ -278,9 +282,9 @@ impl<S: BlockStore> Chain<S> {
     }
 
     /// Applies a block fetched by block sync: it must carry a certificate valid against the
-    /// genesis validators and extend the tip. `Ok(Err)` blames the peer that sent it (a bad
-    /// certificate, or not the next block); a certified block that does not execute here is
-    /// fatal, as for consensus commits.
+    /// genesis validators, extend the tip, and carry valid signatures. `Ok(Err)` blames the
+    /// peer that sent it; a certified, well-signed block that does not execute here is fatal,
+    /// as for consensus commits.
     pub fn apply_synced(
         &mut self,
         block: Block,
@@ -296,6 +300,12 @@ impl<S: BlockStore> Chain<S> {
         }
         if let Err(e) = self.ledger.verify_certificate(&block, &cert) {
             return Ok(Err(format!("bad certificate: {e}")));
+        }
+        // The certificate covers the block hash, which covers transaction ids, not their
+        // signatures: a peer could send the certified block with a signature altered. Those
+        // not verified here are checked now, and a bad one is the peer's fault.
+        if let Err((id, why)) = txs.check_block_txs(&block.txs) {
+            return Ok(Err(format!("transaction {id}: {why}")));
         }
         let committed = self.apply(block, cert, txs)?;
         Ok(Ok(committed))
@@ -453,6 +463,38 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!(b.tip().height, 3);
         assert_eq!(b.tip().hash, a.tip().hash);
+    }
+
+    #[test]
+    fn a_synced_block_with_an_altered_signature_blames_the_peer() {
+        let (c, mut a, mut b) = setup();
+        let mut check = CountingCheck::default();
+        let block = next(&c, &mut a, 0);
+        let cert = c.certify(&block);
+        let mut altered = block.clone();
+        altered.txs[0].signature.0[63] ^= 0x40;
+        assert_eq!(
+            altered.hash(),
+            block.hash(),
+            "the hash does not cover signatures"
+        );
+        assert!(
+            b.apply_synced(altered, cert.clone(), &mut check)
+                .expect("not fatal")
+                .is_err()
+        );
+        assert_eq!(b.tip().height, 0);
+        b.apply_synced(block, cert, &mut check)
+            .expect("io")
+            .expect("the real one applies");
+        // Consensus committing another block at a height the ledger holds is fatal.
+        let mut other = next(&c, &mut a, 1);
+        other.header.height = 1;
+        let cert = c.certify(&other);
+        assert!(matches!(
+            b.commit(other, cert, &mut check),
+            Err(Fatal::Fork { height: 1, .. })
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Block sync as the core runs it: asking peers (what to ask and whom is [`super::sync`]'s
 //! call), applying their answers through the one commit path, and serving their requests from
-//! the store on the blocking pool, never on the consensus task.
+//! the store on the reader threads, never on the consensus task.
 
 use std::collections::VecDeque;
 
@@ -54,7 +54,7 @@ impl Work {
         }
     }
 
-    /// Answers a sync request from the store, on the blocking pool.
+    /// Answers a sync request from the store, on the reader threads.
     pub(super) fn serve_sync(&self, from: PublicKey, id: RequestId, bytes: &[u8]) {
         let req = match wire::decode_sync_request(bytes) {
             Ok(r) => r,
@@ -69,7 +69,8 @@ impl Work {
         };
         let reader = self.reader.clone();
         let net = self.net.clone();
-        tokio::task::spawn_blocking(move || {
+        // A full reader queue: the asker gets no answer and asks someone else.
+        let _ = self.reads.try_spawn(move || {
             let _permit = permit;
             match crate::reads::sync_response(&reader, req) {
                 Ok(resp) => {

@@ -15,7 +15,7 @@
 //! block sync with them. This file only routes events.
 //!
 //! Committed reads never come here: the API and the sync server read the store through a
-//! `RocksReader` on the blocking pool. Every event is handled with one reading of the clock.
+//! `RocksReader` on the reader threads. Every event is handled with one reading of the clock.
 //! A [`Fatal`] error ends the task, and the node with it.
 
 pub mod admission;
@@ -90,6 +90,8 @@ pub struct CoreParts {
     pub ledger: Ledger<RocksStore>,
     /// A read handle on the same store, for serving block sync off this task.
     pub reader: RocksReader,
+    /// The reader threads that serve it.
+    pub reads: crate::read_pool::ReadPool,
     /// The network.
     pub network: Client,
     /// Network events.
@@ -156,6 +158,7 @@ impl<P: NodeEngine> Core<P> {
                 health: Health::new(names, quorum, stall_after),
                 net: p.network,
                 reader: p.reader,
+                reads: p.reads,
                 serving: Arc::new(Semaphore::new(SYNC_SERVES_MAX)),
                 events: p.events,
                 status: p.status,
@@ -167,6 +170,7 @@ impl<P: NodeEngine> Core<P> {
                 last_announce: now,
                 last_reannounce: now,
                 engine: None,
+                executable_since: None,
                 cfg: p.config,
             },
             net_events: p.net_events,
@@ -254,7 +258,9 @@ impl<P: NodeEngine> Core<P> {
         let now = self.work.clock.at;
         if now.saturating_duration_since(self.work.last_reannounce) >= REANNOUNCE_EVERY {
             self.work.last_reannounce = now;
-            self.work.admission.reannounce(now);
+            let w = &mut self.work;
+            let dropped = w.admission.reannounce(&w.chain, now)?;
+            w.on_dropped(&dropped);
         }
         self.work.admission.flush();
         self.work.publish_gossip();

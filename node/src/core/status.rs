@@ -53,7 +53,7 @@ pub struct Observed {
     pub executable: bool,
     /// Transactions pending (any).
     pub pending: usize,
-    /// Since when the tip has not moved.
+    /// Since when the tip has not moved, or since executable work appeared if later.
     pub tip_since: Instant,
     /// Now.
     pub now: Instant,

@@ -113,7 +113,7 @@ impl Sync {
         self.engine_waiting = true;
         self.note_height(height, peer, tip, now);
         // The engine knows: no grace.
-        self.behind_since = Some(now - ONE_BEHIND_GRACE);
+        self.behind_since = Some(now.checked_sub(ONE_BEHIND_GRACE).unwrap_or(now));
     }
 
     /// Whether the engine waits for a `Synced` and nobody has more to give: the caller answers

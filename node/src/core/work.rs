@@ -70,6 +70,7 @@ pub(super) struct Work {
     pub(super) health: Health,
     pub(super) net: Client,
     pub(super) reader: RocksReader,
+    pub(super) reads: crate::read_pool::ReadPool,
     pub(super) serving: Arc<Semaphore>,
     pub(super) events: broadcast::Sender<ChainEvent>,
     pub(super) status: watch::Sender<StatusView>,
@@ -82,6 +83,8 @@ pub(super) struct Work {
     pub(super) last_reannounce: Instant,
     /// The engine's status as last published (commits republish the status with it).
     pub(super) engine: Option<cairn_consensus::Status>,
+    /// Since when transactions that could execute have been waiting (for the stall check).
+    pub(super) executable_since: Option<Instant>,
 }
 
 impl<P: NodeEngine> Effects<P> for Work {
@@ -277,9 +280,9 @@ impl Work {
         let now = self.clock.at;
         let h = c.block.header.height;
         self.proposer.on_commit(h);
-        let dropped =
-            self.admission
-                .on_block_committed(&c.block, &c.ids, self.chain.ledger(), now)?;
+        let dropped = self
+            .admission
+            .on_block_committed(&c.block, &c.ids, &self.chain, now)?;
         for (i, id) in c.ids.iter().enumerate() {
             self.waiters.committed(
                 id,
@@ -356,14 +359,25 @@ impl Work {
             })
             .collect();
         let mempool = self.admission.mempool();
+        let executable = mempool.has_executable();
+        self.executable_since = match (executable, self.executable_since) {
+            (false, _) => None,
+            (true, None) => Some(now),
+            (true, since) => since,
+        };
+        // A stall is measured from the later of the last block and the moment work appeared:
+        // the first transaction after an idle hour is not an hour late.
+        let waiting_since = self
+            .executable_since
+            .map_or(self.tip_since, |e| e.max(self.tip_since));
         let observed = Observed {
             engine,
             height: tip.height,
             known: self.sync.known(),
             peers,
-            executable: mempool.has_executable(),
+            executable,
             pending: mempool.len(),
-            tip_since: self.tip_since,
+            tip_since: waiting_since,
             now,
         };
         let readiness = self.health.assess(&observed);
@@ -408,7 +422,9 @@ impl Work {
             known_height: self.sync.known(),
             ready: readiness.ready,
             not_ready: readiness.reasons,
-            at: Some(now),
+            // Stamped now, not at the event's start: one long event (a large sync answer)
+            // republishes after every block and must not look like a stuck core.
+            at: Some(Instant::now()),
         };
         self.status.send_replace(view);
     }
