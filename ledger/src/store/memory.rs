@@ -6,7 +6,8 @@ use cairn_crypto::{PublicKey, codec};
 
 use super::{
     AccountTx, BlockCommit, BlockStore, ChainRead, ConsensusWrite, RecordEntry, SCHEMA_VERSION,
-    StateEntries, StoreError, StoreMeta, check_extends, involved_accounts,
+    StateEntries, StoreError, StoreMeta, check_extends, involved_accounts, page_full, record_entry,
+    record_keys,
 };
 use crate::block::{Block, BlockHash, BlockHeader, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
@@ -90,7 +91,7 @@ impl ChainRead for MemoryStore {
         let mut out: Vec<AccountTx> = Vec::new();
         let range = (*account, 0, 0)..(*account, below, 0);
         for (&(_, height, index), _) in self.account_txs.range(range).rev() {
-            if out.len() >= limit && out.last().is_some_and(|t| t.height != height) {
+            if page_full(&out, limit, height) {
                 break;
             }
             let tx = self
@@ -110,27 +111,13 @@ impl ChainRead for MemoryStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RecordEntry>, StoreError> {
-        let prefix = StateKey::Record(*owner, String::new()).to_bytes();
-        let start = match after {
-            Some(k) => {
-                let mut s = StateKey::Record(*owner, k.to_string()).to_bytes();
-                // The first key after `k`: `k` followed by the smallest byte.
-                s.push(0);
-                s
-            }
-            None => prefix.clone(),
-        };
+        let (prefix, start) = record_keys(owner, after);
         let mut out = Vec::new();
         for (k, v) in self.state.range(start..) {
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            let key = String::from_utf8(k[prefix.len()..].to_vec())
-                .map_err(|_| StoreError::Corrupt("record key is not UTF-8".into()))?;
-            out.push(RecordEntry {
-                key,
-                value: v.clone(),
-            });
+            out.push(record_entry(&prefix, k, v)?);
         }
         Ok(out)
     }

@@ -12,7 +12,7 @@ use cairn_crypto::codec::CodecError;
 
 use crate::block::{Block, BlockHash, BlockHeader, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
-use crate::state::{StateView, WriteSet};
+use crate::state::{StateKey, StateView, WriteSet};
 use crate::transaction::{Payload, SignedTransaction, Transaction, TxId};
 
 pub mod conformance;
@@ -263,6 +263,41 @@ pub fn involved_accounts(tx: &Transaction) -> Vec<PublicKey> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Where `owner`'s records start in the state's key order, and the first key to read after
+/// `after` (its key followed by the smallest byte); shared by the implementations.
+pub(crate) fn record_keys(owner: &PublicKey, after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let prefix = StateKey::Record(*owner, String::new()).to_bytes();
+    let start = match after {
+        Some(k) => {
+            let mut s = StateKey::Record(*owner, k.to_string()).to_bytes();
+            s.push(0);
+            s
+        }
+        None => prefix.clone(),
+    };
+    (prefix, start)
+}
+
+/// A record from its state key (which starts with `prefix`) and value.
+pub(crate) fn record_entry(
+    prefix: &[u8],
+    key: &[u8],
+    value: &[u8],
+) -> Result<RecordEntry, StoreError> {
+    let name = String::from_utf8(key[prefix.len()..].to_vec())
+        .map_err(|_| StoreError::Corrupt("record key is not UTF-8".into()))?;
+    Ok(RecordEntry {
+        key: name,
+        value: value.to_vec(),
+    })
+}
+
+/// Whether an account page that holds `page` is full before an entry at `height`: it has
+/// `limit` entries and `height` starts another block (pages end on block boundaries).
+pub(crate) fn page_full(page: &[AccountTx], limit: usize, height: Height) -> bool {
+    page.len() >= limit && page.last().is_some_and(|t| t.height != height)
 }
 
 /// Checks that `commit` extends `tip`; shared by the implementations.

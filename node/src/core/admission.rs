@@ -157,6 +157,13 @@ impl Admission {
         self.outbox.push(tx);
     }
 
+    /// Whether `id` was announced within the last [`RESUBMIT_ANNOUNCE_EVERY`].
+    fn announced_lately(&self, id: &TxId, now: Instant) -> bool {
+        self.announced
+            .get(id)
+            .is_some_and(|at| now.saturating_duration_since(*at) < RESUBMIT_ANNOUNCE_EVERY)
+    }
+
     /// Moves the outbox into a batch ready to publish.
     pub fn flush(&mut self) {
         if !self.outbox.is_empty() {
@@ -221,11 +228,7 @@ impl Admission {
             }
             Err(TxRejection::Duplicate) => {
                 // The client may know better than this node that the others never got it.
-                let recent = self
-                    .announced
-                    .get(&id)
-                    .is_some_and(|at| now.saturating_duration_since(*at) < RESUBMIT_ANNOUNCE_EVERY);
-                if !recent {
+                if !self.announced_lately(&id, now) {
                     self.announce(signed.clone(), now);
                 }
             }
@@ -429,11 +432,7 @@ impl Admission {
                 dropped.extend(self.drop_rejected(&[(id, reason)]));
                 continue;
             }
-            let recent = self
-                .announced
-                .get(&id)
-                .is_some_and(|at| now.saturating_duration_since(*at) < RESUBMIT_ANNOUNCE_EVERY);
-            if !recent {
+            if !self.announced_lately(&id, now) {
                 self.announce(tx.into_signed(), now);
                 sent += 1;
             }

@@ -30,7 +30,8 @@ use rocksdb::{
 
 use super::{
     AccountTx, BlockCommit, BlockStore, ChainRead, ConsensusWrite, RecordEntry, SCHEMA_VERSION,
-    StateEntries, StoreError, StoreMeta, check_extends, involved_accounts,
+    StateEntries, StoreError, StoreMeta, check_extends, involved_accounts, page_full, record_entry,
+    record_keys,
 };
 use crate::block::{Block, BlockHash, BlockHeader, Height, Tip, TxLocation};
 use crate::certificate::CommitCertificate;
@@ -441,7 +442,7 @@ impl ChainRead for RocksReader {
             let mut i = [0u8; 4];
             i.copy_from_slice(&k[40..]);
             let (height, index) = (u64::from_be_bytes(h), u32::from_be_bytes(i));
-            if out.len() >= limit && out.last().is_some_and(|t| t.height != height) {
+            if page_full(&out, limit, height) {
                 break;
             }
             out.push(AccountTx {
@@ -459,15 +460,7 @@ impl ChainRead for RocksReader {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RecordEntry>, StoreError> {
-        let prefix = StateKey::Record(*owner, String::new()).to_bytes();
-        let start = match after {
-            Some(k) => {
-                let mut s = StateKey::Record(*owner, k.to_string()).to_bytes();
-                s.push(0);
-                s
-            }
-            None => prefix.clone(),
-        };
+        let (prefix, start) = record_keys(owner, after);
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
         for kv in self.db.iterator_cf(self.cf(CF_STATE)?, mode) {
@@ -475,12 +468,7 @@ impl ChainRead for RocksReader {
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            let key = String::from_utf8(k[prefix.len()..].to_vec())
-                .map_err(|_| StoreError::Corrupt("record key is not UTF-8".into()))?;
-            out.push(RecordEntry {
-                key,
-                value: v.to_vec(),
-            });
+            out.push(record_entry(&prefix, &k, &v)?);
         }
         Ok(out)
     }
