@@ -227,6 +227,18 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
+/// `s` as one shell word: unchanged when it is plain, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/:=@%+,".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// A record's value for people: its text if it is UTF-8, else hex.
 fn record_value(v: &serde_json::Value) -> String {
     match v["text"].as_str() {
@@ -554,6 +566,9 @@ async fn run(cli: Cli) -> R<()> {
             value,
             send: s,
         }) => {
+            if key.is_empty() {
+                return Err(fail(2, "a record key cannot be empty"));
+            }
             send(
                 &ctx,
                 &s,
@@ -565,6 +580,9 @@ async fn run(cli: Cli) -> R<()> {
             .await
         }
         Cmd::Record(RecordCmd::Get { account, key }) => {
+            if key.is_empty() {
+                return Err(fail(2, "a record key cannot be empty"));
+            }
             let id = ctx.account_id(&account)?;
             let v = ctx
                 .get(&format!("/api/v1/accounts/{id}/records/{}", escape(&key)))
@@ -602,7 +620,9 @@ async fn run(cli: Cli) -> R<()> {
                 };
                 if let Some(next) = v["next"].as_str() {
                     s.push_str(&format!(
-                        "\n(more: `cairn record list {account} --after {next}`)"
+                        "\n(more: `cairn record list {} --after {}`)",
+                        shell_quote(&account),
+                        shell_quote(next)
                     ));
                 }
                 s

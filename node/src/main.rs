@@ -84,8 +84,25 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; errors are printed once, without a backtrace, and exit with status 1.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let logging = matches!(cli.command, Command::Run { .. });
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if logging && tracing::dispatcher::has_been_set() {
+                tracing::error!(error = %msg, "node failed");
+            } else {
+                eprintln!("error: {msg}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init {
             home,
@@ -121,17 +138,20 @@ fn main() -> anyhow::Result<()> {
         Command::ShowKey { home, json } => print_key(&read_key(&Home(home).key())?, json),
         Command::Run { home } => {
             let h = Home(home);
+            if !h.config().exists() && !h.0.exists() {
+                anyhow::bail!(
+                    "{} does not exist: create a node home with `cairn-node init --home {}`",
+                    h.0.display(),
+                    h.0.display()
+                );
+            }
             let cfg = Config::load(&h.config())?;
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let r = rt.block_on(cairn_node::node::run(h, cfg));
-            if let Err(e) = &r {
-                tracing::error!(error = format!("{e:#}"), "node failed");
-            }
-            r
+            rt.block_on(cairn_node::node::run(h, cfg))
         }
     }
 }

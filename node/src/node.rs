@@ -68,7 +68,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let ledger = Ledger::open(store, genesis.clone()).context("opening the ledger")?;
     tracing::info!(
         chain = %genesis.chain_id,
-        consensus = ?genesis.consensus.kind(),
+        consensus = %format!("{:?}", genesis.consensus.kind()).to_lowercase(),
         height = ledger.tip().height,
         key = %me,
         "starting"

@@ -155,7 +155,15 @@ impl<P: NodeEngine> Core<P> {
                 proposer,
                 waiters: Waiters::new(),
                 sync: Sync::new(me, tip),
-                health: Health::new(names, quorum, stall_after),
+                health: Health::new(
+                    names,
+                    quorum,
+                    match genesis.consensus.kind() {
+                        cairn_ledger::ConsensusKind::Raft => "term",
+                        cairn_ledger::ConsensusKind::Pbft => "view",
+                    },
+                    stall_after,
+                ),
                 net: p.network,
                 reader: p.reader,
                 reads: p.reads,
@@ -317,7 +325,8 @@ impl<P: NodeEngine> Core<P> {
     fn on_net(&mut self, ev: Event) -> Result<(), Fatal> {
         let now = self.work.clock.at;
         match ev {
-            Event::Listening { addr } => tracing::info!(%addr, "p2p listening"),
+            // The network logs its own addresses.
+            Event::Listening { .. } => {}
             Event::Connected { peer } => self.work.probe(peer),
             Event::Disconnected { peer } => {
                 let tip = self.work.chain.tip().height;

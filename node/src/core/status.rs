@@ -70,17 +70,28 @@ pub struct Readiness {
     pub heard: usize,
 }
 
+/// How long a quorum must be missing before the node warns (a process resumed after a pause
+/// sees everyone silent for an instant).
+const QUORUM_LOST_GRACE: Duration = Duration::from_secs(1);
+
 /// Readiness rules and the change log.
 #[derive(Debug)]
 pub struct Health {
     names: Vec<String>,
     quorum: usize,
+    /// "term" (Raft) or "view" (PBFT), for log lines.
+    round_name: &'static str,
+    /// Since when the quorum has been missing.
+    lost_since: Option<Instant>,
+    /// Whether "quorum lost" was logged for this loss.
+    lost_warned: bool,
+    /// Whether "waiting to hear from a quorum" was logged (at start-up).
+    waiting_logged: bool,
     /// The tip may stay still this long with executable work waiting.
     stall_after: Duration,
     /// Latest round each validator was seen working in, and when.
     rounds: HashMap<usize, (u64, Instant)>,
     last_engine: Option<Status>,
-    quorum_ok: Option<bool>,
     /// Whether a quorum was ever heard (so its return reads as "regained").
     had_quorum: bool,
     stalled: bool,
@@ -88,20 +99,37 @@ pub struct Health {
     last_line_height: Height,
 }
 
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.0} s", d.as_secs_f64())
 }
 
 impl Health {
-    /// For a network whose validators are named `names` (genesis order), needing `quorum`.
-    pub fn new(names: Vec<String>, quorum: usize, stall_after: Duration) -> Health {
+    /// For a network whose validators are named `names` (genesis order), needing `quorum`;
+    /// rounds are called `round_name` in logs.
+    pub fn new(
+        names: Vec<String>,
+        quorum: usize,
+        round_name: &'static str,
+        stall_after: Duration,
+    ) -> Health {
         Health {
             names,
             quorum,
+            round_name,
+            lost_since: None,
+            lost_warned: false,
+            waiting_logged: false,
             stall_after,
             rounds: HashMap::new(),
             last_engine: None,
-            quorum_ok: None,
             had_quorum: false,
             stalled: false,
             last_line: None,
@@ -162,9 +190,9 @@ impl Health {
         let still = o.now.saturating_duration_since(o.tip_since);
         if o.executable && still > self.stall_after {
             reasons.push(format!(
-                "stalled: no block for {} while {} transactions wait",
+                "stalled: no block for {} while {} wait",
                 secs(still),
-                o.pending
+                plural(o.pending, "transaction")
             ));
         }
         Readiness {
@@ -196,47 +224,52 @@ impl Health {
     /// Logs what changed since the last call.
     pub fn log_changes(&mut self, o: &Observed, r: &Readiness) {
         let quorum_ok = r.heard >= if o.engine.is_some() { self.quorum } else { 1 };
-        match (self.quorum_ok, quorum_ok) {
-            (None, false) => tracing::info!("waiting to hear from a quorum of validators"),
-            (Some(true), false) => {
+        if quorum_ok {
+            if self.lost_warned {
+                tracing::info!(heard = r.heard, "quorum regained");
+            } else if !self.had_quorum {
+                tracing::info!(heard = r.heard, "quorum heard");
+            }
+            self.lost_since = None;
+            self.lost_warned = false;
+            self.had_quorum = true;
+        } else {
+            let since = *self.lost_since.get_or_insert(o.now);
+            if !self.had_quorum {
+                if !self.waiting_logged {
+                    tracing::info!("waiting to hear from a quorum of validators");
+                    self.waiting_logged = true;
+                }
+            } else if !self.lost_warned
+                && o.now.saturating_duration_since(since) >= QUORUM_LOST_GRACE
+            {
                 let why = r
                     .reasons
                     .iter()
-                    .find(|s| s.starts_with("no quorum"))
-                    .cloned()
+                    .find_map(|s| s.strip_prefix("no quorum: "))
                     .unwrap_or_default();
                 tracing::warn!("quorum lost: {why}");
+                self.lost_warned = true;
             }
-            (None | Some(false), true) if !self.had_quorum => {
-                tracing::info!(heard = r.heard, "quorum heard");
-            }
-            (Some(false), true) => tracing::info!(heard = r.heard, "quorum regained"),
-            _ => {}
         }
-        self.had_quorum |= quorum_ok;
-        self.quorum_ok = Some(quorum_ok);
         if let Some(s) = o.engine {
             let before = self.last_engine.replace(s);
             let leader = |s: &Status| {
                 s.leader
                     .map_or("unknown".to_string(), |l| self.name(l.index()).to_string())
             };
+            let what = self.round_name;
             match before {
                 Some(b) if b.round != s.round => {
-                    tracing::info!(
-                        from = b.round,
-                        to = s.round,
-                        leader = %leader(&s),
-                        "round changed (Raft term or PBFT view)"
-                    );
+                    tracing::info!(from = b.round, to = s.round, leader = %leader(&s), "new {what}");
                 }
                 Some(b) if b.leader != s.leader => {
                     tracing::info!(round = s.round, leader = %leader(&s), "leader changed");
                 }
                 _ => {}
             }
-            if before.is_some_and(|b| b.role != s.role) && s.role == Role::Leader {
-                tracing::info!(round = s.round, "this node now leads");
+            if s.role == Role::Leader && before.is_none_or(|b| b.role != s.role) {
+                tracing::info!(round = s.round, "this node leads in {what} {}", s.round);
             }
         }
         let still = o.now.saturating_duration_since(o.tip_since);
@@ -256,9 +289,15 @@ impl Health {
             .last_line
             .is_none_or(|at| o.now.saturating_duration_since(at) >= HEIGHT_LINE_EVERY);
         if due {
+            // The first line counts from where the node started.
+            let since = if self.last_line.is_some() {
+                self.last_line_height
+            } else {
+                o.height
+            };
             tracing::info!(
                 height = o.height,
-                new_blocks = o.height.saturating_sub(self.last_line_height),
+                new_blocks = o.height.saturating_sub(since),
                 round = o.engine.map(|s| s.round),
                 heard = r.heard,
                 pending = o.pending,
@@ -311,7 +350,7 @@ mod tests {
     #[test]
     fn readiness_as_a_table() {
         let now = Instant::now();
-        let h = Health::new(names(), 3, Duration::from_secs(10));
+        let h = Health::new(names(), 3, "view", Duration::from_secs(10));
         let ok = [Some(0), Some(1), Some(2), None];
         let table: Vec<(&str, Observed, &[&str])> = vec![
             ("a quorum heard, synced, idle", observed(ok, now), &[]),
@@ -379,7 +418,7 @@ mod tests {
     #[test]
     fn a_stale_or_isolated_leader_shows_as_follower() {
         let now = Instant::now();
-        let mut h = Health::new(names(), 3, Duration::from_secs(10));
+        let mut h = Health::new(names(), 3, "view", Duration::from_secs(10));
         let leader = Observed {
             engine: Some(status(Role::Leader, 0, Some(0))),
             ..observed([Some(0), Some(1), Some(1), None], now)
@@ -390,7 +429,7 @@ mod tests {
         h.saw_round(1, 1, now);
         assert_eq!(h.shown(&leader, &r), Some((Role::Follower, None)));
         // An old sighting does not count.
-        let mut h = Health::new(names(), 3, Duration::from_secs(10));
+        let mut h = Health::new(names(), 3, "view", Duration::from_secs(10));
         h.saw_round(1, 1, now - Duration::from_secs(10));
         assert_eq!(h.shown(&leader, &r), Some((Role::Leader, Some(0))));
         // A leader that hears no quorum is no working leader.
