@@ -34,7 +34,7 @@ use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::read_pool::ReadPool;
-use crate::views::StatusView;
+use crate::views::{Published, StatusView};
 
 /// How long the network may keep sending after the core stopped (the last gossip).
 const NETWORK_DRAIN: Duration = Duration::from_millis(500);
@@ -188,29 +188,31 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
     let tip = ledger.tip();
-    let (status_tx, status_rx) = watch::channel(StatusView {
-        chain_id: genesis.chain_id.clone(),
-        genesis_hash: genesis.hash(),
-        moniker: config.moniker.clone(),
-        public_key: key.public_key(),
-        consensus: genesis.consensus.kind(),
-        height: tip.height,
-        head_hash: tip.hash,
-        state_root: tip.state_root,
-        head_time_ms: tip.timestamp_ms,
-        role: crate::views::role_name(engine.as_ref().map(|e| e.status().role)),
-        round: 0,
-        leader: None,
-        peers: 0,
-        heard: 0,
-        validators: genesis.validators.len(),
-        mempool_txs: 0,
-        mempool_bytes: 0,
-        syncing: false,
-        known_height: tip.height,
-        ready: false,
-        not_ready: vec!["starting".into()],
+    let (status_tx, status_rx) = watch::channel(Published {
         at: None,
+        view: StatusView {
+            chain_id: genesis.chain_id.clone(),
+            genesis_hash: genesis.hash(),
+            moniker: config.moniker.clone(),
+            public_key: key.public_key(),
+            consensus: genesis.consensus.kind(),
+            height: tip.height,
+            head_hash: tip.hash,
+            state_root: tip.state_root,
+            head_time_ms: tip.timestamp_ms,
+            role: crate::views::node_role(engine.as_ref().map(|e| e.status().role)),
+            round: 0,
+            leader: None,
+            peers: 0,
+            heard: 0,
+            validators: genesis.validators.len(),
+            mempool_txs: 0,
+            mempool_bytes: 0,
+            syncing: false,
+            known_height: tip.height,
+            ready: false,
+            not_ready: vec!["starting".into()],
+        },
     });
     let core = Core::<P>::new(
         CoreParts {

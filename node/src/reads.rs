@@ -102,7 +102,7 @@ pub fn committed_tx(r: &RocksReader, id: TxId) -> Result<Option<TxView>, ApiErro
         .ok_or_else(|| ApiError::internal("indexed transaction's block is missing"))?;
     Ok(Some(TxView {
         id,
-        status: "committed".into(),
+        status: TxStatus::Committed,
         tx: block.txs.get(loc.index as usize).cloned(),
         receipt: Some(ReceiptView {
             height: loc.height,

@@ -64,7 +64,7 @@ pub async fn events(
     // A reconnecting EventSource repeats its URL and adds Last-Event-ID: that one wins.
     let from = match resume.or(number(&q, "from_height")?) {
         Some(h) => h.max(1),
-        None => s.status.borrow().height.saturating_add(1),
+        None => s.status.borrow().view.height.saturating_add(1),
     };
     let follow = Follow {
         _permit: permit,

@@ -37,7 +37,7 @@ pub async fn block(
         BlockRef::Hash(hash)
     } else {
         return Err(ApiError::bad_request(
-            "bad_block_id",
+            ErrorCode::BadBlockId,
             format!("{id:?} is neither a height nor a block hash (64 hex digits)"),
         ));
     };
@@ -52,7 +52,7 @@ pub async fn tx(
     let id = path(id)?;
     let id: TxId = id.parse().map_err(|_| {
         ApiError::bad_request(
-            "bad_tx_id",
+            ErrorCode::BadTxId,
             format!("{id:?} is not a transaction id (64 hex digits)"),
         )
     })?;

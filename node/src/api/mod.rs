@@ -23,7 +23,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cairn_crypto::PublicKey;
@@ -70,7 +70,7 @@ pub struct AppState {
     /// Requests to the core (submissions, mempool lookups).
     pub requests: mpsc::Sender<Request>,
     /// The core's latest status.
-    pub status: watch::Receiver<StatusView>,
+    pub status: watch::Receiver<Published>,
     /// Live chain events.
     pub events: broadcast::Sender<ChainEvent>,
     /// Metrics.
@@ -103,14 +103,6 @@ impl AppState {
     /// Whether submissions are still taken.
     pub fn accepting(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (status, axum::Json(body)).into_response()
     }
 }
 
@@ -166,7 +158,7 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
 async fn no_route() -> ApiError {
     ApiError::new(
         404,
-        "no_route",
+        ErrorCode::NoRoute,
         "no such route: see GET /api/v1/openapi.json",
     )
 }
@@ -174,7 +166,7 @@ async fn no_route() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         405,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }
@@ -209,12 +201,12 @@ fn query(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadQuery, e.body_text()))
 }
 
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(v)| v)
-        .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadPath, e.body_text()))
 }
 
 fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -222,7 +214,7 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiErr
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
             ApiError::bad_request(
-                "bad_query",
+                ErrorCode::BadQuery,
                 format!("{name} must be a non-negative integer, not {v:?}"),
             )
         }),
@@ -233,7 +225,7 @@ fn limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
     let l = number(q, "limit")?.unwrap_or(PAGE_DEFAULT as u64);
     if l == 0 || l > PAGE_MAX as u64 {
         return Err(ApiError::bad_request(
-            "bad_query",
+            ErrorCode::BadQuery,
             format!("limit must be in 1..={PAGE_MAX}"),
         ));
     }
@@ -243,13 +235,13 @@ fn limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
 fn parse_key(s: &str) -> Result<PublicKey, ApiError> {
     s.parse().map_err(|_| {
         ApiError::bad_request(
-            "bad_account_id",
+            ErrorCode::BadAccountId,
             format!("{s:?} is not an account id (64 hex digits)"),
         )
     })
 }
 
-fn core_stale(st: &StatusView) -> Option<String> {
+fn core_stale(st: &Published) -> Option<String> {
     let age = st.at.map(|at| at.elapsed());
     match age {
         Some(a) if a <= STATUS_STALE => None,
@@ -264,21 +256,23 @@ fn core_stale(st: &StatusView) -> Option<String> {
 /// Liveness: every part of the node runs and the consensus task reports.
 async fn health(State(s): State<AppState>) -> Response {
     if let Some(why) = s.failure.get() {
-        return ApiError::new(503, "unhealthy", why).into_response();
+        return ApiError::new(503, ErrorCode::Unhealthy, why).into_response();
     }
     let st = s.status.borrow().clone();
     if let Some(why) = core_stale(&st) {
-        return ApiError::new(503, "unhealthy", why).into_response();
+        return ApiError::new(503, ErrorCode::Unhealthy, why).into_response();
     }
+    let _ = st;
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
 /// Readiness: see `core::status` for the rules; every failing one is named.
 async fn ready(State(s): State<AppState>) -> Response {
-    let st = s.status.borrow().clone();
-    if let Some(why) = s.failure.get().or_else(|| core_stale(&st)) {
-        return ApiError::new(503, "not_ready", why).into_response();
+    let published = s.status.borrow().clone();
+    if let Some(why) = s.failure.get().or_else(|| core_stale(&published)) {
+        return ApiError::new(503, ErrorCode::NotReady, why).into_response();
     }
+    let st = published.view;
     if st.ready {
         axum::Json(serde_json::json!({
             "ready": true,
@@ -288,7 +282,7 @@ async fn ready(State(s): State<AppState>) -> Response {
         }))
         .into_response()
     } else {
-        ApiError::new(503, "not_ready", st.not_ready.join("; ")).into_response()
+        ApiError::new(503, ErrorCode::NotReady, st.not_ready.join("; ")).into_response()
     }
 }
 
@@ -310,11 +304,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn status(State(s): State<AppState>) -> axum::Json<StatusView> {
-    axum::Json(s.status.borrow().clone())
+    axum::Json(s.status.borrow().view.clone())
 }
 
 async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> {
-    let st = s.status.borrow().clone();
+    let st = s.status.borrow().view.clone();
     let v = s
         .genesis
         .validators

@@ -24,25 +24,32 @@ use crate::views::*;
 /// Parses a submitted body: the JSON form of a signed transaction, or
 /// `{"encoded": "<hex of its canonical bytes>"}`.
 pub fn parse_submission(body: &[u8]) -> Result<SignedTransaction, ApiError> {
-    let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidJson, format!("body is not JSON: {e}"))
+    })?;
     if let Some(enc) = v.get("encoded") {
         let hex_str = enc.as_str().ok_or_else(|| {
-            ApiError::bad_request("invalid_transaction", "\"encoded\" must be a hex string")
+            ApiError::bad_request(
+                ErrorCode::InvalidTransaction,
+                "\"encoded\" must be a hex string",
+            )
         })?;
         let bytes = hex::decode(hex_str).map_err(|_| {
-            ApiError::bad_request("invalid_transaction", "\"encoded\" is not valid hex")
+            ApiError::bad_request(
+                ErrorCode::InvalidTransaction,
+                "\"encoded\" is not valid hex",
+            )
         })?;
         return SignedTransaction::decode(&bytes).map_err(|e| {
             ApiError::bad_request(
-                "invalid_transaction",
+                ErrorCode::InvalidTransaction,
                 format!("cannot decode the transaction: {e}"),
             )
         });
     }
     serde_json::from_value(v).map_err(|e| {
         ApiError::bad_request(
-            "invalid_transaction",
+            ErrorCode::InvalidTransaction,
             format!("body is not a signed transaction: {e}"),
         )
     })
@@ -54,7 +61,7 @@ async fn read_body(s: &AppState, body: Body) -> Result<Bytes, ApiError> {
     match tokio::time::timeout(s.body_timeout, limited.collect()).await {
         Err(_) => Err(ApiError::new(
             408,
-            "body_timeout",
+            ErrorCode::BodyTimeout,
             format!(
                 "the request body did not arrive within {} ms",
                 s.body_timeout.as_millis()
@@ -62,13 +69,13 @@ async fn read_body(s: &AppState, body: Body) -> Result<Bytes, ApiError> {
         )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             413,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!(
                 "request body is larger than this node accepts ({} bytes)",
                 s.max_body
             ),
         )),
-        Ok(Err(e)) => Err(ApiError::bad_request("bad_body", e.to_string())),
+        Ok(Err(e)) => Err(ApiError::bad_request(ErrorCode::BadBody, e.to_string())),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
@@ -107,7 +114,7 @@ async fn submit_inner(
         Some("commit") => true,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "bad_query",
+                ErrorCode::BadQuery,
                 format!("wait must be \"commit\", not {other:?}"),
             ));
         }
@@ -149,7 +156,7 @@ async fn submit_inner(
         Ok(Err(_)) => Err(ApiError::unavailable("the node is shutting down")),
         Err(_) => Err(ApiError::new(
             504,
-            "wait_timeout",
+            ErrorCode::WaitTimeout,
             format!(
                 "transaction {id} is pending, not final after {} ms: follow it with GET /api/v1/txs/{id}",
                 s.wait_timeout.as_millis()

@@ -31,7 +31,7 @@ use cairn_ledger::{
 use super::chain::{Chain, TxCheck};
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
-use crate::views::{ApiError, ReasonView, TxView};
+use crate::views::{ApiError, ErrorCode, ReasonView, TxStatus, TxView};
 use crate::wire;
 
 /// Verification batches running at once (the machine has few cores; the core task needs one).
@@ -202,7 +202,7 @@ impl Admission {
         {
             return Err(ApiError::new(
                 409,
-                "already_committed",
+                ErrorCode::AlreadyCommitted,
                 format!("transaction {id} is already committed: GET /api/v1/txs/{id}"),
             ));
         }
@@ -240,7 +240,7 @@ impl Admission {
         Ok(Admitted {
             view: TxView {
                 id,
-                status: "pending".into(),
+                status: TxStatus::Pending,
                 tx: Some(signed),
                 receipt: None,
                 proof: None,
@@ -449,7 +449,7 @@ impl Admission {
         if let Some(tx) = self.mempool.get(id) {
             return Some(TxView {
                 id: *id,
-                status: "pending".into(),
+                status: TxStatus::Pending,
                 tx: Some(tx.signed().clone()),
                 receipt: None,
                 proof: None,
@@ -458,7 +458,7 @@ impl Admission {
         }
         self.mempool.rejection(id).map(|r| TxView {
             id: *id,
-            status: "rejected".into(),
+            status: TxStatus::Rejected,
             tx: None,
             receipt: None,
             proof: None,
@@ -542,10 +542,10 @@ mod tests {
                 .expect("admitted")
                 .view
                 .status,
-            "pending"
+            TxStatus::Pending
         );
         let e = a.submit(v(broke), &chain, t0).expect_err("dry run");
-        assert_eq!(e.code, "insufficient_balance", "heard at once");
+        assert_eq!(e.code, ErrorCode::InsufficientBalance, "heard at once");
         a.submit(v(gap.clone()), &chain, t0).expect("a gap waits");
         assert_eq!(gossiped(&mut a), vec![ok.id(), gap.id()]);
         assert!(a.lookup(&ok.id()).is_some());
@@ -667,7 +667,7 @@ mod tests {
         assert!(gossiped(&mut a).is_empty(), "and nothing to announce");
         assert_eq!(
             a.lookup(&too_much.id()).map(|t| t.status),
-            Some("rejected".to_string())
+            Some(TxStatus::Rejected)
         );
     }
 

@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
-use crate::views::{ApiError, ChainEvent, StatusView, TxView};
+use crate::views::{ApiError, ChainEvent, Published, TxView};
 use crate::wire::{self, TxBatch};
 use admission::Admission;
 use chain::Chain;
@@ -101,7 +101,7 @@ pub struct CoreParts {
     /// Live events for SSE.
     pub events: broadcast::Sender<ChainEvent>,
     /// Status for the API and readiness.
-    pub status: watch::Sender<StatusView>,
+    pub status: watch::Sender<Published>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }

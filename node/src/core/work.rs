@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
-use crate::views::{BlockSummary, ChainEvent, ReasonView, ReceiptView, StatusView};
+use crate::views::{BlockSummary, ChainEvent, Published, ReasonView, ReceiptView, StatusView};
 use crate::wire::{Announce, TxBatch};
 
 /// Most bytes of transactions in a block this node builds: a block must fit in one consensus
@@ -73,7 +73,7 @@ pub(super) struct Work {
     pub(super) reads: crate::read_pool::ReadPool,
     pub(super) serving: Arc<Semaphore>,
     pub(super) events: broadcast::Sender<ChainEvent>,
-    pub(super) status: watch::Sender<StatusView>,
+    pub(super) status: watch::Sender<Published>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) verified_tx: mpsc::Sender<VerifiedBatch>,
     pub(super) clock: Clock,
@@ -408,7 +408,7 @@ impl Work {
             head_hash: tip.hash,
             state_root: tip.state_root,
             head_time_ms: tip.timestamp_ms,
-            role: crate::views::role_name(shown.map(|(r, _)| r)),
+            role: crate::views::node_role(shown.map(|(r, _)| r)),
             round: engine.map_or(0, |s| s.round),
             leader: shown
                 .and_then(|(_, l)| l)
@@ -422,10 +422,12 @@ impl Work {
             known_height: self.sync.known(),
             ready: readiness.ready,
             not_ready: readiness.reasons,
-            // Stamped now, not at the event's start: one long event (a large sync answer)
-            // republishes after every block and must not look like a stuck core.
-            at: Some(Instant::now()),
         };
-        self.status.send_replace(view);
+        // Stamped now, not at the event's start: one long event (a large sync answer)
+        // republishes after every block and must not look like a stuck core.
+        self.status.send_replace(Published {
+            view,
+            at: Some(Instant::now()),
+        });
     }
 }
