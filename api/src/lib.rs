@@ -4,10 +4,16 @@
 //! them; none of them looks into untyped JSON. Error answers are [`ErrorBody`] with an
 //! [`ErrorCode`] from one closed list.
 //!
-//! Must not depend on the node, tokio or a storage engine.
+//! With the `client` feature, [`client::Client`] is a typed async client of a node, with an
+//! event stream that resumes after a disconnect.
+//!
+//! Must not depend on the node or a storage engine; tokio and reqwest only with `client`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+#[cfg(feature = "client")]
+pub mod client;
 mod error;
+pub mod sse;
 mod types;
 
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};

@@ -16,6 +16,8 @@ pub struct StatusView {
     pub genesis_hash: BlockHash,
     /// This node's name.
     pub moniker: String,
+    /// The software: its version and the commit it was built from, e.g. `0.1.0 (3f2a9c1b7d4e)`.
+    pub version: String,
     /// This node's key.
     pub public_key: PublicKey,
     /// Engine.
@@ -69,6 +71,19 @@ pub enum NodeRole {
     PreCandidate,
     /// Not a validator: follows the chain, takes no part in consensus.
     Observer,
+}
+
+impl std::fmt::Display for NodeRole {
+    /// The role as the API writes it (`leader`, `pre_candidate`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeRole::Leader => "leader",
+            NodeRole::Follower => "follower",
+            NodeRole::Candidate => "candidate",
+            NodeRole::PreCandidate => "pre_candidate",
+            NodeRole::Observer => "observer",
+        })
+    }
 }
 
 /// Where a transaction stands on a node.

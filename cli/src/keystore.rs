@@ -50,6 +50,15 @@ pub enum KeystoreError {
         /// Why.
         reason: String,
     },
+    /// An unencrypted key file others can read: whoever reads it holds the account.
+    #[error(
+        "{path} holds an unencrypted key and others can read it: `chmod 600 {path}` (and \
+         consider the key exposed), or import it again encrypted"
+    )]
+    Exposed {
+        /// File.
+        path: String,
+    },
     /// Reading or writing failed.
     #[error("{path}: {source}")]
     Io {
@@ -323,8 +332,20 @@ impl Keystore {
         Ok(path)
     }
 
-    /// Reads a key file by name.
+    /// Reads a key file by name; refuses an unencrypted one that others can read.
     pub fn load(&self, name: &str) -> Result<KeyFile, KeystoreError> {
+        let file = self.read(name)?;
+        let path = self.path(name)?;
+        if !file.is_encrypted() && readable_by_others(&path) {
+            return Err(KeystoreError::Exposed {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Reads a key file by name, however exposed.
+    fn read(&self, name: &str) -> Result<KeyFile, KeystoreError> {
         let path = self.path(name)?;
         let text = std::fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -352,7 +373,8 @@ impl Keystore {
         Ok(file)
     }
 
-    /// Every key file, by name (files that do not parse are skipped).
+    /// Every key file, by name (files that do not parse are skipped; exposed ones are listed,
+    /// and refused when used).
     pub fn list(&self) -> Result<Vec<KeyFile>, KeystoreError> {
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&self.dir) {
@@ -366,7 +388,7 @@ impl Keystore {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".json"))
-                && let Ok(f) = self.load(name)
+                && let Ok(f) = self.read(name)
             {
                 out.push(f);
             }
@@ -374,6 +396,12 @@ impl Keystore {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// Whether a file's mode lets its group or others read it.
+pub fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
 }
 
 #[cfg(test)]
@@ -407,6 +435,30 @@ mod tests {
             Err(KeystoreError::NotFound { .. })
         ));
         assert_eq!(ks.list().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn an_unencrypted_key_others_can_read_is_listed_but_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ks = Keystore::new(dir.path().join("keys"));
+        let key = SigningKey::generate();
+        let path = ks
+            .save(&KeyFile::new("demo", &key, None).expect("file"))
+            .expect("save");
+        assert!(ks.load("demo").is_ok(), "0600 as saved");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(
+            ks.load("demo"),
+            Err(KeystoreError::Exposed { .. })
+        ));
+        assert_eq!(ks.list().expect("list").len(), 1);
+        // An encrypted file is safe to read: its passphrase still guards it.
+        let sealed = ks
+            .save(&KeyFile::new("sealed", &key, Some("pw")).expect("seal"))
+            .expect("save");
+        std::fs::set_permissions(&sealed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(ks.load("sealed").is_ok());
     }
 
     #[test]

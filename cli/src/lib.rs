@@ -2,5 +2,4 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod keystore;
-pub mod sse;
 pub mod verify;

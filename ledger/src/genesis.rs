@@ -55,6 +55,16 @@ pub enum ConsensusKind {
     Pbft,
 }
 
+impl std::fmt::Display for ConsensusKind {
+    /// As it is written in a genesis file: `raft` or `pbft`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConsensusKind::Raft => "raft",
+            ConsensusKind::Pbft => "pbft",
+        })
+    }
+}
+
 impl ConsensusConfig {
     /// The engine.
     pub fn kind(&self) -> ConsensusKind {

@@ -67,7 +67,7 @@ async fn run(kind: ConsensusKind, n: usize, rate: Option<f64>) {
             .expect("runtime");
         rt.block_on(async move {
             let mut body = sse.bytes_stream();
-            let mut reader = cairn_cli::sse::SseReader::default();
+            let mut reader = cairn_api::sse::SseReader::default();
             while let Some(Ok(chunk)) = body.next().await {
                 let now = Instant::now();
                 for d in reader.push(&chunk) {

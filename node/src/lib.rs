@@ -7,6 +7,14 @@
 //! node") maps the modules and how a transaction and a block flow through them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+/// This build's version with the commit it was built from, e.g. `0.1.0 (3f2a9c1b7d4e)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CAIRN_GIT_COMMIT"),
+    ")"
+);
+
 pub mod api;
 pub mod config;
 pub mod core;

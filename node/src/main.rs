@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 /// A Cairn validator node: orders signed transactions with the network's other validators
 /// (Raft or PBFT, as the genesis says), keeps the ledger in RocksDB, serves the JSON API.
 #[derive(Parser)]
-#[command(version, propagate_version = true)]
+#[command(version = cairn_node::VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

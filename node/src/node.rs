@@ -194,6 +194,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
             chain_id: genesis.chain_id.clone(),
             genesis_hash: genesis.hash(),
             moniker: config.moniker.clone(),
+            version: crate::VERSION.to_string(),
             public_key: key.public_key(),
             consensus: genesis.consensus.kind(),
             height: tip.height,

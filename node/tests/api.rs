@@ -364,7 +364,7 @@ async fn events_replay_then_follow_live() {
         .expect("events");
     assert_eq!(resp.status().as_u16(), 200);
     let mut body = resp.bytes_stream();
-    let mut reader = cairn_cli::sse::SseReader::default();
+    let mut reader = cairn_api::sse::SseReader::default();
     let mut pending: std::collections::VecDeque<String> = Default::default();
     let mut heights = Vec::new();
     let mut txs_seen: Vec<String> = Vec::new();

@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cairn_api::ChainEvent;
+use cairn_api::client::{Client, ClientError, Event};
 use cairn_crypto::SigningKey;
 use cairn_ledger::{Payload, Role, SignedTransaction, Transaction, TxId, verify_transactions};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Bench settings.
 pub struct Settings {
@@ -31,24 +33,15 @@ fn sign(chain: &str, key: &SigningKey, nonce: u64, payload: Payload) -> SignedTr
     .sign(key)
 }
 
-async fn post(
-    http: &reqwest::Client,
-    api: &str,
-    tx: &SignedTransaction,
-    wait: bool,
-) -> Result<(), String> {
-    let url = format!("{api}/api/v1/txs{}", if wait { "?wait=commit" } else { "" });
-    let r = http
-        .post(url)
-        .json(tx)
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
-    if r.status().is_success() {
-        return Ok(());
+/// Submits `tx`; a refusal is named by the node's error code, or by what failed.
+async fn post(client: &Client, tx: &SignedTransaction, wait: bool) -> Result<(), String> {
+    match client.submit(tx, wait).await {
+        Ok(_) => Ok(()),
+        Err(ClientError::Api(e)) => Err(e.code.to_string()),
+        Err(ClientError::Timeout { .. }) => Err("timeout".into()),
+        Err(ClientError::Unreachable { .. }) => Err("unreachable".into()),
+        Err(e) => Err(e.to_string()),
     }
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    Err(v["error"]["code"].as_str().unwrap_or("error").to_string())
 }
 
 /// This machine's signature verification rates per core (tx/s): one by one, and in batches
@@ -95,18 +88,13 @@ fn verification_rates(chain: &str) -> (f64, f64) {
 
 /// Runs the benchmark against nodes at `apis`, funding accounts from `admin`.
 pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        // Below the node's header timeout (10 s), which also closes idle kept-alive connections.
-        .pool_idle_timeout(std::time::Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let status: Value = http
-        .get(format!("{}/api/v1/status", apis[0]))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let chain = status["chain_id"].as_str().context("status")?.to_string();
+    let clients = apis
+        .iter()
+        .map(|a| Client::new(a, Duration::from_secs(60)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = &clients[0];
+    let status = first.status().await.context("status")?;
+    let chain = status.chain_id.clone();
     let n_nodes = apis.len();
 
     // Setup: fresh member accounts, funded by the admin.
@@ -119,18 +107,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         "setting up {} funded member accounts…",
         s.accounts
     ));
-    let admin_nonce = http
-        .get(format!(
-            "{}/api/v1/accounts/{}",
-            apis[0],
-            admin.public_key()
-        ))
-        .send()
-        .await?
-        .json::<Value>()
-        .await?["nonce"]
-        .as_u64()
-        .unwrap_or(0);
+    let admin_nonce = first.account(&admin.public_key()).await?.nonce;
     let keys: Vec<SigningKey> = (0..s.accounts).map(|_| SigningKey::generate()).collect();
     let per = s.txs.div_ceil(s.accounts.max(1)) as u64;
     let mut nonce = admin_nonce;
@@ -159,12 +136,12 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     // The admin's nonces must stay within the mempool's gap: send in waves.
     for wave in setup.chunks(200) {
         for tx in &wave[..wave.len() - 1] {
-            post(&http, &apis[0], tx, false)
+            post(first, tx, false)
                 .await
                 .map_err(|e| anyhow::anyhow!("setup: {e}"))?;
         }
         if let Some(last) = wave.last() {
-            post(&http, &apis[0], last, true)
+            post(first, last, true)
                 .await
                 .map_err(|e| anyhow::anyhow!("setup: {e}"))?;
         }
@@ -191,16 +168,8 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
 
     // Follow commits on node 0, on its own thread so submitters cannot delay it.
     let seen: Arc<Mutex<HashMap<TxId, (Instant, u32)>>> = Arc::default();
-    let from = http
-        .get(format!("{}/api/v1/status", apis[0]))
-        .send()
-        .await?
-        .json::<Value>()
-        .await?["height"]
-        .as_u64()
-        .unwrap_or(0)
-        + 1;
-    let sse_url = format!("{}/api/v1/events?from_height={from}", apis[0]);
+    let from = first.status().await?.height + 1;
+    let follower = first.clone();
     let seen2 = seen.clone();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -210,23 +179,15 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
             return;
         };
         rt.block_on(async move {
-            let Ok(r) = reqwest::get(&sse_url).await else {
-                return;
-            };
-            let mut body = r.bytes_stream();
-            let mut sse = cairn_cli::sse::SseReader::default();
-            while let Some(Ok(chunk)) = body.next().await {
+            let mut events = Box::pin(follower.events(Some(from), Duration::from_secs(1)));
+            while let Some(Ok(ev)) = events.next().await {
+                let Event::Chain(ChainEvent::Block { txs, .. }) = ev else {
+                    continue;
+                };
                 let now = Instant::now();
-                for d in sse.push(&chunk) {
-                    let Ok(v) = serde_json::from_str::<Value>(&d) else {
-                        continue;
-                    };
-                    let Ok(mut m) = seen2.lock() else { return };
-                    for t in v["txs"].as_array().into_iter().flatten() {
-                        if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
-                            m.entry(id).or_insert((now, 0)).1 += 1;
-                        }
-                    }
+                let Ok(mut m) = seen2.lock() else { return };
+                for id in txs {
+                    m.entry(id).or_insert((now, 0)).1 += 1;
                 }
             }
         });
@@ -257,9 +218,8 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..s.concurrency.max(1) {
-        let (http, apis, queue, submitted, rejected, bar) = (
-            http.clone(),
-            apis.to_vec(),
+        let (clients, queue, submitted, rejected, bar) = (
+            clients.clone(),
             queue.clone(),
             submitted.clone(),
             rejected.clone(),
@@ -277,7 +237,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
                     .await;
                 }
                 let t = Instant::now();
-                match post(&http, &apis[i % apis.len()], &tx, false).await {
+                match post(&clients[i % clients.len()], &tx, false).await {
                     Ok(()) => {
                         if let Ok(mut m) = submitted.lock() {
                             m.insert(tx.id(), t);
@@ -333,14 +293,11 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         .copied()
         .collect::<Vec<_>>()
     {
-        let v: Value = http
-            .get(format!("{}/api/v1/txs/{id}", apis[0]))
-            .send()
-            .await?
-            .json()
+        let committed = first
+            .tx(&id)
             .await
-            .unwrap_or(Value::Null);
-        if v["status"] == "committed" {
+            .is_ok_and(|v| v.status == cairn_api::TxStatus::Committed);
+        if committed {
             late += 1;
             commits.insert(id, (Instant::now(), 1));
         }
@@ -385,30 +342,20 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
 
     // Agreement: every node at one height has one head.
     let mut heads = Vec::new();
-    let target = {
-        let v: Value = http
-            .get(format!("{}/api/v1/status", apis[0]))
-            .send()
-            .await?
-            .json()
-            .await?;
-        v["height"].as_u64().unwrap_or(0)
-    };
-    for api in apis {
+    let target = first.status().await?.height;
+    for client in &clients {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let v: Value = http
-                .get(format!("{api}/api/v1/blocks/{target}"))
-                .send()
-                .await?
-                .json()
-                .await?;
-            if let Some(h) = v["hash"].as_str() {
-                heads.push(h.to_string());
-                break;
+            match client.block(&target.to_string()).await {
+                Ok(v) => {
+                    heads.push(v.hash);
+                    break;
+                }
+                Err(ClientError::Api(e)) if e.status == 404 => {}
+                Err(e) => return Err(e.into()),
             }
             if Instant::now() > deadline {
-                bail!("{api} did not reach height {target}");
+                bail!("{} did not reach height {target}", client.node());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -423,7 +370,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let tps = committed.len() as f64 / secs;
     let report = json!({
         "nodes": n_nodes,
-        "consensus": status["consensus"],
+        "consensus": status.consensus,
         "offered": total,
         "accepted": accepted.len(),
         "rejected": *rejected.lock().map_err(|_| anyhow::anyhow!("lock"))?,
@@ -453,7 +400,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     } else {
         println!(
             "{n_nodes}-node {} network, {} transactions offered{}",
-            status["consensus"].as_str().unwrap_or("?"),
+            status.consensus,
             total,
             if s.rate > 0.0 {
                 format!(" at {} tx/s", s.rate)

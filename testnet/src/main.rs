@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use cairn_api::StatusView;
+use cairn_api::client::Client;
 use cairn_cli::keystore::{KeyFile, Keystore};
 use cairn_crypto::SigningKey;
 use cairn_ledger::{
@@ -29,8 +31,16 @@ use serde::{Deserialize, Serialize};
 ///   cairn --node http://127.0.0.1:27100 --keystore testnet/accounts transfer --from account1 --to <id> --amount 5 --wait
 ///   cairn-testnet kill node0 && cairn-testnet restart node0
 ///   cairn-testnet down
+/// The version with the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CAIRN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(version = VERSION, verbatim_doc_comment)]
 struct Cli {
     /// The testnet directory.
     #[arg(
@@ -453,12 +463,7 @@ fn start(dir: &Path, n: &NodeInfo) -> anyhow::Result<u32> {
     Ok(pid)
 }
 
-async fn wait_ready(
-    http: &reqwest::Client,
-    dir: &Path,
-    nodes: &[NodeInfo],
-    timeout: Duration,
-) -> anyhow::Result<()> {
+async fn wait_ready(dir: &Path, nodes: &[NodeInfo], timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut waiting = Vec::new();
@@ -470,11 +475,7 @@ async fn wait_ready(
                     tail(&dir.join(&n.name).join("node.log"), 15)
                 );
             }
-            let ok = http
-                .get(format!("{}/ready", n.api()))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            let ok = client(n)?.ready().await.is_ok();
             if !ok {
                 waiting.push(n.name.as_str());
             }
@@ -499,29 +500,42 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-async fn status(http: &reqwest::Client, dir: &Path, st: &State, json: bool) -> anyhow::Result<()> {
+/// A client of `n`'s API that gives up quickly: a node that does not answer in 5 s is
+/// reported as unresponsive.
+fn client(n: &NodeInfo) -> anyhow::Result<Client> {
+    Ok(Client::new(&n.api(), Duration::from_secs(5))?)
+}
+
+/// One row of `cairn-testnet status`.
+#[derive(serde::Serialize)]
+struct NodeRow {
+    node: String,
+    process: &'static str,
+    pid: Option<u32>,
+    api: String,
+    status: Option<StatusView>,
+}
+
+async fn status(dir: &Path, st: &State, json: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for n in &st.nodes {
         let pid = pid_of(dir, &n.name);
-        let s: Option<serde_json::Value> = match pid {
+        let status = match pid {
             None => None,
-            Some(_) => match http.get(format!("{}/api/v1/status", n.api())).send().await {
-                Ok(r) => r.json().await.ok(),
-                Err(_) => None,
-            },
+            Some(_) => client(n)?.status().await.ok(),
         };
-        let process = match (pid, &s) {
+        let process = match (pid, &status) {
             (None, _) => "down",
             (Some(_), None) => "unresponsive",
             (Some(_), Some(_)) => "up",
         };
-        rows.push(serde_json::json!({
-            "node": n.name,
-            "process": process,
-            "pid": pid,
-            "api": n.api(),
-            "status": s,
-        }));
+        rows.push(NodeRow {
+            node: n.name.clone(),
+            process,
+            pid,
+            api: n.api(),
+            status,
+        });
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -531,25 +545,20 @@ async fn status(http: &reqwest::Client, dir: &Path, st: &State, json: bool) -> a
         "{:<8} {:<13} {:>7} {:<14} {:<10} {:>6} {:>6} {:>8}  API",
         "NODE", "PROCESS", "HEIGHT", "HEAD", "ROLE", "ROUND", "PEERS", "MEMPOOL"
     );
+    let dash = || "-".to_string();
     for r in rows {
-        let s = &r["status"];
-        let head = s["head_hash"]
-            .as_str()
-            .map(|h| &h[..12.min(h.len())])
-            .unwrap_or("-");
+        let s = r.status.as_ref();
         println!(
             "{:<8} {:<13} {:>7} {:<14} {:<10} {:>6} {:>6} {:>8}  {}",
-            r["node"].as_str().unwrap_or("?"),
-            r["process"].as_str().unwrap_or("?"),
-            s["height"].as_u64().map_or("-".into(), |v| v.to_string()),
-            head,
-            s["role"].as_str().unwrap_or("-"),
-            s["round"].as_u64().map_or("-".into(), |v| v.to_string()),
-            s["peers"].as_u64().map_or("-".into(), |v| v.to_string()),
-            s["mempool_txs"]
-                .as_u64()
-                .map_or("-".into(), |v| v.to_string()),
-            r["api"].as_str().unwrap_or("?"),
+            r.node,
+            r.process,
+            s.map_or_else(dash, |s| s.height.to_string()),
+            s.map_or_else(dash, |s| s.head_hash.to_string()[..12].to_string()),
+            s.map_or_else(dash, |s| s.role.to_string()),
+            s.map_or_else(dash, |s| s.round.to_string()),
+            s.map_or_else(dash, |s| s.peers.to_string()),
+            s.map_or_else(dash, |s| s.mempool_txs.to_string()),
+            r.api,
         );
     }
     Ok(())
@@ -581,11 +590,6 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let http = reqwest::Client::builder()
-        // Below the node's header timeout (10 s), which also closes idle kept-alive connections.
-        .pool_idle_timeout(std::time::Duration::from_secs(5))
-        .timeout(Duration::from_secs(5))
-        .build()?;
     match cli.command {
         Cmd::Init {
             nodes,
@@ -601,12 +605,7 @@ fn main() -> anyhow::Result<()> {
                 let pid = start(&dir, n)?;
                 println!("started {} (pid {pid})", n.name);
             }
-            rt.block_on(wait_ready(
-                &http,
-                &dir,
-                &st.nodes,
-                Duration::from_secs(timeout),
-            ))?;
+            rt.block_on(wait_ready(&dir, &st.nodes, Duration::from_secs(timeout)))?;
             println!("all {} nodes are ready:", st.nodes.len());
             for n in &st.nodes {
                 println!("  {}  {}", n.name, n.api());
@@ -616,7 +615,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Status { json } => {
             let st = load_state(&dir)?;
-            rt.block_on(status(&http, &dir, &st, json))
+            rt.block_on(status(&dir, &st, json))
         }
         Cmd::Logs { node, lines } => {
             let st = load_state(&dir)?;
@@ -641,7 +640,6 @@ fn main() -> anyhow::Result<()> {
             stop(&dir, &n)?;
             let pid = start(&dir, &n)?;
             rt.block_on(wait_ready(
-                &http,
                 &dir,
                 std::slice::from_ref(&n),
                 Duration::from_secs(timeout),

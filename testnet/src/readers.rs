@@ -1,15 +1,17 @@
 //! Explorer read load for `cairn-testnet bench --readers N`: N clients that, round-robin over
 //! the nodes, page account histories (a busy account's and the bench accounts'), page blocks,
 //! fetch whole blocks, and replay the event stream from height 1. Run beside the write load,
-//! it shows whether reads slow consensus down.
+//! it shows whether reads slow consensus down. The pages are fetched, not parsed (plain HTTP,
+//! not the typed client): the load is meant for the nodes, not for this process, which shares
+//! their cores.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use cairn_api::StatusView;
 use cairn_crypto::PublicKey;
 use futures::StreamExt;
-use serde_json::Value;
 
 /// What the readers did.
 #[derive(Debug, Default)]
@@ -82,15 +84,8 @@ async fn get(http: &reqwest::Client, url: &str) -> bool {
 }
 
 async fn latest(http: &reqwest::Client, api: &str) -> Option<u64> {
-    let v: Value = http
-        .get(format!("{api}/api/v1/status"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    v["height"].as_u64()
+    let r = http.get(format!("{api}/api/v1/status")).send().await.ok()?;
+    Some(r.json::<StatusView>().await.ok()?.height)
 }
 
 /// Replays the event stream from height 1 up to the height at the start, then hangs up. The
@@ -110,7 +105,7 @@ async fn replay(http: &reqwest::Client, api: &str, counts: &ReadCounts, stop: &A
         return false;
     }
     let mut body = r.bytes_stream();
-    let mut sse = cairn_cli::sse::SseReader::default();
+    let mut sse = cairn_api::sse::SseReader::default();
     // Replay sends one block event per height from 1, in order.
     let mut seen = 0;
     while let Some(Ok(chunk)) = body.next().await {

@@ -398,3 +398,153 @@ fn wallet_errors_are_clear_and_exit_non_zero() {
     assert_eq!(o.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not_member"));
 }
+
+/// Waits for a child with a deadline; kills it and fails if it does not end.
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not end within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn wallet_speaks_json_follows_events_through_a_restart_and_survives_a_closed_pipe() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    let t = up("raft", "1");
+    // Under --json a refusal is JSON on stdout, with the node's code and the exit code.
+    let o = t.wallet(
+        0,
+        &[
+            "--json",
+            "transfer",
+            "--from",
+            "account1",
+            "--to",
+            "account2",
+            "--amount",
+            "999999999999999",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON error on stdout");
+    assert_eq!(v["error"]["code"], "insufficient_balance", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(v["exit"], 4);
+    // Bad usage too: exit 2, code "usage", clap's sentence without the usage block.
+    let o = t.wallet(0, &["--json", "transfer", "--from", "account1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON usage error");
+    assert_eq!(v["error"]["code"], "usage", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--to")),
+        "{v}"
+    );
+    // A transaction that is not there: 5, code not_found.
+    let missing = "00".repeat(32);
+    let o = t.wallet(0, &["--json", "tx", &missing]);
+    assert_eq!(o.status.code(), Some(5));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON not-found error");
+    assert_eq!(v["error"]["code"], "not_found", "{v}");
+
+    let transfer = |amount: &str| {
+        let o = t.wallet(
+            0,
+            &[
+                "transfer", "--from", "account1", "--to", "account2", "--amount", amount, "--wait",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let height = |t: &Testnet| t.status()[0]["status"]["height"].as_u64().expect("height");
+    transfer("1");
+    let before = height(&t);
+
+    // `cairn events` follows the chain through a node restart: every height once, in order.
+    let mut events = Command::new(bin("cairn"))
+        .args([
+            "--node",
+            &t.api(0),
+            "--json",
+            "events",
+            "--from-height",
+            "1",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn events");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = events.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let v: Value = serde_json::from_str(&line).expect("each event is one JSON line");
+            if tx.send(v).is_err() {
+                return;
+            }
+        }
+    });
+    let mut heights = Vec::new();
+    let follow_to = |target: u64, heights: &mut Vec<u64>| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while heights.last().is_none_or(|h| *h < target) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no event up to height {target}: saw {heights:?}"));
+            if ev["type"] == "block" {
+                heights.push(ev["height"].as_u64().expect("height"));
+            }
+        }
+    };
+    follow_to(before, &mut heights);
+    t.ok(&["restart", "node0"]);
+    transfer("2");
+    transfer("3");
+    let after = height(&t);
+    assert!(after > before);
+    follow_to(after, &mut heights);
+    assert_eq!(
+        heights,
+        (1..=after).collect::<Vec<_>>(),
+        "each height once, in order"
+    );
+    events.kill().expect("stop cairn events");
+    let _ = events.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut events.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(err.contains("reconnected"), "the outage is reported: {err}");
+
+    // A reader that goes away (`cairn events | head -1`) ends the wallet quietly, with success.
+    let mut events = Command::new(bin("cairn"))
+        .args(["--node", &t.api(0), "events", "--from-height", "1"])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn events");
+    drop(events.stdout.take());
+    let status = wait_exit(&mut events, Duration::from_secs(30));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut events.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(status.success(), "exit {status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -402,6 +402,7 @@ impl Work {
             chain_id: self.chain.ledger().chain_id().to_string(),
             genesis_hash: self.chain.ledger().genesis_hash(),
             moniker: self.cfg.moniker.clone(),
+            version: crate::VERSION.to_string(),
             public_key: self.me,
             consensus: self.chain.ledger().genesis().consensus.kind(),
             height: tip.height,

@@ -1,0 +1,315 @@
+//! Reading the chain: accounts, histories, records, transactions, blocks, status, validators,
+//! and the live event stream.
+
+use std::time::Duration;
+
+use cairn_api::client::Event;
+use cairn_api::{ChainEvent, TxStatus};
+use cairn_ledger::{Height, TxId};
+use futures::StreamExt;
+
+use super::ctx::Ctx;
+use super::fail::{NODE, R, USAGE, fail};
+use super::out::{line, print, shell_quote, short, time};
+
+/// `cairn account`.
+pub async fn account(ctx: &Ctx, id: Option<String>, from: Option<String>) -> R<()> {
+    let id = match (id, from) {
+        (Some(s), _) | (None, Some(s)) => ctx.account_id(&s)?,
+        (None, None) => {
+            return Err(fail(
+                USAGE,
+                "name an account: `cairn account ID` or --from KEY",
+            ));
+        }
+    };
+    let v = ctx.client.account(&id).await?;
+    print(ctx.json, &v, |v| {
+        format!(
+            "account {}\n  balance {}\n  nonce   {}\n  role    {}\n  (at height {})",
+            v.id,
+            v.balance,
+            v.nonce,
+            v.role
+                .map_or("none (not a member)".to_string(), |r| format!("{r:?}")
+                    .to_lowercase()),
+            v.height
+        )
+    });
+    Ok(())
+}
+
+/// `cairn history`.
+pub async fn history(ctx: &Ctx, id: &str, before: Option<Height>, limit: usize) -> R<()> {
+    let account = ctx.account_id(id)?;
+    let v = ctx
+        .client
+        .account_txs(&account, before, limit.clamp(1, 100))
+        .await?;
+    print(ctx.json, &v, |v| {
+        let mut s = if v.txs.is_empty() {
+            "no transactions".to_string()
+        } else {
+            v.txs
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{:>8}.{:<4} {}  {}",
+                        t.height,
+                        t.index,
+                        short(&t.id.to_string()),
+                        describe(&t.tx.tx)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if let Some(n) = v.next {
+            s.push_str(&format!(
+                "\n(more: `cairn history {} --before {n}`)",
+                shell_quote(id)
+            ));
+        }
+        s
+    });
+    Ok(())
+}
+
+fn describe(tx: &cairn_ledger::Transaction) -> String {
+    use cairn_ledger::Payload;
+    let from = short_key(&tx.sender);
+    match &tx.payload {
+        Payload::Transfer { to, amount } => {
+            format!("{from} → {}: {amount}", short_key(to))
+        }
+        Payload::PutRecord { key, .. } => format!("{from} wrote record {key:?}"),
+        Payload::AddMember { account, role } => {
+            format!(
+                "{from} made {} {}",
+                short_key(account),
+                format!("{role:?}").to_lowercase()
+            )
+        }
+        Payload::RemoveMember { account } => format!("{from} removed {}", short_key(account)),
+    }
+}
+
+fn short_key(k: &cairn_crypto::PublicKey) -> String {
+    short(&k.to_string()).to_string()
+}
+
+/// A record's value for people: its text if it is UTF-8, else hex.
+fn record_value(r: &cairn_api::RecordView) -> String {
+    match &r.text {
+        Some(t) => format!("{t:?}"),
+        None => format!("0x{}", r.value),
+    }
+}
+
+fn record_key(key: &str) -> R<()> {
+    if key.is_empty() {
+        return Err(fail(USAGE, "a record key cannot be empty"));
+    }
+    Ok(())
+}
+
+/// `cairn record get`.
+pub async fn record(ctx: &Ctx, account: &str, key: &str) -> R<()> {
+    record_key(key)?;
+    let id = ctx.account_id(account)?;
+    let v = ctx.client.record(&id, key).await?;
+    print(ctx.json, &v, |v| format!("{} = {}", v.key, record_value(v)));
+    Ok(())
+}
+
+/// `cairn record list`.
+pub async fn records(ctx: &Ctx, account: &str, after: Option<&str>, limit: usize) -> R<()> {
+    let id = ctx.account_id(account)?;
+    let v = ctx.client.records(&id, after, limit.clamp(1, 100)).await?;
+    print(ctx.json, &v, |v| {
+        let mut s = if v.records.is_empty() {
+            "no records".to_string()
+        } else {
+            v.records
+                .iter()
+                .map(|r| format!("{} = {}", r.key, record_value(r)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if let Some(next) = &v.next {
+            s.push_str(&format!(
+                "\n(more: `cairn record list {} --after {}`)",
+                shell_quote(account),
+                shell_quote(next)
+            ));
+        }
+        s
+    });
+    Ok(())
+}
+
+/// `cairn tx`.
+pub async fn tx(ctx: &Ctx, id: &str) -> R<()> {
+    let id: TxId = id.parse().map_err(|_| {
+        fail(
+            USAGE,
+            format!("{id:?} is not a transaction id (64 hex digits)"),
+        )
+    })?;
+    let v = ctx.client.tx(&id).await?;
+    print(ctx.json, &v, |v| match (v.status, &v.receipt, &v.reason) {
+        (TxStatus::Committed, Some(r), _) => format!(
+            "{} committed at height {}, position {} (block {}, {})",
+            v.id,
+            r.height,
+            r.index,
+            short(&r.block_hash.to_string()),
+            time(r.block_time_ms)
+        ),
+        (TxStatus::Rejected, _, Some(reason)) => {
+            format!("{} rejected: {}", v.id, reason.message)
+        }
+        _ => format!(
+            "{} pending on this node{}",
+            v.id,
+            v.tx.as_ref()
+                .map(|t| format!(" (nonce {} of {})", t.tx.nonce, short_key(&t.tx.sender)))
+                .unwrap_or_default()
+        ),
+    });
+    Ok(())
+}
+
+/// `cairn block`.
+pub async fn block(ctx: &Ctx, id: &str) -> R<()> {
+    let v = ctx.client.block(id).await?;
+    print(ctx.json, &v, |v| {
+        let h = &v.block.header;
+        format!(
+            "block {} {}\n  prev      {}\n  time      {}\n  txs       {}\n  proposer  {}\n  round     {}\n  state     {}",
+            v.height,
+            v.hash,
+            h.prev_hash,
+            time(h.timestamp_ms),
+            h.tx_count,
+            short_key(&h.proposer),
+            h.round,
+            h.state_root
+        )
+    });
+    Ok(())
+}
+
+/// `cairn blocks`.
+pub async fn blocks(ctx: &Ctx, before: Option<Height>, limit: usize) -> R<()> {
+    let v = ctx.client.blocks(before, limit.clamp(1, 100)).await?;
+    print(ctx.json, &v, |v| {
+        let mut s = format!(
+            "{:>8}  {:<16}  {:<27}  {:>5}  {:>6}",
+            "HEIGHT", "HASH", "TIME", "TXS", "ROUND"
+        );
+        for b in &v.blocks {
+            s.push_str(&format!(
+                "\n{:>8}  {:<16}  {:<27}  {:>5}  {:>6}",
+                b.height,
+                short(&b.hash.to_string()),
+                time(b.timestamp_ms),
+                b.tx_count,
+                b.round
+            ));
+        }
+        if let Some(n) = v.next {
+            s.push_str(&format!("\n(more: `cairn blocks --before {n}`)"));
+        }
+        s
+    });
+    Ok(())
+}
+
+/// `cairn status`.
+pub async fn status(ctx: &Ctx) -> R<()> {
+    let v = ctx.client.status().await?;
+    print(ctx.json, &v, |v| {
+        let role = v.role;
+        let leader = v
+            .leader
+            .map_or("unknown".to_string(), |l| short(&l.to_string()).to_string());
+        let mut s = format!(
+            "chain {} ({}), height {} head {} ({})\n  this node {} is {role} in round {} (leader {leader}); {} peers, {} validators heard; {} pending txs; {}",
+            v.chain_id,
+            v.consensus,
+            v.height,
+            short(&v.head_hash.to_string()),
+            time(v.head_time_ms),
+            v.moniker,
+            v.round,
+            v.peers,
+            v.heard,
+            v.mempool_txs,
+            if v.ready { "ready" } else { "NOT READY" }
+        );
+        for why in &v.not_ready {
+            s.push_str(&format!("\n    - {why}"));
+        }
+        s
+    });
+    Ok(())
+}
+
+/// `cairn validators`.
+pub async fn validators(ctx: &Ctx) -> R<()> {
+    let v = ctx.client.validators().await?;
+    print(ctx.json, &v, |v| {
+        v.iter()
+            .map(|x| {
+                format!(
+                    "{:<10} {}  {}{}",
+                    x.name,
+                    x.public_key,
+                    if x.connected {
+                        "connected"
+                    } else {
+                        "unreachable"
+                    },
+                    if x.leader { ", leader" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// `cairn events`: replay, then live, through node restarts, until interrupted.
+pub async fn events(ctx: &Ctx, from: Option<Height>) -> R<()> {
+    // Fail at once if nothing answers; later outages are waited out.
+    ctx.client.status().await?;
+    let mut stream = Box::pin(ctx.client.events(from, Duration::from_secs(5)));
+    while let Some(item) = stream.next().await {
+        match item? {
+            Event::Chain(ev) => {
+                if ctx.json {
+                    line(&serde_json::to_string(&ev).unwrap_or_default());
+                    continue;
+                }
+                match ev {
+                    ChainEvent::Block { block, .. } => line(&format!(
+                        "block {:>7} {}  {}  {} txs",
+                        block.height,
+                        short(&block.hash.to_string()),
+                        time(block.timestamp_ms),
+                        block.tx_count
+                    )),
+                    ChainEvent::TxRejected { id, reason } => {
+                        line(&format!("rejected {id}: {}", reason.message))
+                    }
+                }
+            }
+            Event::Disconnected(why) => {
+                eprintln!("{why}; reconnecting to {}…", ctx.client.node());
+            }
+            Event::Reconnected => eprintln!("reconnected; resuming after the last block seen"),
+        }
+    }
+    Err(fail(NODE, "the event stream ended"))
+}

@@ -1,0 +1,178 @@
+//! Transactions: build, sign, submit, wait.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cairn_api::{TxStatus, TxView};
+use cairn_ledger::{Payload, Role, SignedTransaction, Transaction};
+use serde::{Deserialize, Serialize};
+
+use super::args::SendArgs;
+use super::ctx::Ctx;
+use super::fail::{LOCAL, NODE, R, USAGE, fail};
+use super::out::{print, short};
+
+/// Signs `payload` with `--from`'s key at its next nonce (or `--nonce`) and submits it.
+pub async fn send(ctx: &Ctx, args: &SendArgs, payload: Payload) -> R<()> {
+    let key = ctx.key(&args.from)?;
+    let status = ctx.client.status().await?;
+    if status.chain_id.is_empty() {
+        return Err(fail(
+            NODE,
+            "the node's status has no chain id: is --node a Cairn node?",
+        ));
+    }
+    let next = ctx.client.account(&key.public_key()).await?.nonce;
+    let nonce = args.nonce.unwrap_or(next);
+    if nonce > next && args.wait && !ctx.json {
+        eprintln!(
+            "note: nonce {nonce} is ahead of the account's next ({next}): it waits until the \
+             transactions with nonces {next}..{nonce} are committed"
+        );
+    }
+    let tx = Transaction {
+        chain_id: status.chain_id,
+        sender: key.public_key(),
+        nonce,
+        payload,
+    }
+    .sign(&key);
+    submit(ctx, &tx, args.wait).await
+}
+
+/// Submits a signed transaction; with `wait`, until it is final.
+pub async fn submit(ctx: &Ctx, tx: &SignedTransaction, wait: bool) -> R<()> {
+    let start = Instant::now();
+    let spinner = (wait && !ctx.json).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!(
+            "waiting for {} to be final",
+            short(&tx.id().to_string())
+        ));
+        s.enable_steady_tick(Duration::from_millis(100));
+        s
+    });
+    let r = ctx.client.submit(tx, wait).await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let v: TxView = r?;
+    let ms = start.elapsed().as_millis();
+    print(ctx.json, &v, |v| match (v.status, &v.receipt) {
+        (TxStatus::Committed, Some(r)) => format!(
+            "committed {} at height {} (position {}) in {ms} ms",
+            v.id, r.height, r.index
+        ),
+        _ => format!(
+            "submitted {} (pending); follow it with `cairn tx {}`",
+            v.id, v.id
+        ),
+    });
+    Ok(())
+}
+
+/// A record value as a user writes it in a payload: text, `0x`-hex, or an array of bytes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ValueInput {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// A payload as a user writes it for `sign`: accounts may be key names, values text.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum PayloadInput {
+    Transfer { to: String, amount: u64 },
+    PutRecord { key: String, value: ValueInput },
+    AddMember { account: String, role: Role },
+    RemoveMember { account: String },
+}
+
+/// Reads `sign`'s payload argument.
+pub fn payload(ctx: &Ctx, text: &str) -> R<Payload> {
+    let p: PayloadInput = serde_json::from_str(text).map_err(|e| {
+        fail(
+            USAGE,
+            format!("the payload is not a payload ({e}); see `cairn sign --help`"),
+        )
+    })?;
+    Ok(match p {
+        PayloadInput::Transfer { to, amount } => Payload::Transfer {
+            to: ctx.account_id(&to)?,
+            amount,
+        },
+        PayloadInput::PutRecord { key, value } => Payload::PutRecord {
+            key,
+            value: match value {
+                ValueInput::Bytes(b) => b,
+                ValueInput::Text(t) => match t.strip_prefix("0x") {
+                    Some(h) => hex::decode(h)
+                        .map_err(|_| fail(USAGE, format!("{t:?} is not valid 0x-hex")))?,
+                    None => t.into_bytes(),
+                },
+            },
+        },
+        PayloadInput::AddMember { account, role } => Payload::AddMember {
+            account: ctx.account_id(&account)?,
+            role,
+        },
+        PayloadInput::RemoveMember { account } => Payload::RemoveMember {
+            account: ctx.account_id(&account)?,
+        },
+    })
+}
+
+#[derive(Serialize)]
+struct Signed {
+    id: cairn_ledger::TxId,
+    file: PathBuf,
+}
+
+/// `cairn sign`.
+pub fn sign(
+    ctx: &Ctx,
+    payload_text: &str,
+    nonce: u64,
+    chain_id: String,
+    from: &str,
+    out: PathBuf,
+) -> R<()> {
+    let payload = payload(ctx, payload_text)?;
+    let key = ctx.key(from)?;
+    let tx = Transaction {
+        chain_id,
+        sender: key.public_key(),
+        nonce,
+        payload,
+    }
+    .sign(&key);
+    let text = serde_json::to_string_pretty(&tx).map_err(|e| fail(LOCAL, e.to_string()))?;
+    std::fs::write(&out, text).map_err(|e| fail(LOCAL, format!("{}: {e}", out.display())))?;
+    let v = Signed {
+        id: tx.id(),
+        file: out,
+    };
+    print(ctx.json, &v, |v| {
+        format!(
+            "signed {} into {}; send it with `cairn submit {}`",
+            v.id,
+            v.file.display(),
+            v.file.display()
+        )
+    });
+    Ok(())
+}
+
+/// `cairn submit FILE`.
+pub async fn submit_file(ctx: &Ctx, file: &std::path::Path, wait: bool) -> R<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| fail(USAGE, format!("{}: {e}", file.display())))?;
+    let tx: SignedTransaction = serde_json::from_str(&text).map_err(|e| {
+        fail(
+            USAGE,
+            format!("{}: not a signed transaction: {e}", file.display()),
+        )
+    })?;
+    submit(ctx, &tx, wait).await
+}

@@ -1,0 +1,2 @@
+//! Stamps the build with its git commit.
+include!("../build/git_commit.rs");
