@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cairn_api::client::Client;
 use cairn_cli::keystore::Keystore;
+use cairn_cli::output::{FailureDetail, JsonFailure};
 use cairn_ledger::Payload;
 use clap::{CommandFactory, Parser};
 
@@ -14,10 +15,6 @@ use wallet::args::{Cli, Cmd, MemberCmd, RecordCmd, Shell};
 use wallet::ctx::{Ctx, default_keystore};
 use wallet::fail::{Fail, LOCAL, R, USAGE, fail};
 use wallet::{explore, keys, send, verify_cmd};
-
-/// How long one request may take; a `--wait` submission is answered by the node's own
-/// deadline first (it answers `wait_timeout`), so this only catches a node that hangs.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn run(cli: Cli) -> R<()> {
     if let Cmd::Completions { shell } = cli.cmd {
@@ -27,7 +24,7 @@ async fn run(cli: Cli) -> R<()> {
         return man();
     }
     let ctx = Ctx {
-        client: Client::new(&cli.node, REQUEST_TIMEOUT)?,
+        client: Client::new(&cli.node, Duration::from_secs(cli.timeout))?,
         keystore: Keystore::new(cli.keystore.unwrap_or_else(default_keystore)),
         passphrase_file: cli.passphrase_file,
         json: cli.json,
@@ -118,10 +115,13 @@ fn man() -> R<()> {
 /// stderr for people.
 fn report(json: bool, f: &Fail) {
     if json {
-        let v = serde_json::json!({
-            "error": {"code": f.code, "message": f.msg},
-            "exit": f.exit,
-        });
+        let v = JsonFailure {
+            error: FailureDetail {
+                code: f.code.clone(),
+                message: f.msg.clone(),
+            },
+            exit: f.exit,
+        };
         wallet::out::line(&serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         eprintln!("error: {}", f.msg);

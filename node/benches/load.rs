@@ -71,12 +71,10 @@ async fn run(kind: ConsensusKind, n: usize, rate: Option<f64>) {
             while let Some(Ok(chunk)) = body.next().await {
                 let now = Instant::now();
                 for d in reader.push(&chunk) {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&d) {
+                    if let Ok(cairn_api::ChainEvent::Block { txs, .. }) = serde_json::from_str(&d) {
                         let mut m = seen.lock().await;
-                        for t in v["txs"].as_array().into_iter().flatten() {
-                            if let Some(id) = t.as_str().and_then(|s| s.parse().ok()) {
-                                m.insert(id, now);
-                            }
+                        for id in txs {
+                            m.insert(id, now);
                         }
                     }
                 }

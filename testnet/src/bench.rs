@@ -368,12 +368,16 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
     let bound = cores / (1.0 / single + (n_nodes as f64 - 1.0) / batch);
     let tps = committed.len() as f64 / secs;
+    let rejected = rejected
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .clone();
     let report = json!({
         "nodes": n_nodes,
         "consensus": status.consensus,
         "offered": total,
         "accepted": accepted.len(),
-        "rejected": *rejected.lock().map_err(|_| anyhow::anyhow!("lock"))?,
+        "rejected": rejected,
         "committed": committed.len(),
         "committed_more_than_once": twice,
         "acknowledged_but_missing": missing,
@@ -423,7 +427,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
             "  submitted      {:.0} tx/s achieved by the client",
             total as f64 / submit_secs
         );
-        println!("  rejected       {}", report["rejected"]);
+        println!("  rejected       {}", json!(rejected));
         if s.readers > 0 {
             println!(
                 "  reads          {} readers: {reads_ok} answered ({:.0}/s), {reads_failed} failed, {replayed} blocks replayed from height 1",

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use cairn_api::{BlockView, ChainEvent, RecordPage, RecordView, StatusView, TxStatus, TxView};
+use cairn_cli::output::{ExportedSeed, JsonFailure, KeyInfo};
+use cairn_ledger::Payload;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 fn bin(name: &str) -> PathBuf {
     // Cargo builds other packages' binaries for a test only if asked: they sit next to this
@@ -21,6 +25,24 @@ fn bin(name: &str) -> PathBuf {
 
 struct Testnet {
     dir: tempfile::TempDir,
+}
+
+/// A row of `cairn-testnet status --json`.
+#[derive(Debug, Deserialize)]
+struct Row {
+    process: String,
+    api: String,
+    status: Option<StatusView>,
+}
+
+impl Row {
+    fn up(&self) -> bool {
+        self.process == "up"
+    }
+
+    fn height(&self) -> Option<u64> {
+        self.status.as_ref().map(|s| s.height)
+    }
 }
 
 impl Testnet {
@@ -49,15 +71,12 @@ impl Testnet {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    fn status(&self) -> Vec<Value> {
+    fn status(&self) -> Vec<Row> {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
     }
 
     fn api(&self, node: usize) -> String {
-        self.status()[node]["api"]
-            .as_str()
-            .expect("api")
-            .to_string()
+        self.status().swap_remove(node).api
     }
 
     fn wallet(&self, node: usize, args: &[&str]) -> Output {
@@ -73,7 +92,7 @@ impl Testnet {
             .expect("run cairn")
     }
 
-    fn wallet_json(&self, node: usize, args: &[&str]) -> Value {
+    fn wallet_json<T: DeserializeOwned>(&self, node: usize, args: &[&str]) -> T {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
         let o = self.wallet(node, &a);
@@ -90,16 +109,16 @@ impl Testnet {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let st = self.status();
-            let up: Vec<&Value> = st.iter().filter(|n| n["process"] == "up").collect();
-            let heights: Vec<u64> = up
-                .iter()
-                .filter_map(|n| n["status"]["height"].as_u64())
-                .collect();
+            let up: Vec<&Row> = st.iter().filter(|n| n.up()).collect();
+            let heights: Vec<u64> = up.iter().filter_map(|n| n.height()).collect();
             if heights.len() == up.len() && heights.iter().all(|x| *x >= h) {
                 // Same block at h everywhere.
-                let hashes: Vec<Value> = (0..st.len())
-                    .filter(|i| st[*i]["process"] == "up")
-                    .map(|i| self.wallet_json(i, &["block", &h.to_string()])["hash"].clone())
+                let hashes: Vec<_> = (0..st.len())
+                    .filter(|i| st[*i].up())
+                    .map(|i| {
+                        self.wallet_json::<BlockView>(i, &["block", &h.to_string()])
+                            .hash
+                    })
                     .collect();
                 assert!(
                     hashes.windows(2).all(|w| w[0] == w[1]),
@@ -141,12 +160,21 @@ fn up(engine: &str, nodes: &str) -> Testnet {
     t
 }
 
+/// The height of a transaction the wallet waited for; fails unless it is committed.
+fn committed_height(v: &TxView) -> u64 {
+    assert_eq!(v.status, TxStatus::Committed, "{v:?}");
+    v.receipt
+        .as_ref()
+        .expect("a committed transaction has a receipt")
+        .height
+}
+
 fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
     let t = up(engine, nodes);
     let st = t.status();
     assert!(
         st.iter()
-            .all(|n| n["process"] == "up" && n["status"]["ready"] == true),
+            .all(|n| n.up() && n.status.as_ref().is_some_and(|s| s.ready)),
         "{st:?}"
     );
     let human = t.ok(&["status"]);
@@ -156,33 +184,30 @@ fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
     );
 
     // A transfer made with the wallet, waited for until final.
-    let v = t.wallet_json(
+    let v: TxView = t.wallet_json(
         1,
         &[
             "transfer", "--from", "account1", "--to", "account2", "--amount", "5", "--wait",
         ],
     );
-    assert_eq!(v["status"], "committed", "{v}");
-    let id = v["id"].as_str().expect("id").to_string();
-    let h = v["receipt"]["height"].as_u64().expect("height");
+    let h = committed_height(&v);
     t.wait_agree(h);
+    let receiver = t
+        .wallet_json::<KeyInfo>(0, &["key", "show", "account2"])
+        .public_key;
     for node in 0..st.len() {
-        let tx = t.wallet_json(node, &["tx", &id]);
-        assert_eq!(tx["status"], "committed");
-        assert_eq!(tx["receipt"]["height"].as_u64(), Some(h));
-        let b = t.wallet_json(node, &["block", &h.to_string()]);
+        let tx: TxView = t.wallet_json(node, &["tx", &v.id.to_string()]);
+        assert_eq!(committed_height(&tx), h);
+        let b: BlockView = t.wallet_json(node, &["block", &h.to_string()]);
         assert!(
-            b["block"]["txs"].to_string().contains(
-                &t.wallet_json(node, &["key", "show", "account2"])["public_key"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string()
-            )
+            b.block.txs.iter().any(|x| x.id() == v.id
+                && matches!(x.tx.payload, Payload::Transfer { to, amount: 5 } if to == receiver)),
+            "the block at {h} holds the transfer"
         );
     }
 
     // Records: written with the wallet, read back from every node, one at a time and listed.
-    let v = t.wallet_json(
+    let v: TxView = t.wallet_json(
         2,
         &[
             "record",
@@ -194,13 +219,16 @@ fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
             "--wait",
         ],
     );
-    assert_eq!(v["status"], "committed", "{v}");
-    t.wait_agree(v["receipt"]["height"].as_u64().expect("height"));
+    t.wait_agree(committed_height(&v));
     for node in 0..st.len() {
-        let r = t.wallet_json(node, &["record", "get", "account3", "greeting"]);
-        assert_eq!(r["text"], "hello world", "{r}");
-        let page = t.wallet_json(node, &["record", "list", "account3"]);
-        assert_eq!(page["records"][0]["key"], "greeting", "{page}");
+        let r: RecordView = t.wallet_json(node, &["record", "get", "account3", "greeting"]);
+        assert_eq!(r.text.as_deref(), Some("hello world"), "{r:?}");
+        let page: RecordPage = t.wallet_json(node, &["record", "list", "account3"]);
+        assert_eq!(
+            page.records.first().map(|r| r.key.as_str()),
+            Some("greeting"),
+            "{page:?}"
+        );
     }
     let human = t.wallet(0, &["record", "get", "account3", "greeting"]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("greeting = \"hello world\""));
@@ -217,19 +245,19 @@ fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let block = t.wallet_json(0, &["block", &h.to_string()]);
+    let block: BlockView = t.wallet_json(0, &["block", &h.to_string()]);
     let file = t.path().join("block.json");
-    std::fs::write(&file, block.to_string()).expect("write");
+    std::fs::write(&file, serde_json::to_string(&block).expect("json")).expect("write");
     let from_file = t.wallet(0, &["verify", file.to_str().expect("path"), "--genesis", g]);
     assert!(
         from_file.status.success(),
         "{}",
         String::from_utf8_lossy(&from_file.stderr)
     );
-    let tamper = |f: &dyn Fn(&mut Value)| {
+    let tamper = |f: &dyn Fn(&mut BlockView)| {
         let mut b = block.clone();
         f(&mut b);
-        std::fs::write(&file, b.to_string()).expect("write");
+        std::fs::write(&file, serde_json::to_string(&b).expect("json")).expect("write");
         let o = t.wallet(0, &["verify", file.to_str().expect("path"), "--genesis", g]);
         assert_eq!(
             o.status.code(),
@@ -238,46 +266,48 @@ fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
             String::from_utf8_lossy(&o.stdout)
         );
     };
-    tamper(&|b| b["block"]["txs"][0]["tx"]["payload"]["transfer"]["amount"] = 6.into());
-    tamper(&|b| b["block"]["header"]["timestamp_ms"] = 1.into());
     tamper(&|b| {
-        let s = b["certificate"].to_string();
+        if let Payload::Transfer { amount, .. } = &mut b.block.txs[0].tx.payload {
+            *amount = 6;
+        }
+    });
+    tamper(&|b| b.block.header.timestamp_ms = 1);
+    tamper(&|b| {
+        let s = serde_json::to_string(&b.certificate).expect("json");
         // Flip one hex digit of the first signature in the certificate.
         let i = s.find("signature").expect("a signature") + 14;
         let mut bytes = s.into_bytes();
         bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
-        b["certificate"] = serde_json::from_slice(&bytes).expect("json");
+        b.certificate = serde_json::from_slice(&bytes).expect("json");
     });
 
     // Chaos: kill, restart, pause, resume; the network keeps committing, the node catches up.
     t.ok(&["kill", "node0"]);
-    let v = t.wallet_json(
+    let v: TxView = t.wallet_json(
         1,
         &[
             "transfer", "--from", "account1", "--to", "account3", "--amount", "1", "--wait",
         ],
     );
-    assert_eq!(v["status"], "committed");
     t.ok(&["restart", "node0"]);
-    t.wait_agree(v["receipt"]["height"].as_u64().expect("height"));
+    t.wait_agree(committed_height(&v));
     t.ok(&["pause", "node2"]);
     let st = t.status();
-    assert_eq!(st[2]["process"], "unresponsive");
-    let v = t.wallet_json(
+    assert_eq!(st[2].process, "unresponsive");
+    let v: TxView = t.wallet_json(
         0,
         &[
             "transfer", "--from", "account1", "--to", "account3", "--amount", "1", "--wait",
         ],
     );
-    assert_eq!(v["status"], "committed");
     t.ok(&["resume", "node2"]);
-    t.wait_agree(v["receipt"]["height"].as_u64().expect("height"));
+    t.wait_agree(committed_height(&v));
     let logs = t.ok(&["logs", "node0", "-n", "5"]);
     assert!(!logs.is_empty());
 
     let down = t.ok(&["down"]);
     assert!(down.contains("stopped"), "{down}");
-    assert!(t.status().iter().all(|n| n["process"] == "down"));
+    assert!(t.status().iter().all(|n| n.process == "down"));
 }
 
 #[test]
@@ -323,10 +353,9 @@ fn wallet_errors_are_clear_and_exit_non_zero() {
     let ks = t.path().join("accounts");
     let pass = t.path().join("pass");
     std::fs::write(&pass, "correct horse\n").expect("write");
-    let seed = t.wallet_json(0, &["key", "export", "account3"])["seed"]
-        .as_str()
-        .expect("seed")
-        .to_string();
+    let seed = t
+        .wallet_json::<ExportedSeed>(0, &["key", "export", "account3"])
+        .seed;
     let seed_file = t.path().join("seed");
     std::fs::write(&seed_file, seed).expect("write");
     let o = t.wallet(
@@ -435,31 +464,23 @@ fn wallet_speaks_json_follows_events_through_a_restart_and_survives_a_closed_pip
         ],
     );
     assert_eq!(o.status.code(), Some(4));
-    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON error on stdout");
-    assert_eq!(v["error"]["code"], "insufficient_balance", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-    assert_eq!(v["exit"], 4);
+    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON error on stdout");
+    assert_eq!(v.error.code, "insufficient_balance", "{v:?}");
+    assert!(v.error.message.contains("cairn account"), "{v:?}");
+    assert_eq!(v.exit, 4);
     // Bad usage too: exit 2, code "usage", clap's sentence without the usage block.
     let o = t.wallet(0, &["--json", "transfer", "--from", "account1"]);
     assert_eq!(o.status.code(), Some(2));
-    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON usage error");
-    assert_eq!(v["error"]["code"], "usage", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("--to")),
-        "{v}"
-    );
+    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON usage error");
+    assert_eq!(v.error.code, "usage", "{v:?}");
+    assert!(v.error.message.contains("--to"), "{v:?}");
+    assert!(!v.error.message.contains("Usage:"), "{v:?}");
     // A transaction that is not there: 5, code not_found.
     let missing = "00".repeat(32);
     let o = t.wallet(0, &["--json", "tx", &missing]);
     assert_eq!(o.status.code(), Some(5));
-    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON not-found error");
-    assert_eq!(v["error"]["code"], "not_found", "{v}");
+    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON not-found error");
+    assert_eq!((v.error.code.as_str(), v.exit), ("not_found", 5), "{v:?}");
 
     let transfer = |amount: &str| {
         let o = t.wallet(
@@ -470,7 +491,7 @@ fn wallet_speaks_json_follows_events_through_a_restart_and_survives_a_closed_pip
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
-    let height = |t: &Testnet| t.status()[0]["status"]["height"].as_u64().expect("height");
+    let height = |t: &Testnet| t.status()[0].height().expect("height");
     transfer("1");
     let before = height(&t);
 
@@ -489,12 +510,12 @@ fn wallet_speaks_json_follows_events_through_a_restart_and_survives_a_closed_pip
         .stderr(Stdio::piped())
         .spawn()
         .expect("cairn events");
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let (tx, rx) = std::sync::mpsc::channel::<ChainEvent>();
     let stdout = events.stdout.take().expect("stdout");
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            let v: Value = serde_json::from_str(&line).expect("each event is one JSON line");
+            let v: ChainEvent = serde_json::from_str(&line).expect("each event is one JSON line");
             if tx.send(v).is_err() {
                 return;
             }
@@ -508,8 +529,8 @@ fn wallet_speaks_json_follows_events_through_a_restart_and_survives_a_closed_pip
             let ev = rx
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no event up to height {target}: saw {heights:?}"));
-            if ev["type"] == "block" {
-                heights.push(ev["height"].as_u64().expect("height"));
+            if let Some(h) = ev.height() {
+                heights.push(h);
             }
         }
     };

@@ -45,6 +45,18 @@ pub struct Cli {
     /// Read the passphrase from this file (first line); keep it private (chmod 600).
     #[arg(long, global = true, help_heading = "Global options")]
     pub passphrase_file: Option<PathBuf>,
+    /// Give up on a node that has not answered in this many seconds (exit 7). A `--wait`
+    /// is bounded by the node first (30 s by default; it answers `wait_timeout`).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        help_heading = "Global options"
+    )]
+    pub timeout: u64,
     /// Print JSON, errors included.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,

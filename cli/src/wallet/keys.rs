@@ -3,34 +3,13 @@
 use std::path::Path;
 
 use cairn_cli::keystore::KeyFile;
-use cairn_crypto::{PublicKey, SigningKey};
-use serde::Serialize;
+use cairn_cli::output::{ExportedSeed, KeyInfo, SavedKey};
+use cairn_crypto::SigningKey;
 
 use super::args::KeyCmd;
 use super::ctx::Ctx;
 use super::fail::{KEY, LOCAL, R, USAGE, fail};
 use super::out::print;
-
-#[derive(Serialize)]
-struct KeyInfo {
-    name: String,
-    public_key: PublicKey,
-    encrypted: bool,
-}
-
-#[derive(Serialize)]
-struct Saved {
-    name: String,
-    public_key: PublicKey,
-    file: std::path::PathBuf,
-    encrypted: bool,
-}
-
-#[derive(Serialize)]
-struct Seed {
-    name: String,
-    seed: String,
-}
 
 /// Runs a key command.
 pub fn run(ctx: &Ctx, k: KeyCmd) -> R<()> {
@@ -104,7 +83,7 @@ pub fn run(ctx: &Ctx, k: KeyCmd) -> R<()> {
         }
         KeyCmd::Export { name } => {
             let key = ctx.key(&name)?;
-            let v = Seed {
+            let v = ExportedSeed {
                 name,
                 seed: hex::encode(key.to_seed()),
             };
@@ -125,7 +104,7 @@ fn save(ctx: &Ctx, name: &str, key: &SigningKey, plaintext: bool) -> R<()> {
     };
     let file = KeyFile::new(name, key, pass.as_deref()).map_err(|e| fail(KEY, e))?;
     let path = ctx.keystore.save(&file)?;
-    let v = Saved {
+    let v = SavedKey {
         name: name.to_string(),
         public_key: key.public_key(),
         file: path,

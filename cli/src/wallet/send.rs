@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cairn_api::{TxStatus, TxView};
+use cairn_cli::output::SignedFile;
 use cairn_ledger::{Payload, Role, SignedTransaction, Transaction};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::args::SendArgs;
 use super::ctx::Ctx;
@@ -123,12 +124,6 @@ pub fn payload(ctx: &Ctx, text: &str) -> R<Payload> {
     })
 }
 
-#[derive(Serialize)]
-struct Signed {
-    id: cairn_ledger::TxId,
-    file: PathBuf,
-}
-
 /// `cairn sign`.
 pub fn sign(
     ctx: &Ctx,
@@ -149,7 +144,7 @@ pub fn sign(
     .sign(&key);
     let text = serde_json::to_string_pretty(&tx).map_err(|e| fail(LOCAL, e.to_string()))?;
     std::fs::write(&out, text).map_err(|e| fail(LOCAL, format!("{}: {e}", out.display())))?;
-    let v = Signed {
+    let v = SignedFile {
         id: tx.id(),
         file: out,
     };
