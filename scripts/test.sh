@@ -5,11 +5,12 @@
 #   ./scripts/test.sh
 #
 # Needs: a Rust toolchain (cargo). Installs with apt-get, as root (or through sudo):
-# libclang-dev (RocksDB's bindings are generated with bindgen), g++ and pkg-config.
+# libclang-dev (RocksDB's bindings are generated with bindgen), g++ and pkg-config; for the
+# tests, prometheus (promtool) and python3-venv (openapi-spec-validator from PyPI in .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source scripts/deps.sh
+CAIRN_TEST_TOOLS=1 source scripts/deps.sh
 
 start=$SECONDS
 say "cargo fmt --check"

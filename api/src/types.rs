@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusView {
     /// Chain id.
     pub chain_id: String,
@@ -59,6 +60,7 @@ pub struct StatusView {
 
 /// What a node does in consensus, as its status says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRole {
     /// Raft leader or PBFT primary, working (it hears a quorum, nobody is ahead of it).
@@ -88,6 +90,7 @@ impl std::fmt::Display for NodeRole {
 
 /// Where a transaction stands on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TxStatus {
     /// In the node's mempool.
@@ -98,8 +101,25 @@ pub enum TxStatus {
     Rejected,
 }
 
+/// The body of `POST /api/v1/txs`: a signed transaction in its JSON form, or its canonical
+/// bytes (PROTOCOL.md §4) as hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum Submission {
+    /// `{"encoded": "<hex>"}`.
+    Encoded {
+        /// The encoded signed transaction, hex.
+        #[cfg_attr(feature = "openapi", schema(pattern = "^([0-9a-fA-F]{2})+$"))]
+        encoded: String,
+    },
+    /// The JSON form.
+    Json(SignedTransaction),
+}
+
 /// A block without its transactions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockSummary {
     /// Height.
     pub height: Height,
@@ -142,6 +162,7 @@ impl BlockSummary {
 
 /// `GET /api/v1/blocks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockPage {
     /// Newest first.
     pub blocks: Vec<BlockSummary>,
@@ -151,6 +172,7 @@ pub struct BlockPage {
 
 /// `GET /api/v1/blocks/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockView {
     /// Height.
     pub height: Height,
@@ -164,6 +186,7 @@ pub struct BlockView {
 
 /// Where a committed transaction is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReceiptView {
     /// Block height.
     pub height: Height,
@@ -177,6 +200,7 @@ pub struct ReceiptView {
 
 /// A rejection, as in errors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReasonView {
     /// Stable code.
     pub code: String,
@@ -196,6 +220,7 @@ impl ReasonView {
 
 /// `GET /api/v1/txs/{id}` and the answer to `POST /api/v1/txs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TxView {
     /// Transaction id.
     pub id: TxId,
@@ -213,6 +238,7 @@ pub struct TxView {
 
 /// `GET /api/v1/accounts/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     /// The account's key.
     pub id: PublicKey,
@@ -230,6 +256,7 @@ pub struct AccountView {
 
 /// One transaction of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountTx {
     /// Id.
     pub id: TxId,
@@ -243,6 +270,7 @@ pub struct AccountTx {
 
 /// `GET /api/v1/accounts/{id}/txs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountTxPage {
     /// Newest first.
     pub txs: Vec<AccountTx>,
@@ -252,6 +280,7 @@ pub struct AccountTxPage {
 
 /// `GET /api/v1/accounts/{id}/records/{key}`, and one entry of a record page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordView {
     /// The owning account.
     pub owner: PublicKey,
@@ -277,6 +306,7 @@ impl RecordView {
 
 /// `GET /api/v1/accounts/{id}/records`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordPage {
     /// In key order.
     pub records: Vec<RecordView>,
@@ -286,6 +316,7 @@ pub struct RecordPage {
 
 /// `GET /api/v1/validators`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorView {
     /// Position in the genesis list.
     pub index: usize,
@@ -303,6 +334,7 @@ pub struct ValidatorView {
 
 /// `GET /api/v1/peers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeerView {
     /// Key.
     pub public_key: PublicKey,
@@ -314,6 +346,7 @@ pub struct PeerView {
 
 /// An event of `GET /api/v1/events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChainEvent {
     /// A committed block, with its transaction ids.
@@ -345,6 +378,7 @@ impl ChainEvent {
 
 /// `GET /ready` when ready (503 with an error otherwise).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadyView {
     /// Always true here.
     pub ready: bool,
@@ -358,6 +392,7 @@ pub struct ReadyView {
 
 /// `GET /health` when healthy (503 with an error otherwise).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthView {
     /// Always `ok` here.
     pub status: String,

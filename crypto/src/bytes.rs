@@ -111,6 +111,25 @@ macro_rules! fixed_bytes {
             }
         }
 
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(format!(
+                        "{} bytes as {} hex digits (lowercase when the node writes them)",
+                        $len,
+                        2 * $len
+                    )))
+                    .pattern(Some(format!("^[0-9a-fA-F]{{{}}}$", 2 * $len)))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 if s.is_human_readable() {

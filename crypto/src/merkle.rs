@@ -58,6 +58,7 @@ fn next_level(level: &[Hash]) -> Vec<Hash> {
 
 /// Proof that a leaf sits at `index` in a tree of `leaf_count` leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerkleProof {
     /// Position of the leaf, from 0.
     pub index: u64,

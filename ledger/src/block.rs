@@ -16,6 +16,7 @@ pub const BLOCK_BYTES_MAX: usize = 32 << 20;
 
 /// A block hash: `SHA-256(tag "cairn/block/v1" ‖ encoded header)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct BlockHash(pub Hash);
 
@@ -40,6 +41,7 @@ impl std::str::FromStr for BlockHash {
 
 /// Everything a block commits to. The block hash covers exactly this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockHeader {
     /// The chain.
     pub chain_id: String,
@@ -71,6 +73,7 @@ impl BlockHeader {
 
 /// A header and the transactions it commits to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Block {
     /// The header.
     pub header: BlockHeader,
@@ -123,6 +126,7 @@ impl BlockHeader {
 
 /// The newest block of a store, as far as the ledger needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tip {
     /// Height (0: genesis only).
     pub height: Height,
@@ -136,6 +140,7 @@ pub struct Tip {
 
 /// Where a committed transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TxLocation {
     /// Block height.
     pub height: Height,
@@ -147,6 +152,7 @@ pub struct TxLocation {
 /// that would fail is left out of the block), so a receipt says where, and the sender's state
 /// after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     /// The transaction.
     pub tx_id: TxId,

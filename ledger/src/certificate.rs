@@ -10,6 +10,7 @@ use crate::genesis::{ConsensusKind, ValidatorSet};
 
 /// What a Raft leader signs to certify a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RaftCommitStatement {
     /// Block height.
     pub height: Height,
@@ -21,6 +22,7 @@ pub struct RaftCommitStatement {
 
 /// What a PBFT replica signs in its COMMIT message; 2f+1 of them make a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PbftCommitStatement {
     /// The view.
     pub view: u64,
@@ -47,6 +49,7 @@ impl PbftCommitStatement {
 /// Raft: the leader's signature. Under Raft's crash-fault model validators do not lie, so the
 /// leader's word that a majority stored the block is the certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RaftCertificate {
     /// Leader's term when the block committed.
     pub term: u64,
@@ -58,6 +61,7 @@ pub struct RaftCertificate {
 
 /// One validator's commit vote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitVote {
     /// The validator.
     pub validator: PublicKey,
@@ -67,6 +71,7 @@ pub struct CommitVote {
 
 /// PBFT: commit votes from a Byzantine quorum (2f+1) of distinct validators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PbftCertificate {
     /// The view the block committed in.
     pub view: u64,
@@ -78,6 +83,7 @@ pub struct PbftCertificate {
 
 /// Proof that a block committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommitCertificate {
     /// From a Raft chain.

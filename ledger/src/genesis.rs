@@ -20,6 +20,7 @@ pub const VALIDATORS_MAX: usize = 256;
 
 /// The genesis document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
     /// Names the chain; part of every signature. `[A-Za-z0-9._-]`, 1..=64 bytes.
@@ -37,6 +38,7 @@ pub struct Genesis {
 
 /// Which engine orders transactions, and how it is tuned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsensusConfig {
     /// Raft: crash faults, n = 2f+1.
@@ -47,6 +49,7 @@ pub enum ConsensusConfig {
 
 /// Which engine, without its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsensusKind {
     /// Raft.
@@ -77,6 +80,7 @@ impl ConsensusConfig {
 
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RaftParams {
     /// Lower bound of the randomized election timeout.
@@ -99,6 +103,7 @@ impl Default for RaftParams {
 
 /// PBFT tuning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PbftParams {
     /// A checkpoint every this many blocks (K).
@@ -119,6 +124,7 @@ impl Default for PbftParams {
 
 /// A validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Validator {
     /// A human name, for logs and tables.
@@ -131,6 +137,7 @@ pub struct Validator {
 
 /// An account at height 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GenesisAccount {
     /// The account's key.

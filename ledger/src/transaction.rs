@@ -14,6 +14,7 @@ pub const RECORD_VALUE_BYTES_MAX: usize = 2048;
 
 /// A transaction id: `SHA-256(tag "cairn/tx/id/v1" ‖ encoded unsigned transaction)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct TxId(pub Hash);
 
@@ -38,6 +39,7 @@ impl std::str::FromStr for TxId {
 
 /// What an account may do. Only members (accounts with a role) may send transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// May transfer and write records.
@@ -48,6 +50,7 @@ pub enum Role {
 
 /// The operation a transaction performs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Payload {
     /// Move `amount` from the sender to `to` (any key; the receiver need not be a member).
@@ -80,6 +83,7 @@ pub enum Payload {
 
 /// An unsigned transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transaction {
     /// The chain it is meant for; a transaction for another chain is rejected.
     pub chain_id: String,
@@ -110,6 +114,7 @@ impl Transaction {
 
 /// A transaction with its sender's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedTransaction {
     /// The transaction.
     pub tx: Transaction,

@@ -13,6 +13,7 @@ use crate::transaction::{
 
 /// Why a transaction was not accepted, executed or kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum TxRejection {
     // --- stateless ---

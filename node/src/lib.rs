@@ -22,7 +22,6 @@ pub mod engines;
 pub mod fatal;
 pub mod metrics;
 pub mod node;
-pub mod openapi;
 pub mod read_pool;
 pub mod reads;
 pub mod views;

@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         home: PathBuf,
     },
+    /// Print the API's OpenAPI document (what every node serves at /api/v1/openapi.json),
+    /// for client generators and API testers, without running a node.
+    Openapi,
     /// Print the node's public key and libp2p peer id.
     ShowKey {
         /// The node's home directory.
@@ -133,6 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     h.0.display()
                 );
             }
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", cairn_node::api::doc::json());
             Ok(())
         }
         Command::ShowKey { home, json } => print_key(&read_key(&Home(home).key())?, json),

@@ -44,7 +44,24 @@ fn sse_event(e: &ChainEvent) -> SseEvent {
         .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"))
 }
 
-/// `GET /events[?from_height=H]`.
+/// Server-sent events: `block` (a committed block with its transaction ids; the event's `id`
+/// is its height) and `tx_rejected` (live only). With `from_height`, or a reconnecting
+/// client's `Last-Event-ID` (which wins), committed blocks are replayed from there, then
+/// followed live; without either, live events only. Each event's `data` is one
+/// [`ChainEvent`] as JSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "chain",
+    params(
+        ("from_height" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Replay committed blocks from this height, then follow live."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last height a reconnecting client saw: replay resumes after it."),
+    ),
+    responses(
+        (status = 200, description = "An endless stream of events; each `data` is a ChainEvent.", content_type = "text/event-stream", body = ChainEvent),
+        (status = 400, description = "`bad_query`.", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,

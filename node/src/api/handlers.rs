@@ -15,7 +15,20 @@ use crate::views::*;
 
 type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
 
-/// `GET /blocks`.
+/// Blocks, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/blocks",
+    tag = "chain",
+    params(
+        ("before" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Only blocks below this height (the previous page's `next`)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of blocks.", body = BlockPage),
+        (status = 400, description = "`bad_query`: a malformed or out-of-range parameter.", body = ErrorBody),
+    )
+)]
 pub async fn blocks(State(s): State<AppState>, q: Q) -> ApiResult<BlockPage> {
     let q = query(q)?;
     let before = number(&q, "before")?;
@@ -25,7 +38,18 @@ pub async fn blocks(State(s): State<AppState>, q: Q) -> ApiResult<BlockPage> {
         .map(axum::Json)
 }
 
-/// `GET /blocks/{id}`: by height or hash.
+/// One block with its commit certificate, by height or hash.
+#[utoipa::path(
+    get,
+    path = "/api/v1/blocks/{id}",
+    tag = "chain",
+    params(("id" = String, Path, pattern = "^([0-9]{1,20}|[0-9a-fA-F]{64})$", description = "A height, or a block hash (64 hex digits).")),
+    responses(
+        (status = 200, description = "The block.", body = BlockView),
+        (status = 400, description = "`bad_block_id`: neither a height nor a hash.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such block on this node.", body = ErrorBody),
+    )
+)]
 pub async fn block(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -44,7 +68,19 @@ pub async fn block(
     read(&s, move |r| reads::block(r, at)).await.map(axum::Json)
 }
 
-/// `GET /txs/{id}`: committed from the store, else pending or rejected from the mempool.
+/// A transaction: committed (with its receipt and inclusion proof) from the store, else
+/// pending or recently rejected from this node's mempool.
+#[utoipa::path(
+    get,
+    path = "/api/v1/txs/{id}",
+    tag = "transactions",
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Transaction id (64 hex digits).")),
+    responses(
+        (status = 200, description = "The transaction and where it stands.", body = TxView),
+        (status = 400, description = "`bad_tx_id`: not 64 hex digits.", body = ErrorBody),
+        (status = 404, description = "`not_found`: not pending, committed or recently rejected here.", body = ErrorBody),
+    )
+)]
 pub async fn tx(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -73,7 +109,17 @@ pub async fn tx(
     }
 }
 
-/// `GET /accounts/{id}`.
+/// An account's balance, nonce and role (an unknown account reads as empty).
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{id}",
+    tag = "accounts",
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id: its public key (64 hex digits).")),
+    responses(
+        (status = 200, description = "The account at the committed height.", body = AccountView),
+        (status = 400, description = "`bad_account_id`: not 64 hex digits.", body = ErrorBody),
+    )
+)]
 pub async fn account(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -84,7 +130,22 @@ pub async fn account(
         .map(axum::Json)
 }
 
-/// `GET /accounts/{id}/txs`.
+/// An account's committed transactions (sent or received), newest first; a page ends on a
+/// block boundary.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{id}/txs",
+    tag = "accounts",
+    params(
+        ("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id (64 hex digits)."),
+        ("before" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Only blocks below this height (the previous page's `next`)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of the account's transactions.", body = AccountTxPage),
+        (status = 400, description = "`bad_account_id` or `bad_query`.", body = ErrorBody),
+    )
+)]
 pub async fn account_txs(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -99,7 +160,21 @@ pub async fn account_txs(
         .map(axum::Json)
 }
 
-/// `GET /accounts/{id}/records`.
+/// An account's records, in key order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{id}/records",
+    tag = "accounts",
+    params(
+        ("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id (64 hex digits)."),
+        ("after" = Option<String>, Query, description = "Only keys after this one (the previous page's `next`)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of records.", body = RecordPage),
+        (status = 400, description = "`bad_account_id` or `bad_query`.", body = ErrorBody),
+    )
+)]
 pub async fn records(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -114,7 +189,21 @@ pub async fn records(
         .map(axum::Json)
 }
 
-/// `GET /accounts/{id}/records/{key}`.
+/// One record of an account, committed state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{id}/records/{key}",
+    tag = "accounts",
+    params(
+        ("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id (64 hex digits)."),
+        ("key" = String, Path, min_length = 1, max_length = 128, description = "The record's key, percent-encoded."),
+    ),
+    responses(
+        (status = 200, description = "The record.", body = RecordView),
+        (status = 400, description = "`bad_account_id` or `bad_path`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: the account has no such record.", body = ErrorBody),
+    )
+)]
 pub async fn record(
     State(s): State<AppState>,
     p: Result<Path<(String, String)>, PathRejection>,

@@ -8,6 +8,7 @@
 //! including a path or query that does not decode, is `{"error":{"code","message"}}` with
 //! its status.
 
+pub mod doc;
 mod events;
 mod handlers;
 pub mod server;
@@ -152,6 +153,10 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .route("/ready", get(ready))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -254,6 +259,15 @@ fn core_stale(st: &Published) -> Option<String> {
 }
 
 /// Liveness: every part of the node runs and the consensus task reports.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "probes",
+    responses(
+        (status = 200, description = "Alive.", body = HealthView),
+        (status = 503, description = "`unhealthy`: the message names the part that failed.", body = ErrorBody),
+    )
+)]
 async fn health(State(s): State<AppState>) -> Response {
     if let Some(why) = s.failure.get() {
         return ApiError::new(503, ErrorCode::Unhealthy, why).into_response();
@@ -262,11 +276,23 @@ async fn health(State(s): State<AppState>) -> Response {
     if let Some(why) = core_stale(&st) {
         return ApiError::new(503, ErrorCode::Unhealthy, why).into_response();
     }
-    let _ = st;
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+    axum::Json(HealthView {
+        status: "ok".into(),
+    })
+    .into_response()
 }
 
-/// Readiness: see `core::status` for the rules; every failing one is named.
+/// Readiness: synced, a quorum of validators heard from in the last few seconds, and no stall
+/// while transactions wait (see `core::status`); every failing condition is named.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "probes",
+    responses(
+        (status = 200, description = "Ready.", body = ReadyView),
+        (status = 503, description = "`not_ready`: the message names every failing condition.", body = ErrorBody),
+    )
+)]
 async fn ready(State(s): State<AppState>) -> Response {
     let published = s.status.borrow().clone();
     if let Some(why) = s.failure.get().or_else(|| core_stale(&published)) {
@@ -274,39 +300,88 @@ async fn ready(State(s): State<AppState>) -> Response {
     }
     let st = published.view;
     if st.ready {
-        axum::Json(serde_json::json!({
-            "ready": true,
-            "height": st.height,
-            "peers": st.peers,
-            "heard": st.heard,
-        }))
+        axum::Json(ReadyView {
+            ready: true,
+            height: st.height,
+            peers: st.peers,
+            heard: st.heard,
+        })
         .into_response()
     } else {
         ApiError::new(503, ErrorCode::NotReady, st.not_ready.join("; ")).into_response()
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    responses((status = 200, description = "The metrics in Prometheus' text format (0.0.4), or OpenMetrics when the `Accept` header asks for `application/openmetrics-text`.", content_type = "text/plain", body = String))
+)]
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    use crate::metrics::{catch_up, exposition};
     use std::sync::atomic::Ordering::Relaxed;
     let c = s.net.counters();
     let m = &s.metrics;
-    m.refused_connections.set(c.refused.load(Relaxed) as i64);
-    m.misbehaving_peers.set(c.misbehaving.load(Relaxed) as i64);
-    m.dead_links.set(c.dead_links.load(Relaxed) as i64);
+    catch_up(&m.refused_connections, c.refused.load(Relaxed));
+    catch_up(&m.misbehaving_peers, c.misbehaving.load(Relaxed));
+    catch_up(&m.dead_links, c.dead_links.load(Relaxed));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = exposition::wants_openmetrics(accept);
+    let content_type = if openmetrics {
+        exposition::OPENMETRICS
+    } else {
+        exposition::TEXT
+    };
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.render(),
+        [(header::CONTENT_TYPE, content_type)],
+        m.render(openmetrics),
     )
         .into_response()
 }
 
+/// Counts each answer by route template (not the raw path: ids would make a series each),
+/// method and status, with its latency.
+async fn count_requests(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let start = std::time::Instant::now();
+    let r = next.run(req).await;
+    s.metrics.http(
+        &route,
+        &method,
+        r.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    r
+}
+
+/// This node's view of the chain and of itself.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "node",
+    responses((status = 200, description = "The node's status.", body = StatusView))
+)]
 async fn status(State(s): State<AppState>) -> axum::Json<StatusView> {
     axum::Json(s.status.borrow().view.clone())
 }
 
+/// The genesis validators, and whether this node reaches each.
+#[utoipa::path(
+    get,
+    path = "/api/v1/validators",
+    tag = "node",
+    responses((status = 200, description = "Every validator, in genesis order.", body = Vec<ValidatorView>))
+)]
 async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> {
     let st = s.status.borrow().view.clone();
     let v = s
@@ -326,6 +401,13 @@ async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> 
     Ok(axum::Json(v))
 }
 
+/// The peers this node is connected to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/peers",
+    tag = "node",
+    responses((status = 200, description = "Connected peers, by key.", body = Vec<PeerView>))
+)]
 async fn peers(State(s): State<AppState>) -> ApiResult<Vec<PeerView>> {
     let peers = s
         .net
@@ -344,10 +426,13 @@ async fn peers(State(s): State<AppState>) -> ApiResult<Vec<PeerView>> {
     Ok(axum::Json(v))
 }
 
+/// This document (OpenAPI 3.1), generated from the types the node serves.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "node",
+    responses((status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object))
+)]
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::DOCUMENT,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], doc::json()).into_response()
 }

@@ -81,6 +81,29 @@ async fn read_body(s: &AppState, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// `POST /txs[?wait=commit]`.
+/// Submit a signed transaction. The node checks it, admits it to its mempool and gossips it:
+/// 202 with the pending view. With `?wait=commit`, it answers once the transaction is final:
+/// 200 with the receipt, an error if it is rejected meanwhile, or 504 `wait_timeout` after the
+/// node's wait limit (it may still commit: follow it with `GET /api/v1/txs/{id}`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/txs",
+    tag = "transactions",
+    params(("wait" = Option<String>, Query, pattern = "^commit$", description = "`commit`: answer when the transaction is final.")),
+    request_body(content = Submission, content_type = "application/json", description = "A signed transaction (JSON form), or {\"encoded\": hex of its canonical bytes}."),
+    responses(
+        (status = 200, description = "With `wait=commit`: committed, with its receipt.", body = TxView),
+        (status = 202, description = "Admitted: pending in the mempool.", body = TxView),
+        (status = 400, description = "`invalid_json`, `invalid_transaction`, `bad_body` or `bad_query`.", body = ErrorBody),
+        (status = 403, description = "`not_member` or `not_admin`.", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the body did not arrive in time.", body = ErrorBody),
+        (status = 409, description = "`stale_nonce`, `already_committed`, `duplicate` or `nonce_in_use`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large` or `too_large`.", body = ErrorBody),
+        (status = 422, description = "A rule the transaction breaks: `wrong_chain`, `bad_signature`, `zero_amount`, `insufficient_balance`, …", body = ErrorBody),
+        (status = 503, description = "`mempool_full`, or `unavailable` (shutting down, or at a limit); retry.", body = ErrorBody),
+        (status = 504, description = "`wait_timeout`: still pending after the node's wait limit.", body = ErrorBody),
+    )
+)]
 pub async fn submit(
     State(s): State<AppState>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,

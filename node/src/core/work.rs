@@ -391,6 +391,8 @@ impl Work {
         m.mempool_bytes.set(mempool.bytes() as i64);
         m.heard_validators.set(readiness.heard as i64);
         m.ready.set(i64::from(readiness.ready));
+        let syncing = self.sync.is_behind(tip.height);
+        m.syncing.set(i64::from(syncing));
         if let Some(s) = engine {
             if s.round > m.round.get() as u64 && m.round.get() > 0 {
                 m.round_changes.inc();
@@ -419,7 +421,7 @@ impl Work {
             validators: self.validators.len(),
             mempool_txs: mempool.len(),
             mempool_bytes: mempool.bytes(),
-            syncing: self.sync.is_behind(tip.height),
+            syncing,
             known_height: self.sync.known(),
             ready: readiness.ready,
             not_ready: readiness.reasons,

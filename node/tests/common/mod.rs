@@ -1,6 +1,8 @@
 //! A network of real `cairn-node` processes on 127.0.0.1 with ephemeral ports and temp dirs.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +14,24 @@ use cairn_ledger::{
     Transaction,
 };
 use serde_json::Value;
+
+/// Reads an answer, checks it against the API's contract (panicking if it breaks it), and
+/// returns its status and JSON (or its text as a JSON string).
+async fn answer(method: &str, path: &str, r: reqwest::Response) -> (u16, Value) {
+    let code = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = r.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if let Err(e) = contract::Contract::get().check(method, path, code, &ct, &v) {
+        panic!("the answer breaks the API's documented contract: {e}");
+    }
+    (code, v)
+}
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the node to take).
 pub fn free_port() -> u16 {
@@ -330,6 +350,7 @@ impl Net {
         }
     }
 
+    /// GET `path` from node `i`; the answer is checked against the OpenAPI document.
     pub async fn get(&self, i: usize, path: &str) -> (u16, Value) {
         let r = self
             .http
@@ -337,12 +358,7 @@ impl Net {
             .send()
             .await
             .expect("request");
-        let code = r.status().as_u16();
-        let text = r.text().await.expect("body");
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer("GET", path, r).await
     }
 
     pub async fn try_get(&self, i: usize, path: &str) -> Option<Value> {
@@ -358,6 +374,7 @@ impl Net {
         r.json().await.ok()
     }
 
+    /// POST `body` to `path` on node `i`; the answer is checked against the OpenAPI document.
     pub async fn post(&self, i: usize, path: &str, body: Vec<u8>) -> (u16, Value) {
         let r = self
             .http
@@ -367,12 +384,7 @@ impl Net {
             .send()
             .await
             .expect("request");
-        let code = r.status().as_u16();
-        let text = r.text().await.expect("body");
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer("POST", path, r).await
     }
 
     pub async fn submit(&self, i: usize, tx: &SignedTransaction, wait: bool) -> (u16, Value) {

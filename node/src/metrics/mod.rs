@@ -1,11 +1,21 @@
-//! Prometheus metrics (`GET /metrics`).
+//! Prometheus metrics (`GET /metrics`): the node's own (`cairn_*`, cumulative counts as
+//! `_total` counters), `cairn_build_info`, HTTP requests by route and status, and the
+//! standard `process_*` metrics. Served in Prometheus' text format, or OpenMetrics to a
+//! scraper that asks for it ([`exposition`]).
 
-use prometheus_client::encoding::text::encode;
+pub mod exposition;
+mod process;
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+/// Labels of a metric family.
+type Labels = Vec<(String, String)>;
 
 /// Every metric the node exports.
 pub struct Metrics {
@@ -36,16 +46,22 @@ pub struct Metrics {
     pub bad_messages: Counter,
     /// Gossiped transactions dropped because the verification queue was full.
     pub dropped_gossip: Counter,
-    /// Inbound connections refused (key not allow-listed), from the network.
-    pub refused_connections: Gauge,
+    /// Inbound connections refused (key not allow-listed), from the network's count.
+    pub refused_connections: Counter,
     /// Peers disconnected for sending oversized or undecodable data.
-    pub misbehaving_peers: Gauge,
+    pub misbehaving_peers: Counter,
     /// Links disconnected because their pings failed.
-    pub dead_links: Gauge,
+    pub dead_links: Counter,
     /// Validators heard from in the last few seconds (this node included).
     pub heard_validators: Gauge,
     /// 1 when the node is ready, 0 when not.
     pub ready: Gauge,
+    /// 1 while the node catches up by block sync.
+    pub syncing: Gauge,
+    /// HTTP requests answered, by route, method and status.
+    pub http_requests: Family<Labels, Counter>,
+    /// Time to answer an HTTP request (for the event stream: to open it), by route and method.
+    pub http_duration: Family<Labels, Histogram, fn() -> Histogram>,
     /// Time between consecutive blocks.
     pub block_interval: Histogram,
     /// Admission here to commit, for transactions submitted to this node.
@@ -59,10 +75,26 @@ fn buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+fn http_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+    ])
+}
+
+/// Raises a counter to a cumulative count kept elsewhere (the network's).
+pub fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
 impl Metrics {
     /// A registry with every metric at zero.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("cairn");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("cairn");
         let m = Metrics {
             height: Gauge::default(),
             round: Gauge::default(),
@@ -77,11 +109,14 @@ impl Metrics {
             verified_txs: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
-            refused_connections: Gauge::default(),
-            misbehaving_peers: Gauge::default(),
-            dead_links: Gauge::default(),
+            refused_connections: Counter::default(),
+            misbehaving_peers: Counter::default(),
+            dead_links: Counter::default(),
             heard_validators: Gauge::default(),
             ready: Gauge::default(),
+            syncing: Gauge::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(http_histogram),
             block_interval: Histogram::new(buckets()),
             commit_latency: Histogram::new(buckets()),
             registry: Registry::default(),
@@ -157,6 +192,29 @@ impl Metrics {
             m.ready.clone(),
         );
         registry.register(
+            "syncing",
+            "1 while the node catches up by block sync",
+            m.syncing.clone(),
+        );
+        registry.register(
+            "build",
+            "The software: version and the commit it was built from",
+            Info::new(vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("commit".to_string(), env!("CAIRN_GIT_COMMIT").to_string()),
+            ]),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (the event stream: to open it), by route and method",
+            m.http_duration.clone(),
+        );
+        registry.register(
             "block_interval_seconds",
             "Time between consecutive committed blocks",
             m.block_interval.clone(),
@@ -166,7 +224,25 @@ impl Metrics {
             "From admission on this node to commit",
             m.commit_latency.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// Counts an answered HTTP request.
+    pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let label = |k: &str, v: &str| (k.to_string(), v.to_string());
+        self.http_requests
+            .get_or_create(&vec![
+                label("route", route),
+                label("method", method),
+                label("status", &status.to_string()),
+            ])
+            .inc();
+        self.http_duration
+            .get_or_create(&vec![label("route", route), label("method", method)])
+            .observe(seconds);
     }
 
     /// Counts a rejection.
@@ -176,12 +252,17 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// Every metric, in OpenMetrics or (by default) Prometheus' text format.
+    pub fn render(&self, openmetrics: bool) -> String {
         let mut s = String::new();
         // Writing to a String cannot fail.
-        let _ = encode(&mut s, &self.registry);
-        s
+        let _ = encode_registry(&mut s, &self.registry);
+        if openmetrics {
+            let _ = encode_eof(&mut s);
+            s
+        } else {
+            exposition::to_text_format(&s)
+        }
     }
 }
 
