@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         home: PathBuf,
     },
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Print the API's OpenAPI document (what every node serves at /api/v1/openapi.json),
     /// for client generators and API testers, without running a node.
     Openapi,
@@ -58,6 +61,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check config.toml (with CAIRN_* environment overrides), genesis.json and the node key,
+    /// addresses included, without opening the store or the network.
+    #[command(
+        after_help = "Example:\n  cairn-node config validate --home n0\n  CAIRN_API_LISTEN=0.0.0.0:8000 cairn-node config validate --home n0"
+    )]
+    Validate {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Print the configuration in effect (the file with the environment applied), commented.
+    #[command(after_help = "Example:\n  cairn-node config show --home n0")]
+    Show {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+/// Loads HOME's config, saying what to do when there is no home.
+fn load_config(h: &Home) -> anyhow::Result<Config> {
+    if !h.config().exists() && !h.0.exists() {
+        anyhow::bail!(
+            "{} does not exist: create a node home with `cairn-node init --home {}`",
+            h.0.display(),
+            h.0.display()
+        );
+    }
+    Ok(Config::load(&h.config())?)
 }
 
 fn print_key(key: &SigningKey, json: bool) -> anyhow::Result<()> {
@@ -115,16 +151,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let h = Home(home);
+            let mut cfg = Config {
+                moniker,
+                ..Config::default()
+            };
+            cfg.p2p.listen = p2p_listen;
+            cfg.api.listen = api_listen;
+            cfg.check()
+                .map_err(|e| anyhow::anyhow!("{e} (given on the command line)"))?;
             std::fs::create_dir_all(&h.0).with_context(|| format!("creating {}", h.0.display()))?;
             let key = SigningKey::generate();
             write_new_key(&h.key(), &key)?;
             if !h.config().exists() {
-                let mut cfg = Config {
-                    moniker,
-                    ..Config::default()
-                };
-                cfg.p2p.listen = p2p_listen;
-                cfg.api.listen = api_listen;
                 std::fs::write(h.config(), cfg.to_toml())
                     .with_context(|| format!("writing {}", h.config().display()))?;
             }
@@ -138,6 +176,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Config(ConfigCmd::Validate { home }) => {
+            let h = Home(home);
+            let cfg = load_config(&h)?;
+            let p = cairn_node::node::preflight(&h, &cfg)?;
+            println!(
+                "{} is valid: chain {} ({}, {} validators); this node {} is {}; p2p on {}, API on {}",
+                h.0.display(),
+                p.genesis.chain_id,
+                p.genesis.consensus.kind(),
+                p.genesis.validators.len(),
+                p.key.public_key(),
+                if p.is_validator() {
+                    "a validator"
+                } else {
+                    "an observer"
+                },
+                cfg.p2p.listen,
+                cfg.api.listen
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Show { home }) => {
+            let cfg = load_config(&Home(home))?;
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", cairn_node::api::doc::json());
             Ok(())
@@ -145,14 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ShowKey { home, json } => print_key(&read_key(&Home(home).key())?, json),
         Command::Run { home } => {
             let h = Home(home);
-            if !h.config().exists() && !h.0.exists() {
-                anyhow::bail!(
-                    "{} does not exist: create a node home with `cairn-node init --home {}`",
-                    h.0.display(),
-                    h.0.display()
-                );
-            }
-            let cfg = Config::load(&h.config())?;
+            let cfg = load_config(&h)?;
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -39,8 +39,27 @@ use crate::views::{Published, StatusView};
 /// How long the network may keep sending after the core stopped (the last gossip).
 const NETWORK_DRAIN: Duration = Duration::from_millis(500);
 
-/// Runs the node in `home` until SIGINT or SIGTERM, or until a part of it fails.
-pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
+/// What a node needs before it opens anything, checked.
+pub struct Preflight {
+    /// The node's key.
+    pub key: SigningKey,
+    /// The chain.
+    pub genesis: Genesis,
+    /// `p2p.observers`, parsed.
+    pub observers: Vec<PublicKey>,
+}
+
+impl Preflight {
+    /// Whether this node is a genesis validator (else an observer).
+    pub fn is_validator(&self) -> bool {
+        let me = self.key.public_key();
+        self.genesis.validators.iter().any(|v| v.public_key == me)
+    }
+}
+
+/// Reads and checks the key and the genesis against the (already checked) config: what `run`
+/// does before opening the store, and all of what `config validate` does.
+pub fn preflight(home: &Home, config: &Config) -> anyhow::Result<Preflight> {
     let key = read_key(&home.key())?;
     let genesis = Genesis::load(&home.genesis())
         .with_context(|| format!("reading {}", home.genesis().display()))?;
@@ -54,7 +73,12 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             )
         })?);
     }
-    if !genesis.validators.iter().any(|v| v.public_key == me) && !observers.contains(&me) {
+    let p = Preflight {
+        key,
+        genesis,
+        observers,
+    };
+    if !p.is_validator() && !p.observers.contains(&me) {
         bail!(
             "this node's key {me} is neither a validator in {} nor listed in p2p.observers in {}: \
              the validators would refuse its connections. Run it with a validator's key, or add \
@@ -63,6 +87,17 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
             home.config().display()
         );
     }
+    Ok(p)
+}
+
+/// Runs the node in `home` until SIGINT or SIGTERM, or until a part of it fails.
+pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
+    let Preflight {
+        key,
+        genesis,
+        observers,
+    } = preflight(&home, &config)?;
+    let me = key.public_key();
     let store = open_store(&home, &genesis)?;
     let reader = store.reader();
     let ledger = Ledger::open(store, genesis.clone()).context("opening the ledger")?;

@@ -409,6 +409,39 @@ fn parse_addr(a: &str) -> Result<Multiaddr, P2pError> {
         })
 }
 
+/// A peer's address: a multiaddr ending in `/p2p/<peer id>`.
+fn peer_address(a: &str) -> Result<(PeerId, Multiaddr), P2pError> {
+    let addr = parse_addr(a)?;
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, addr)),
+        _ => Err(P2pError::BadAddress {
+            addr: a.to_string(),
+            reason: "must end in /p2p/<peer id>".into(),
+        }),
+    }
+}
+
+/// Checks an address to listen on: a multiaddr with a TCP port, such as
+/// `/ip4/0.0.0.0/tcp/26000`.
+pub fn check_listen_address(a: &str) -> Result<(), P2pError> {
+    let addr = parse_addr(a)?;
+    if !addr
+        .iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
+    {
+        return Err(P2pError::BadAddress {
+            addr: a.to_string(),
+            reason: "needs a TCP port, as in /ip4/0.0.0.0/tcp/26000".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a peer's address to dial: a multiaddr ending in `/p2p/<peer id>`.
+pub fn check_peer_address(a: &str) -> Result<(), P2pError> {
+    peer_address(a).map(|_| ())
+}
+
 fn setup<E: std::fmt::Display>(e: E) -> P2pError {
     P2pError::Setup(e.to_string())
 }
@@ -423,13 +456,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
     }
     let mut bootstrap = Vec::new();
     for a in &cfg.bootstrap {
-        let addr = parse_addr(a)?;
-        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
-            return Err(P2pError::BadAddress {
-                addr: a.clone(),
-                reason: "must end in /p2p/<peer id>".into(),
-            });
-        };
+        let (peer, addr) = peer_address(a)?;
         if peer != me {
             bootstrap.push((peer, addr));
         }

@@ -1,4 +1,7 @@
-//! `config.toml` and the node key file.
+//! `config.toml` (with `CAIRN_*` environment overrides, see [`settings`]) and the node key
+//! file.
+
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +27,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A `CAIRN_*` environment variable that names no setting or has a bad value.
+    #[error("{0}")]
+    Environment(String),
     /// `init` would overwrite a key.
     #[error("{0} already exists: refusing to overwrite a node key")]
     KeyExists(PathBuf),
@@ -199,19 +205,60 @@ impl Default for LogConfig {
 }
 
 impl Config {
-    /// Reads and checks `path`.
+    /// Reads `path`, applies the `CAIRN_*` environment variables over it, and checks the
+    /// result, addresses included.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, std::env::vars())
+    }
+
+    /// [`Config::load`] with the given environment.
+    pub fn load_with(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         let invalid = |reason: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
         };
-        let cfg: Config = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let applied = settings::apply_env(&mut table, env).map_err(ConfigError::Environment)?;
+        let cfg: Config = table.try_into().map_err(|e: toml::de::Error| {
+            let why = e.message().to_string();
+            if applied.is_empty() {
+                invalid(why)
+            } else {
+                invalid(format!(
+                    "{why} (with {} from the environment)",
+                    applied.join(", ")
+                ))
+            }
+        })?;
         cfg.check().map_err(invalid)?;
         Ok(cfg)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Checks every value, addresses included.
+    pub fn check(&self) -> Result<(), String> {
+        check_log_level(&self.log.level)?;
+        cairn_p2p::check_listen_address(&self.p2p.listen)
+            .map_err(|e| format!("p2p.listen: {e}"))?;
+        for b in &self.p2p.bootstrap {
+            cairn_p2p::check_peer_address(b).map_err(|e| format!("p2p.bootstrap: {e}"))?;
+        }
+        for o in &self.p2p.observers {
+            o.parse::<cairn_crypto::PublicKey>()
+                .map_err(|_| format!("p2p.observers: {o:?} is not a public key (64 hex digits)"))?;
+        }
+        self.api
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                format!(
+                    "api.listen: {:?} is not an address and port such as 127.0.0.1:8000",
+                    self.api.listen
+                )
+            })?;
         if self.consensus.tick_ms == 0 || self.consensus.tick_ms > 10_000 {
             return Err("consensus.tick_ms must be in 1..=10000".into());
         }
@@ -252,14 +299,41 @@ impl Config {
         Ok(())
     }
 
-    /// The file `init` writes: every setting, with what it does.
+    /// The file `init` writes: every setting, with what it means, its unit and default.
     pub fn to_toml(&self) -> String {
-        let body = toml::to_string_pretty(self).unwrap_or_default();
-        format!(
-            "# Cairn node configuration. Every key is optional; see README.md (Configuration).\n\
-             # The chain (validators, consensus engine and its timing) is in genesis.json.\n\n{body}"
-        )
+        settings::commented_toml(self)
     }
+}
+
+/// The levels `log.level` may name.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks `log.level`: comma-separated directives, each a level or `target=level`. (tracing
+/// would read a lone word such as "verbose" as a target and log nothing.)
+fn check_log_level(level: &str) -> Result<(), String> {
+    let bad = |d: &str| {
+        format!(
+            "log.level: {d:?} is neither a level ({}) nor a target=level directive such as \
+             cairn_node=debug",
+            LEVELS.join(", ")
+        )
+    };
+    let mut any = false;
+    for d in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        any = true;
+        let lvl = match d.rsplit_once('=') {
+            Some((target, l)) if !target.is_empty() => l,
+            Some(_) => return Err(bad(d)),
+            None => d,
+        };
+        if !LEVELS.contains(&lvl.to_ascii_lowercase().as_str()) {
+            return Err(bad(d));
+        }
+    }
+    if !any {
+        return Err(bad(level));
+    }
+    Ok(())
 }
 
 /// Paths inside a node's home directory.
@@ -336,6 +410,46 @@ mod tests {
         assert_eq!(partial.api.listen, "127.0.0.1:0");
         assert_eq!(partial.consensus, ConsensusConfig::default());
         assert!(toml::from_str::<Config>("[api]\nlistn = 1\n").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_they_belong_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        let load = |text: &str, env: &[(&str, &str)]| {
+            std::fs::write(&path, text).expect("write");
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            Config::load_with(&path, env).map_err(|e| e.to_string())
+        };
+        assert!(load("", &[]).is_ok());
+        assert!(load("[log]\nlevel = \"info,cairn_node=debug\"\n", &[]).is_ok());
+        for (text, needle) in [
+            ("[log]\nlevel = \"verbose\"\n", "log.level"),
+            ("[log]\nlevel = \"\"\n", "log.level"),
+            ("[p2p]\nlisten = \"127.0.0.1:26000\"\n", "p2p.listen"),
+            ("[p2p]\nlisten = \"/ip4/127.0.0.1/udp/1\"\n", "p2p.listen"),
+            (
+                "[p2p]\nbootstrap = [\"/ip4/1.2.3.4/tcp/1\"]\n",
+                "p2p.bootstrap",
+            ),
+            ("[p2p]\nobservers = [\"abc\"]\n", "p2p.observers"),
+            ("[api]\nlisten = \"localhost\"\n", "api.listen"),
+            ("[api]\nlisten = 8000\n", "invalid type"),
+        ] {
+            let e = load(text, &[]).expect_err(text);
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+        // The environment wins, and its mistakes are named too.
+        let c = load(
+            "[api]\nlisten = \"127.0.0.1:1\"\n",
+            &[("CAIRN_API_LISTEN", "0.0.0.0:2")],
+        )
+        .expect("loads");
+        assert_eq!(c.api.listen, "0.0.0.0:2");
+        let e = load("", &[("CAIRN_LOG_LEVEL", "verbose")]).expect_err("refused");
+        assert!(e.contains("log.level"), "{e}");
+        let e = load("", &[("CAIRN_LOG_LEVL", "info")]).expect_err("refused");
+        assert!(e.contains("CAIRN_LOG_LEVL"), "{e}");
     }
 
     #[test]
