@@ -254,6 +254,11 @@ impl Client {
             .await
     }
 
+    /// `GET /api/v1/genesis`: the node's word for it; check its hash before trusting it.
+    pub async fn genesis(&self) -> Result<cairn_ledger::Genesis, ClientError> {
+        self.get("/api/v1/genesis").await
+    }
+
     /// `GET /api/v1/validators`.
     pub async fn validators(&self) -> Result<Vec<ValidatorView>, ClientError> {
         self.get("/api/v1/validators").await

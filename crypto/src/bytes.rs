@@ -158,3 +158,33 @@ macro_rules! fixed_bytes {
     };
 }
 pub(crate) use fixed_bytes;
+
+/// Serde for a variable-length byte string (`#[serde(with = "cairn_crypto::hex_bytes")]`):
+/// a hex string in text formats (JSON: lowercase written, either case or a `0x` prefix read),
+/// and in the binary codec exactly what `Vec<u8>` is (a `u64` length, then the bytes), so
+/// encodings, ids and signatures do not depend on it.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes `v`.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(v))
+        } else {
+            v.serialize(s)
+        }
+    }
+
+    /// Reads a byte string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            let h = s.strip_prefix("0x").unwrap_or(&s);
+            hex::decode(h).map_err(|e| {
+                serde::de::Error::custom(format!("expected bytes as a hex string: {e}"))
+            })
+        } else {
+            Vec::<u8>::deserialize(d)
+        }
+    }
+}

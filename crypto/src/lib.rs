@@ -20,7 +20,7 @@ mod keys;
 pub mod merkle;
 mod verify;
 
-pub use bytes::ParseHexError;
+pub use bytes::{ParseHexError, hex_bytes};
 pub use hash::{Domain, Hash};
 pub use keys::{PublicKey, Signature, SignatureError, SigningKey, signing_bytes};
 pub use verify::{BatchVerifier, verify_batch};

@@ -64,7 +64,12 @@ pub enum Payload {
     PutRecord {
         /// 1..=128 bytes of UTF-8.
         key: String,
-        /// Up to 2048 bytes.
+        /// Up to 2048 bytes; hex in JSON.
+        #[serde(with = "cairn_crypto::hex_bytes")]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(value_type = String, pattern = "^([0-9a-fA-F]{2}){0,2048}$")
+        )]
         value: Vec<u8>,
     },
     /// Make `account` a member with `role`, or change its role (admins only).

@@ -8,10 +8,10 @@
 use cairn_crypto::{Hash, SigningKey, codec, merkle, signing_bytes};
 use cairn_ledger::certificate::{PbftCommitStatement, RaftCommitStatement};
 use cairn_ledger::domains;
-use cairn_ledger::state::{Account, StateKey};
+use cairn_ledger::state::{Account, StateKey, WriteSet, next_state_root};
 use cairn_ledger::{
     BlockParams, ConsensusConfig, Genesis, GenesisAccount, Ledger, MemoryStore, Payload,
-    PbftParams, Role, Transaction, Validator, VerifiedTransaction,
+    PbftParams, RaftParams, Role, Transaction, Validator, VerifiedTransaction,
 };
 use serde_json::{Value, json};
 
@@ -174,6 +174,83 @@ fn vectors() -> Value {
         .commit(built.block, cert.clone(), built.execution)
         .expect("commit");
 
+    // A Raft chain: its genesis, a block and the leader's certificate.
+    let raft_genesis = Genesis {
+        chain_id: "cairn-vectors-raft".into(),
+        consensus: ConsensusConfig::Raft(RaftParams::default()),
+        ..genesis.clone()
+    };
+    let raft_ledger = Ledger::open(MemoryStore::new(), raft_genesis.clone()).expect("open");
+    let raft_tx = Transaction {
+        chain_id: raft_genesis.chain_id.clone(),
+        sender: alice.public_key(),
+        nonce: 0,
+        payload: Payload::Transfer {
+            to: bob.public_key(),
+            amount: 7,
+        },
+    }
+    .sign(&alice);
+    let raft_built = raft_ledger
+        .build_block(
+            &[VerifiedTransaction::trusted(raft_tx.clone())],
+            BlockParams {
+                proposer: validator.public_key(),
+                round: 3,
+                timestamp_ms: 1_767_225_601_000,
+                max_txs: 10,
+            },
+        )
+        .expect("build");
+    let raft_header = raft_built.block.header.clone();
+    let raft_statement = RaftCommitStatement {
+        height: 1,
+        block_hash: raft_header.hash(),
+        term: 3,
+    };
+    let raft_cert = cairn_ledger::CommitCertificate::Raft(cairn_ledger::RaftCertificate {
+        term: 3,
+        leader: validator.public_key(),
+        signature: raft_statement.sign(&raft_genesis.chain_id, &validator),
+    });
+    raft_cert
+        .verify(
+            &raft_genesis.chain_id,
+            raft_genesis.consensus.kind(),
+            &raft_genesis.validator_set(),
+            1,
+            &raft_header.hash(),
+        )
+        .expect("the Raft certificate verifies");
+
+    // A tree of five leaves: the last node is carried up unchanged on two levels.
+    let odd: Vec<Hash> = (0u8..5).map(|i| Hash::sha256(&[i])).collect();
+    let odd_proofs: Vec<Value> = [2usize, 4]
+        .iter()
+        .map(|&i| {
+            let p = merkle::prove(&odd, i).expect("a leaf");
+            assert!(p.verify(&odd[i], &merkle::root(&odd)));
+            serde_json::to_value(&p).expect("json")
+        })
+        .collect();
+
+    // A write set with a deletion (`None`); no transaction deletes today, the form is fixed.
+    let mut with_deletion = WriteSet::new();
+    with_deletion.insert(
+        StateKey::Account(bob.public_key()).to_bytes(),
+        Some(codec::encode(&Account {
+            balance: 5,
+            nonce: 1,
+            role: None,
+        })),
+    );
+    with_deletion.insert(
+        StateKey::Record(alice.public_key(), "greeting".into()).to_bytes(),
+        None,
+    );
+    let deletion_entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = with_deletion.iter().collect();
+    let deletion_root = next_state_root(&header.state_root, 2, &with_deletion);
+
     json!({
         "about": "Cairn protocol test vectors; see docs/PROTOCOL.md. Seeds are RFC 8032 secret keys.",
         "domains": {
@@ -217,6 +294,36 @@ fn vectors() -> Value {
             "raft_commit_statement": { "encoding": h(&codec::encode(&raft)), "signature": raft.sign(chain, &validator).to_string() },
             "pbft_commit_statement": { "encoding": h(&codec::encode(&pbft)), "signature": pbft.sign(chain, &validator).to_string() },
             "pbft_certificate_encoding": h(&codec::encode(&cert)),
+            "pbft_certificate": serde_json::to_value(&cert).expect("json"),
+        },
+        "raft_chain": {
+            "genesis_json": serde_json::to_value(&raft_genesis).expect("json"),
+            "genesis_encoding": h(&codec::encode(&raft_genesis)),
+            "genesis_hash": raft_genesis.hash().to_string(),
+            "genesis_state_root": raft_ledger.tip().state_root.to_string(),
+            "block_1_transaction": serde_json::to_value(&raft_tx).expect("json"),
+            "block_1_header": serde_json::to_value(&raft_header).expect("json"),
+            "block_1_header_encoding": h(&codec::encode(&raft_header)),
+            "block_1_hash": raft_header.hash().to_string(),
+            "raft_commit_statement_encoding": h(&codec::encode(&raft_statement)),
+            "certificate": serde_json::to_value(&raft_cert).expect("json"),
+            "certificate_encoding": h(&codec::encode(&raft_cert)),
+        },
+        "merkle_odd": {
+            "leaves": odd.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "root": merkle::root(&odd).to_string(),
+            "proof_of_index_2": odd_proofs[0],
+            "proof_of_index_4": odd_proofs[1],
+        },
+        "state_root_with_deletion": {
+            "previous_root": header.state_root.to_string(),
+            "height": 2,
+            "writes": with_deletion
+                .iter()
+                .map(|(k, v)| json!({ "key": h(k), "value": v.as_deref().map(h) }))
+                .collect::<Vec<_>>(),
+            "writes_encoding": h(&codec::encode(&deletion_entries)),
+            "state_root": deletion_root.to_string(),
         },
     })
 }
@@ -259,5 +366,22 @@ fn vectors_decode_back() {
             "{name}"
         );
         assert_eq!(s.verify_signature(), Ok(()), "{name}");
+        // The JSON form reads back to the same transaction (record values as hex).
+        let from_json: Transaction =
+            serde_json::from_value(t["transaction"].clone()).expect("the JSON form");
+        assert_eq!(from_json, s.tx, "{name}");
     }
+    let raft = &v["raft_chain"];
+    let cert_bytes = hex::decode(raft["certificate_encoding"].as_str().expect("hex")).expect("hex");
+    let cert: cairn_ledger::CommitCertificate = codec::decode(&cert_bytes).expect("certificate");
+    assert_eq!(
+        serde_json::to_value(&cert).expect("json"),
+        raft["certificate"],
+        "the encoding and the JSON form are one certificate"
+    );
+    let genesis: Genesis = serde_json::from_value(raft["genesis_json"].clone()).expect("genesis");
+    assert_eq!(
+        hex::encode(codec::encode(&genesis)),
+        raft["genesis_encoding"].as_str().expect("hex")
+    );
 }

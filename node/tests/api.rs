@@ -433,7 +433,7 @@ async fn every_documented_route_answers_as_documented() {
         .to_string();
     let tx_id = submitted["id"].as_str().expect("id").to_string();
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 16, "every route is documented");
+    assert_eq!(paths.len(), 17, "every route is documented");
     for (path, ops) in paths {
         for (method, op) in ops.as_object().expect("ops") {
             assert!(
@@ -477,6 +477,11 @@ async fn every_documented_route_answers_as_documented() {
             assert_eq!(code, 200, "{path}: {v}");
         }
     }
+    // The genesis served is the chain's: same hash as the node's status says.
+    let (code, g) = net.get(0, "/api/v1/genesis").await;
+    assert_eq!(code, 200);
+    let g: cairn_ledger::Genesis = serde_json::from_value(g).expect("a genesis");
+    assert_eq!(g.hash(), net.genesis.hash());
     // A wrong method is a documented 405 on every route.
     let (code, e) = net.post(0, "/api/v1/status", b"{}".to_vec()).await;
     assert_eq!((code, err_code(&e)), (405, "method_not_allowed"));

@@ -30,6 +30,7 @@ behind the JSON.";
         super::handlers::account_txs,
         super::handlers::records,
         super::handlers::record,
+        super::genesis,
         super::validators,
         super::peers,
         super::events::events,

@@ -128,6 +128,7 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .route("/accounts/{id}/txs", get(handlers::account_txs))
         .route("/accounts/{id}/records", get(handlers::records))
         .route("/accounts/{id}/records/{key}", get(handlers::record))
+        .route("/genesis", get(genesis))
         .route("/validators", get(validators))
         .route("/peers", get(peers))
         .route("/events", get(events::events))
@@ -373,6 +374,18 @@ async fn count_requests(
 )]
 async fn status(State(s): State<AppState>) -> axum::Json<StatusView> {
     axum::Json(s.status.borrow().view.clone())
+}
+
+/// The chain's genesis document, as in `genesis.json`. A verifying client checks that its
+/// hash (PROTOCOL.md §9) is the one it expects before trusting the validators in it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/genesis",
+    tag = "chain",
+    responses((status = 200, description = "The genesis document.", body = cairn_ledger::Genesis))
+)]
+async fn genesis(State(s): State<AppState>) -> axum::Json<cairn_ledger::Genesis> {
+    axum::Json(s.genesis.as_ref().clone())
 }
 
 /// The genesis validators, and whether this node reaches each.
