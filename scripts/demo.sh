@@ -51,7 +51,8 @@ wallet verify "$height" --genesis "$DIR/genesis.json"
 
 cat <<NEXT
 
-The network is still running. Try:
+The network is still running. Open the block explorer any node serves: $node0/
+Try:
   export CAIRN_NODE=$node0 CAIRN_KEYSTORE=$DIR/accounts
   $BIN/cairn status                                   # this node's view
   $BIN/cairn blocks                                   # recent blocks

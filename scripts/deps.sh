@@ -2,12 +2,13 @@
 # CAIRN_TEST_TOOLS=1 (scripts/test.sh) what the tests need too.
 #   - libclang-dev, g++, pkg-config: RocksDB's bundled build (bindgen needs libclang);
 #   - tests: prometheus (`promtool check metrics`; the package starts no service by itself),
-#     python3-venv (a venv in .tools/venv for openapi-spec-validator, from PyPI, pinned).
+#     chromium (the explorer page, headless), python3-venv (a venv in .tools/venv for
+#     openapi-spec-validator, from PyPI, pinned).
 say() { printf '\n==> %s\n' "$*"; }
 
 missing=()
 packages=(libclang-dev g++ pkg-config)
-[[ ${CAIRN_TEST_TOOLS:-} == 1 ]] && packages+=(prometheus python3-venv)
+[[ ${CAIRN_TEST_TOOLS:-} == 1 ]] && packages+=(prometheus chromium python3-venv)
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done

@@ -6,7 +6,8 @@
 #
 # Needs: a Rust toolchain (cargo). Installs with apt-get, as root (or through sudo):
 # libclang-dev (RocksDB's bindings are generated with bindgen), g++ and pkg-config; for the
-# tests, prometheus (promtool) and python3-venv (openapi-spec-validator from PyPI in .tools/).
+# tests, prometheus (promtool), chromium (headless, for the explorer page) and python3-venv
+# (openapi-spec-validator from PyPI in .tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -19,6 +19,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod engines;
+pub mod explorer;
 pub mod fatal;
 pub mod metrics;
 pub mod node;
