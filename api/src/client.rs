@@ -87,8 +87,15 @@ impl Client {
             reason: reason.to_string(),
         };
         let url = reqwest::Url::parse(base).map_err(|e| bad(&e.to_string()))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(bad("it must start with http://"));
+        match url.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(bad(
+                    "this client speaks plain HTTP only (no TLS): reach the node over http://, \
+                     through an SSH tunnel or a local proxy",
+                ));
+            }
+            _ => return Err(bad("it must start with http://")),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(bad("it names no host"));
@@ -301,8 +308,11 @@ impl Client {
 
     /// Chain events from `from_height` (or from the next block), then live, for as long as
     /// the stream is read. A dropped connection (a node restart, say) is reopened after a
-    /// pause that grows to `retry_max`, resuming after the last block seen: blocks come once
-    /// each, in order. An error the node answers with ends the stream.
+    /// pause that doubles up to `retry_max` and starts over once an event arrives, resuming
+    /// after the last block seen: blocks come once each, in order. Without `from_height`,
+    /// blocks committed during an outage before the first event are not replayed (the
+    /// stream does not know where it started): pass the height to start from to get them.
+    /// An error the node answers with ends the stream.
     pub fn events(
         &self,
         from_height: Option<Height>,
@@ -320,6 +330,7 @@ impl Client {
             pause: Duration,
             retry_max: Duration,
             outage: bool,
+            connected_once: bool,
             done: bool,
         }
         let state = State {
@@ -332,6 +343,7 @@ impl Client {
             pause: PAUSE_MIN,
             retry_max: retry_max.max(PAUSE_MIN),
             outage: false,
+            connected_once: false,
             done: false,
         };
         futures::stream::unfold(state, |mut s| async move {
@@ -349,13 +361,19 @@ impl Client {
                     } else {
                         s.from_height
                     };
+                    // Every attempt but the first waits: a node that accepts and at once
+                    // closes the stream must not be asked again in a tight loop.
+                    if s.connected_once {
+                        tokio::time::sleep(s.pause).await;
+                        s.pause = (s.pause * 2).min(s.retry_max);
+                    }
+                    s.connected_once = true;
                     match s.client.connect_events(from, s.last).await {
                         Ok(r) => {
                             if s.outage {
                                 s.outage = false;
                                 s.ready.push_back(Event::Reconnected);
                             }
-                            s.pause = PAUSE_MIN;
                             s.sse = SseReader::default();
                             s.body = Some(r.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed());
                         }
@@ -364,10 +382,7 @@ impl Client {
                             return Some((Err(ClientError::Api(e)), s));
                         }
                         Err(e) => {
-                            if s.outage {
-                                tokio::time::sleep(s.pause).await;
-                                s.pause = (s.pause * 2).min(s.retry_max);
-                            } else {
+                            if !s.outage {
                                 s.outage = true;
                                 s.ready.push_back(Event::Disconnected(e.to_string()));
                             }
@@ -376,21 +391,26 @@ impl Client {
                     continue;
                 };
                 let why = match body.next().await {
-                    Some(Ok(chunk)) => {
-                        for data in s.sse.push(&chunk) {
-                            let Ok(ev) = serde_json::from_str::<ChainEvent>(&data) else {
-                                continue;
-                            };
-                            if let Some(h) = ev.height() {
-                                if s.last.is_some_and(|l| h <= l) {
+                    Some(Ok(chunk)) => match s.sse.push(&chunk) {
+                        Err(e) => e.to_string(),
+                        Ok(events) => {
+                            for data in events {
+                                let Ok(ev) = serde_json::from_str::<ChainEvent>(&data) else {
                                     continue;
+                                };
+                                // The stream works: the next outage starts with short pauses.
+                                s.pause = PAUSE_MIN;
+                                if let Some(h) = ev.height() {
+                                    if s.last.is_some_and(|l| h <= l) {
+                                        continue;
+                                    }
+                                    s.last = Some(h);
                                 }
-                                s.last = Some(h);
+                                s.ready.push_back(Event::Chain(ev));
                             }
-                            s.ready.push_back(Event::Chain(ev));
+                            continue;
                         }
-                        continue;
-                    }
+                    },
                     Some(Err(e)) => format!("the stream broke: {e}"),
                     None => "the node closed the stream".to_string(),
                 };

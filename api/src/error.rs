@@ -236,16 +236,53 @@ mod tests {
 
     #[test]
     fn every_rejection_has_its_code_and_the_json_form_matches_the_ledger() {
+        let k = cairn_crypto::PublicKey([7; 32]);
         let all = [
+            TxRejection::TooLarge { size: 1, max: 1 },
+            TxRejection::WrongChain {
+                expected: "a".into(),
+                got: "b".into(),
+            },
             TxRejection::BadSignature,
             TxRejection::ZeroAmount,
+            TxRejection::BadRecordKey { len: 0, max: 1 },
+            TxRejection::RecordValueTooLarge { len: 2, max: 1 },
+            TxRejection::NotMember { sender: k },
+            TxRejection::NotAdmin { sender: k },
+            TxRejection::StaleNonce {
+                expected: 2,
+                got: 1,
+            },
+            TxRejection::FutureNonce {
+                expected: 1,
+                got: 2,
+            },
+            TxRejection::InsufficientBalance {
+                available: 1,
+                needed: 2,
+            },
             TxRejection::BalanceOverflow,
+            TxRejection::AccountNotMember { account: k },
+            TxRejection::RoleUnchanged { account: k },
             TxRejection::CannotRemoveSelf,
             TxRejection::Duplicate,
+            TxRejection::NonceInUse { nonce: 1 },
+            TxRejection::NonceTooFarAhead {
+                expected: 1,
+                got: 9,
+                max_gap: 4,
+            },
+            TxRejection::PredecessorDropped {
+                dropped_nonce: 1,
+                got: 2,
+            },
             TxRejection::MempoolFull,
         ];
-        for r in all {
-            assert_eq!(ErrorCode::of(&r).as_str(), r.code());
+        for r in &all {
+            // The code, its JSON form, and the ledger's own name for it agree.
+            assert_eq!(ErrorCode::of(r).as_str(), r.code(), "{r:?}");
+            let json = serde_json::to_value(r).expect("json");
+            assert_eq!(json["code"], r.code(), "{r:?}");
         }
         let e = ApiError::rejected(&TxRejection::MempoolFull);
         let json = serde_json::to_value(e.body()).expect("json");

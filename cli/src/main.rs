@@ -112,7 +112,8 @@ fn man() -> R<()> {
 }
 
 /// Reports a failure: on stdout as JSON under `--json` (a script reads one place), else on
-/// stderr for people.
+/// stderr for people. A reader that went away changes nothing: the exit code still says what
+/// failed.
 fn report(json: bool, f: &Fail) {
     if json {
         let v = JsonFailure {
@@ -122,9 +123,11 @@ fn report(json: bool, f: &Fail) {
             },
             exit: f.exit,
         };
-        wallet::out::line(&serde_json::to_string_pretty(&v).unwrap_or_default());
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+        let _ = wallet::out::try_raw(text.as_bytes());
     } else {
-        eprintln!("error: {}", f.msg);
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "error: {}", f.msg);
     }
 }
 

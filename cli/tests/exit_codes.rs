@@ -63,6 +63,22 @@ fn server(reply: Option<&'static str>) -> String {
     format!("http://{addr}")
 }
 
+/// `cairn sign PAYLOAD` with key `k`, nonce 0, chain `c`, into `out`.
+fn sign<'a>(payload: &'a str, out: &'a str) -> [&'a str; 10] {
+    [
+        "sign",
+        payload,
+        "--nonce",
+        "0",
+        "--chain-id",
+        "c",
+        "--from",
+        "k",
+        "-o",
+        out,
+    ]
+}
+
 #[test]
 fn each_failure_has_its_exit_code_and_json_form() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -75,22 +91,7 @@ fn each_failure_has_its_exit_code_and_json_form() {
     assert!(f.error.message.contains("64 hex digits"), "{f:?}");
     let f = fails(&ks, &["--node", "127.0.0.1:8000", "status"], 2);
     assert_eq!(f.error.code, "bad_address", "{f:?}");
-    fails(
-        &ks,
-        &[
-            "sign",
-            "{\"transfer\":{}}",
-            "--nonce",
-            "0",
-            "--chain-id",
-            "c",
-            "--from",
-            "k",
-            "-o",
-            "x",
-        ],
-        2,
-    );
+    fails(&ks, &sign("{\"transfer\":{}}", "x"), 2);
     fails(&ks, &["--timeout", "0", "status"], 2);
 
     // 3: nothing listens; the cause is named.
@@ -136,18 +137,10 @@ fn each_failure_has_its_exit_code_and_json_form() {
     // 1: a local file that cannot be written.
     let f = fails(
         &ks,
-        &[
-            "sign",
+        &sign(
             "{\"transfer\":{\"to\":\"k\",\"amount\":1}}",
-            "--nonce",
-            "0",
-            "--chain-id",
-            "c",
-            "--from",
-            "k",
-            "-o",
             "/nonexistent-dir/tx.json",
-        ],
+        ),
         1,
     );
     assert!(
@@ -170,18 +163,10 @@ fn each_failure_has_its_exit_code_and_json_form() {
     let out = dir.path().join("tx.json");
     let o = cairn(
         &ks,
-        &[
-            "sign",
-            "{\"put_record\":{\"key\":\"greeting\",\"value\":\"hello\"}}",
-            "--nonce",
-            "0",
-            "--chain-id",
-            "c",
-            "--from",
-            "k",
-            "-o",
+        &sign(
+            "{\"put_record\":{\"key\":\"greeting\",\"text\":\"hello\"}}",
             out.to_str().expect("path"),
-        ],
+        ),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let tx: cairn_ledger::SignedTransaction =
@@ -190,6 +175,26 @@ fn each_failure_has_its_exit_code_and_json_form() {
         tx.tx.payload,
         cairn_ledger::Payload::PutRecord { ref key, ref value } if key == "greeting" && value == b"hello"
     ));
+    // "value" is hex, as in the protocol's JSON: the same bytes.
+    let hex_out = dir.path().join("tx-hex.json");
+    let o = cairn(
+        &ks,
+        &sign(
+            "{\"put_record\":{\"key\":\"greeting\",\"value\":\"68656c6c6f\"}}",
+            hex_out.to_str().expect("path"),
+        ),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again: cairn_ledger::SignedTransaction =
+        serde_json::from_str(&std::fs::read_to_string(&hex_out).expect("tx file")).expect("a tx");
+    assert_eq!(again.tx, tx.tx);
+    for both_or_none in [
+        "{\"put_record\":{\"key\":\"k\",\"value\":\"00\",\"text\":\"x\"}}",
+        "{\"put_record\":{\"key\":\"k\"}}",
+        "{\"put_record\":{\"key\":\"k\",\"value\":\"hello\"}}",
+    ] {
+        fails(&ks, &sign(both_or_none, "y"), 2);
+    }
     assert!(tx.verify_signature().is_ok());
 }
 
@@ -200,10 +205,18 @@ fn help_teaches_and_version_names_the_commit() {
     let o = cairn(&ks, &["--version"]);
     let v = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    assert!(
-        v.starts_with("cairn ") && v.contains('(') && v.contains(')'),
-        "{v}"
-    );
+    // Built from a git checkout (as tests are), the version names its commit.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(commit) => assert!(v.contains(&format!("({commit})")), "{v} names {commit}"),
+        None => assert!(v.starts_with("cairn ") && v.contains('('), "{v}"),
+    }
     let o = cairn(&ks, &["transfer", "--help"]);
     let h = String::from_utf8_lossy(&o.stdout);
     assert!(

@@ -70,7 +70,7 @@ async fn run(kind: ConsensusKind, n: usize, rate: Option<f64>) {
             let mut reader = cairn_api::sse::SseReader::default();
             while let Some(Ok(chunk)) = body.next().await {
                 let now = Instant::now();
-                for d in reader.push(&chunk) {
+                for d in reader.push(&chunk).unwrap_or_default() {
                     if let Ok(cairn_api::ChainEvent::Block { txs, .. }) = serde_json::from_str(&d) {
                         let mut m = seen.lock().await;
                         for id in txs {

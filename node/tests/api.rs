@@ -380,7 +380,7 @@ async fn events_replay_then_follow_live() {
             .expect("events within the deadline")
             .expect("stream open")
             .expect("chunk");
-        pending.extend(reader.push(&chunk));
+        pending.extend(reader.push(&chunk).expect("events of a sane size"));
     }
     // Replayed 1..=tip in order, then the live block, each height once.
     let expected: Vec<u64> = (1..=heights.len() as u64).collect();

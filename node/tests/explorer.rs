@@ -79,6 +79,13 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
         )
         .await;
     assert!(!text.contains('✗'), "{text}");
+    assert!(
+        text.contains(&net.genesis.hash().to_string()),
+        "the genesis hash is shown whole"
+    );
+    if h1 == 1 {
+        assert!(text.contains("✓ block 1 links to the genesis"), "{text}");
+    }
     assert!(text.contains(&t1.id().to_string()[..12]), "{text}");
 
     // The page's checks refuse what is not right: a flipped vote signature, a changed header.
@@ -134,7 +141,10 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
     b.wait_true(&format!("location.hash === '#/tx/{}'", t2.id()), WAIT)
         .await;
     b.eval(&search(h2.to_string())).await;
-    b.wait_text(&[&format!("Block {h2}")], WAIT).await;
+    b.wait_true(&format!("location.hash === '#/block/{h2}'"), WAIT)
+        .await;
+    b.wait_text(&[&format!("Block {h2}"), "Verified in this page"], WAIT)
+        .await;
 
     // An account: its balance as the API says, its history, its records shown as text even
     // when they look like HTML.

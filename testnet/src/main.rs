@@ -443,7 +443,15 @@ fn start(dir: &Path, n: &NodeInfo) -> anyhow::Result<u32> {
         .append(true)
         .open(home.join("node.log"))?;
     use std::os::unix::process::CommandExt;
-    let child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    // Each node's settings are in its home: a CAIRN_API_LISTEN (say) set in this shell would
+    // give every node the same port, so no CAIRN_ variable reaches them.
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("CAIRN_")) {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
         .args(["run", "--home"])
         .arg(&home)
         .stdin(Stdio::null())

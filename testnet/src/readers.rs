@@ -109,7 +109,10 @@ async fn replay(http: &reqwest::Client, api: &str, counts: &ReadCounts, stop: &A
     // Replay sends one block event per height from 1, in order.
     let mut seen = 0;
     while let Some(Ok(chunk)) = body.next().await {
-        let events = sse.push(&chunk).len() as u64;
+        let Ok(events) = sse.push(&chunk) else {
+            return false;
+        };
+        let events = events.len() as u64;
         seen += events;
         counts.replayed_blocks.fetch_add(events, Ordering::Relaxed);
         if seen >= target || stop.load(Ordering::Relaxed) {

@@ -324,9 +324,8 @@ fn raft_testnet_end_to_end() {
 fn wallet_errors_are_clear_and_exit_non_zero() {
     let t = up("raft", "1");
     // Insufficient balance: rejected by the node (4), with what to do.
-    let o = t.wallet(
-        0,
-        &[
+    let too_much = |json: bool| {
+        let mut args = vec![
             "transfer",
             "--from",
             "account1",
@@ -334,14 +333,44 @@ fn wallet_errors_are_clear_and_exit_non_zero() {
             "account2",
             "--amount",
             "999999999999999",
-        ],
-    );
+        ];
+        if json {
+            args.insert(0, "--json");
+        }
+        t.wallet(0, &args)
+    };
+    let o = too_much(false);
     assert_eq!(o.status.code(), Some(4));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("insufficient_balance") && err.contains("cairn account"),
         "{err}"
     );
+    // Under --json a refusal is JSON on stdout, with the node's code and the exit code.
+    let o = too_much(true);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON error on stdout");
+    assert_eq!(v.error.code, "insufficient_balance", "{v:?}");
+    assert!(v.error.message.contains("cairn account"), "{v:?}");
+    assert_eq!(v.exit, 4);
+    // Bad usage too: exit 2, code "usage", clap's sentence without the usage block.
+    let o = t.wallet(0, &["--json", "transfer", "--from", "account1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON usage error");
+    assert_eq!(v.error.code, "usage", "{v:?}");
+    assert!(v.error.message.contains("--to"), "{v:?}");
+    assert!(!v.error.message.contains("Usage:"), "{v:?}");
+    // A transaction that is not there: 5, code not_found.
+    let missing = "00".repeat(32);
+    let o = t.wallet(0, &["--json", "tx", &missing]);
+    assert_eq!(o.status.code(), Some(5));
+    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON not-found error");
+    assert_eq!((v.error.code.as_str(), v.exit), ("not_found", 5), "{v:?}");
     // Unreachable node (3).
     let o = Command::new(bin("cairn"))
         .args(["--node", "http://127.0.0.1:1", "status"])
@@ -444,44 +473,11 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process:
 }
 
 #[test]
-fn wallet_speaks_json_follows_events_through_a_restart_and_survives_a_closed_pipe() {
+fn wallet_events_follow_a_node_restart_and_end_quietly_on_a_closed_pipe() {
     use std::io::BufRead;
     use std::process::Stdio;
 
     let t = up("raft", "1");
-    // Under --json a refusal is JSON on stdout, with the node's code and the exit code.
-    let o = t.wallet(
-        0,
-        &[
-            "--json",
-            "transfer",
-            "--from",
-            "account1",
-            "--to",
-            "account2",
-            "--amount",
-            "999999999999999",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(4));
-    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON error on stdout");
-    assert_eq!(v.error.code, "insufficient_balance", "{v:?}");
-    assert!(v.error.message.contains("cairn account"), "{v:?}");
-    assert_eq!(v.exit, 4);
-    // Bad usage too: exit 2, code "usage", clap's sentence without the usage block.
-    let o = t.wallet(0, &["--json", "transfer", "--from", "account1"]);
-    assert_eq!(o.status.code(), Some(2));
-    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON usage error");
-    assert_eq!(v.error.code, "usage", "{v:?}");
-    assert!(v.error.message.contains("--to"), "{v:?}");
-    assert!(!v.error.message.contains("Usage:"), "{v:?}");
-    // A transaction that is not there: 5, code not_found.
-    let missing = "00".repeat(32);
-    let o = t.wallet(0, &["--json", "tx", &missing]);
-    assert_eq!(o.status.code(), Some(5));
-    let v: JsonFailure = serde_json::from_slice(&o.stdout).expect("a JSON not-found error");
-    assert_eq!((v.error.code.as_str(), v.exit), ("not_found", 5), "{v:?}");
-
     let transfer = |amount: &str| {
         let o = t.wallet(
             0,

@@ -125,10 +125,10 @@ pub enum Cmd {
     Member(MemberCmd),
     /// Sign a transaction offline and write it to a file (submit it later with `submit`)
     ///
-    /// The payload is JSON: {"transfer":{"to":ACCOUNT,"amount":N}},
-    /// {"put_record":{"key":"k","value":"text or 0x-hex"}}, {"add_member":{"account":ACCOUNT,
-    /// "role":"user"|"admin"}} or {"remove_member":{"account":ACCOUNT}}, where ACCOUNT is an
-    /// account id or a key name in the keystore.
+    /// The payload is JSON as in docs/PROTOCOL.md: {"transfer":{"to":ACCOUNT,"amount":N}},
+    /// {"put_record":{"key":"k","value":"<hex>"}} (or "text":"…" instead of "value"),
+    /// {"add_member":{"account":ACCOUNT,"role":"user"|"admin"}} or
+    /// {"remove_member":{"account":ACCOUNT}}, where ACCOUNT is an account id or a key name.
     #[command(
         verbatim_doc_comment,
         after_help = "Example:\n  cairn sign '{\"transfer\":{\"to\":\"bob\",\"amount\":5}}' --nonce 3 --chain-id cairn-local --from alice -o tx.json\n  cairn submit tx.json --wait"

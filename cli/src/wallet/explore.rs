@@ -118,7 +118,9 @@ pub async fn record(ctx: &Ctx, account: &str, key: &str) -> R<()> {
     record_key(key)?;
     let id = ctx.account_id(account)?;
     let v = ctx.client.record(&id, key).await?;
-    print(ctx.json, &v, |v| format!("{} = {}", v.key, record_value(v)));
+    print(ctx.json, &v, |v| {
+        format!("{} = {}", v.key.escape_debug(), record_value(v))
+    });
     Ok(())
 }
 
@@ -132,7 +134,8 @@ pub async fn records(ctx: &Ctx, account: &str, after: Option<&str>, limit: usize
         } else {
             v.records
                 .iter()
-                .map(|r| format!("{} = {}", r.key, record_value(r)))
+                // Keys are anyone's UTF-8: control characters are shown escaped.
+                .map(|r| format!("{} = {}", r.key.escape_debug(), record_value(r)))
                 .collect::<Vec<_>>()
                 .join("\n")
         };
@@ -282,9 +285,11 @@ pub async fn validators(ctx: &Ctx) -> R<()> {
 
 /// `cairn events`: replay, then live, through node restarts, until interrupted.
 pub async fn events(ctx: &Ctx, from: Option<Height>) -> R<()> {
-    // Fail at once if nothing answers; later outages are waited out.
-    ctx.client.status().await?;
-    let mut stream = Box::pin(ctx.client.events(from, Duration::from_secs(5)));
+    // Fail at once if nothing answers; later outages are waited out. Without --from-height,
+    // start after the current tip, so an outage before the next block loses nothing.
+    let tip = ctx.client.status().await?.height;
+    let from = from.unwrap_or(tip + 1);
+    let mut stream = Box::pin(ctx.client.events(Some(from), Duration::from_secs(5)));
     while let Some(item) = stream.next().await {
         match item? {
             Event::Chain(ev) => {

@@ -91,9 +91,9 @@ impl From<ApiError> for Fail {
     fn from(e: ApiError) -> Fail {
         let exit = match (e.status, e.code) {
             (404, _) => NOT_FOUND,
-            (_, ErrorCode::WaitTimeout) => TIMEOUT,
-            (_, ErrorCode::Unavailable | ErrorCode::NotReady | ErrorCode::Unhealthy) => NODE,
-            (_, ErrorCode::Internal) => NODE,
+            (_, ErrorCode::WaitTimeout | ErrorCode::BodyTimeout) => TIMEOUT,
+            // The node cannot serve now (shutting down, full, failing): not the request's fault.
+            (500.., _) => NODE,
             (400, _) => USAGE,
             _ => REJECTED,
         };

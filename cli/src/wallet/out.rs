@@ -8,22 +8,18 @@ use serde::Serialize;
 /// Writes a line to stdout; a closed pipe ends the program with success (whoever read it had
 /// enough).
 pub fn line(s: &str) {
-    let mut out = std::io::stdout().lock();
-    let r = writeln!(out, "{s}").and_then(|()| out.flush());
-    if let Err(e) = r {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write to stdout: {e}");
-        std::process::exit(i32::from(super::fail::LOCAL));
-    }
+    raw(format!("{s}\n").as_bytes());
 }
 
-/// Writes bytes to stdout as they are (a completion script, a manual page).
-pub fn raw(bytes: &[u8]) {
+/// Writes bytes to stdout, flushed; the error is the caller's to judge.
+pub fn try_raw(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let r = out.write_all(bytes).and_then(|()| out.flush());
-    if let Err(e) = r {
+    out.write_all(bytes).and_then(|()| out.flush())
+}
+
+/// Writes bytes to stdout as they are (a completion script, a manual page), like [`line`].
+pub fn raw(bytes: &[u8]) {
+    if let Err(e) = try_raw(bytes) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

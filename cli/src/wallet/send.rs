@@ -72,22 +72,28 @@ pub async fn submit(ctx: &Ctx, tx: &SignedTransaction, wait: bool) -> R<()> {
     Ok(())
 }
 
-/// A record value as a user writes it in a payload: text, `0x`-hex, or an array of bytes.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ValueInput {
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
-/// A payload as a user writes it for `sign`: accounts may be key names, values text.
+/// A payload as a user writes it for `sign`: as in the protocol's JSON (PROTOCOL.md §10), but
+/// accounts may be key names, and a record's value may be given as `"text"` instead of the
+/// hex `"value"`.
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum PayloadInput {
-    Transfer { to: String, amount: u64 },
-    PutRecord { key: String, value: ValueInput },
-    AddMember { account: String, role: Role },
-    RemoveMember { account: String },
+    Transfer {
+        to: String,
+        amount: u64,
+    },
+    PutRecord {
+        key: String,
+        value: Option<String>,
+        text: Option<String>,
+    },
+    AddMember {
+        account: String,
+        role: Role,
+    },
+    RemoveMember {
+        account: String,
+    },
 }
 
 /// Reads `sign`'s payload argument.
@@ -103,15 +109,24 @@ pub fn payload(ctx: &Ctx, text: &str) -> R<Payload> {
             to: ctx.account_id(&to)?,
             amount,
         },
-        PayloadInput::PutRecord { key, value } => Payload::PutRecord {
+        PayloadInput::PutRecord { key, value, text } => Payload::PutRecord {
             key,
-            value: match value {
-                ValueInput::Bytes(b) => b,
-                ValueInput::Text(t) => match t.strip_prefix("0x") {
-                    Some(h) => hex::decode(h)
-                        .map_err(|_| fail(USAGE, format!("{t:?} is not valid 0x-hex")))?,
-                    None => t.into_bytes(),
-                },
+            value: match (value, text) {
+                (Some(h), None) => {
+                    hex::decode(h.strip_prefix("0x").unwrap_or(&h)).map_err(|_| {
+                        fail(
+                            USAGE,
+                            format!("\"value\" is hex ({h:?} is not); give text as \"text\""),
+                        )
+                    })?
+                }
+                (None, Some(t)) => t.into_bytes(),
+                _ => {
+                    return Err(fail(
+                        USAGE,
+                        "a put_record takes \"value\" (hex) or \"text\", one of them",
+                    ));
+                }
             },
         },
         PayloadInput::AddMember { account, role } => Payload::AddMember {

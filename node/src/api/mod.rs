@@ -319,7 +319,10 @@ async fn ready(State(s): State<AppState>) -> Response {
     get,
     path = "/metrics",
     tag = "probes",
-    responses((status = 200, description = "The metrics in Prometheus' text format (0.0.4), or OpenMetrics when the `Accept` header asks for `application/openmetrics-text`.", content_type = "text/plain", body = String))
+    responses((status = 200, description = "The metrics in Prometheus' text format (0.0.4), or OpenMetrics when the `Accept` header prefers `application/openmetrics-text`.", content(
+        (String = "text/plain"),
+        (String = "application/openmetrics-text"),
+    )))
 )]
 async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     use crate::metrics::{catch_up, exposition};
@@ -354,12 +357,19 @@ async fn count_requests(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().as_str().to_string();
+    // A client can send any method name: only the ones the API serves are labels.
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let start = std::time::Instant::now();
     let r = next.run(req).await;
     s.metrics.http(
         &route,
-        &method,
+        method,
         r.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );

@@ -208,7 +208,18 @@ impl Config {
     /// Reads `path`, applies the `CAIRN_*` environment variables over it, and checks the
     /// result, addresses included.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with(path, std::env::vars())
+        // Only CAIRN_ variables matter; any other may hold bytes that are not UTF-8.
+        let mut env = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            let Some(k) = k.to_str().filter(|k| k.starts_with("CAIRN_")) else {
+                continue;
+            };
+            let v = v.into_string().map_err(|_| {
+                ConfigError::Environment(format!("the environment variable {k} is not UTF-8"))
+            })?;
+            env.push((k.to_string(), v));
+        }
+        Config::load_with(path, env)
     }
 
     /// [`Config::load`] with the given environment.

@@ -4,9 +4,18 @@
 
 import * as verify from "./verify.js";
 
+/// JSON with integers above 2^53 (a large balance, say) kept exact, as BigInt.
+function parseJson(text) {
+  return JSON.parse(text, (_key, value, context) =>
+    typeof value === "number" && !Number.isSafeInteger(value) && context?.source && /^\d+$/.test(context.source)
+      ? BigInt(context.source)
+      : value,
+  );
+}
+
 const api = (path) =>
   fetch(`/api/v1${path}`).then(async (r) => {
-    const body = await r.json().catch(() => null);
+    const body = await r.text().then(parseJson).catch(() => null);
     if (!r.ok) {
       const e = new Error(body?.error?.message ?? `HTTP ${r.status}`);
       e.status = r.status;
@@ -30,7 +39,10 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const short = (hex) => (hex ? `${hex.slice(0, 12)}…` : "—");
-const time = (ms) => new Date(ms).toISOString().replace("T", " ").replace(".000Z", "Z");
+const time = (ms) => {
+  const d = new Date(Number(ms));
+  return Number.isNaN(d.getTime()) ? `${ms} ms` : d.toISOString().replace("T", " ").replace(".000Z", "Z");
+};
 const link = (href, text, title) => el("a", { href, ...(title ? { title } : {}) }, text);
 const blockLink = (h) => link(`#/block/${h}`, h);
 const txLink = (id) => link(`#/tx/${id}`, short(id), id);
@@ -142,7 +154,7 @@ async function home() {
   events.onopen = () => (live.textContent = "live");
   events.onerror = () => (live.textContent = "reconnecting…");
   events.addEventListener("block", (m) => {
-    const b = JSON.parse(m.data);
+    const b = parseJson(m.data);
     if (body.querySelector(`tr[data-height="${b.height}"]`)) return;
     body.prepend(blockRow(b));
     while (body.children.length > 50) body.lastChild.remove();
@@ -232,6 +244,7 @@ async function block(id) {
         : `the ${h.tx_count} transactions hash to the header's transaction root`,
     ),
     check(r.chainOk, `the block is of chain ${g.chain_id}`),
+    r.linkOk === undefined ? null : check(r.linkOk, "block 1 links to the genesis"),
     c.ok
       ? check(
           true,
@@ -240,7 +253,14 @@ async function block(id) {
             : `Certificate verified: signed by the Raft leader ${c.signers[0]} in term ${c.round}`,
         )
       : check(false, `Certificate INVALID: ${c.why}`),
-    el("li", { class: "note" }, `against the validators of genesis ${short(await verify.genesisHash(g))} (hash computed in this page)`),
+    el(
+      "li",
+      { class: "note" },
+      "against the validators of the genesis this node serves, whose hash (computed in this page) is ",
+      el("span", { class: "mono" }, await verify.genesisHash(g)),
+      s.genesis_hash === (await verify.genesisHash(g)) ? "" : " — NOT the one its status names",
+      ": compare it with the genesis hash you know.",
+    ),
   );
 }
 
@@ -358,9 +378,9 @@ async function route() {
     events.close();
     events = null;
   }
-  const [, view, arg] = decodeURIComponent(location.hash).match(/^#\/(\w+)\/(.+)$/) ?? [];
   show(el("p", {}, "loading…"));
   try {
+    const [, view, arg] = decodeURIComponent(location.hash).match(/^#\/(\w+)\/(.+)$/) ?? [];
     if (view === "block") await block(arg);
     else if (view === "tx") await tx(arg);
     else if (view === "account") await account(arg);

@@ -3,6 +3,11 @@
 // inclusion proofs (§6), commit certificates (§8) and the genesis hash (§9). Hashing and
 // ed25519 use the browser's Web Crypto, which needs a secure context (https, or a page served
 // from localhost / 127.0.0.1).
+//
+// Limits: Web Crypto's ed25519 is RFC 8032's strict check, not the network's ZIP-215 rule
+// (§3); they differ only on signatures no honest validator makes, which this page would call
+// invalid. Integers above 2^53 must reach this code as BigInt (app.js parses JSON so), or
+// their encoding would be wrong and a check would fail.
 
 const TAGS = {
   txId: "cairn/tx/id/v1",
@@ -180,6 +185,7 @@ export async function verifyProof(idHex, proof, rootHex) {
   let acc = await sha256(new Encoder().u8(0).raw(hexToBytes(idHex)).done());
   let index = BigInt(proof.index);
   let width = BigInt(proof.leaf_count);
+  if (index >= width) return false;
   let used = 0;
   while (width > 1n) {
     if (index % 2n === 1n) {
@@ -258,6 +264,11 @@ export async function verifyBlock(view, genesis) {
   for (const t of view.block.txs) ids.push(hexToBytes(await txId(t.tx)));
   out.txRootOk = ids.length === h.tx_count && bytesToHex(await merkleRoot(ids)) === h.tx_root;
   if (!out.txRootOk) out.errors.push("the transactions do not match the header's tx_root");
+  if (BigInt(h.height) === 1n) {
+    // The first block links to the genesis itself.
+    out.linkOk = h.prev_hash === (await genesisHash(genesis));
+    if (!out.linkOk) out.errors.push("block 1 does not link to this genesis");
+  }
   out.certificate = await checkCertificate(view.certificate, h.height, view.hash, genesis);
   if (!out.certificate.ok) out.errors.push(`certificate: ${out.certificate.why}`);
   out.ok = out.errors.length === 0;

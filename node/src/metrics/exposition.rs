@@ -9,9 +9,26 @@ pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The content type of OpenMetrics.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Whether an `Accept` header asks for OpenMetrics (a scraper that prefers it says so).
+/// Whether an `Accept` header asks for OpenMetrics: it names it with a quality above 0 and
+/// at least that of every text/plain range it names (Prometheus asks for OpenMetrics first,
+/// with text as a fallback).
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+    let Some(accept) = accept else { return false };
+    let (mut open, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => open = open.max(q),
+            "text/plain" => text = text.max(q),
+            _ => {}
+        }
+    }
+    open > 0.0 && open >= text
 }
 
 /// Rewrites OpenMetrics text into Prometheus' text format.
@@ -98,6 +115,10 @@ mod tests {
         )));
         assert!(wants_openmetrics(Some(
             "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
+        assert!(!wants_openmetrics(Some("application/openmetrics-text;q=0")));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text;q=0.2,text/plain;q=0.9"
         )));
     }
 }

@@ -27,7 +27,7 @@ const TICKS: f64 = 100.0;
 /// Parses `/proc/self/stat` (fields after the parenthesised name, which may hold spaces) and
 /// the memory lines of `/proc/self/status` (in kB).
 fn parse(stat: &str, status: &str, boot_time: f64) -> Option<Figures> {
-    let after = &stat[stat.rfind(')')? + 2..];
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let f: Vec<&str> = after.split_whitespace().collect();
     // After the name: state is field 3 of proc(5), so field N is f[N - 3].
     let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 struct Op {
     method: String,
     segments: Vec<String>,
-    /// By status: the content type and, for JSON, the compiled schema.
-    answers: HashMap<u16, (String, Option<jsonschema::Validator>)>,
+    /// By status: the content types and, for JSON, the compiled schema.
+    answers: HashMap<u16, (Vec<String>, Option<jsonschema::Validator>)>,
 }
 
 /// The document, compiled.
@@ -97,17 +97,14 @@ impl Contract {
                 let mut answers = HashMap::new();
                 for (status, r) in op["responses"].as_object().expect("responses") {
                     let status: u16 = status.parse().expect("a numeric status");
-                    let (ct, media) = r["content"]
-                        .as_object()
-                        .and_then(|c| c.iter().next())
-                        .map(|(ct, m)| (ct.clone(), m.clone()))
-                        .unwrap_or_default();
-                    let schema = (ct == "application/json").then(|| {
+                    let content = r["content"].as_object().cloned().unwrap_or_default();
+                    let types: Vec<String> = content.keys().cloned().collect();
+                    let schema = content.get("application/json").map(|media| {
                         let mut s = media["schema"].clone();
                         close(&mut s, false);
                         compile(&s, &components)
                     });
-                    answers.insert(status, (ct, schema));
+                    answers.insert(status, (types, schema));
                 }
                 ops.push(Op {
                     method: method.to_uppercase(),
@@ -175,15 +172,15 @@ impl Contract {
             }
             return error_shape(body);
         };
-        let Some((ct, schema)) = op.answers.get(&status) else {
+        let Some((types, schema)) = op.answers.get(&status) else {
             let listed: Vec<_> = op.answers.keys().collect();
             return Err(format!(
                 "{at}: status not documented (listed: {listed:?}): {body}"
             ));
         };
-        if !content_type.starts_with(ct.as_str()) {
+        if !types.iter().any(|t| content_type.starts_with(t.as_str())) {
             return Err(format!(
-                "{at}: content type {content_type:?}, documented {ct:?}"
+                "{at}: content type {content_type:?}, documented {types:?}"
             ));
         }
         if let Some(v) = schema {
