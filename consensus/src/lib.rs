@@ -18,13 +18,16 @@
 //! - messages reach the engine only after the caller checked their size and that `from` is the
 //!   validator the connection is authenticated as.
 //!
-//! Bad, stale or duplicate messages are dropped and counted (`Status::dropped`), never a
-//! panic. Must not depend on tokio, libp2p, rocksdb, the clock or the thread RNG.
+//! Bad, stale or duplicate input is refused with a reason ([`Refusal`]) and counted
+//! (`Status::refused`), never a panic. What peers' messages can make an engine keep is bounded
+//! whatever they send ([`Footprint`]; each bound is written next to its field and in
+//! ARCHITECTURE.md). Must not depend on tokio, libp2p, rocksdb, the clock or the thread RNG.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod durable;
 pub mod pbft;
 pub mod raft;
+mod refusal;
 mod rng;
 
 use cairn_crypto::SigningKey;
@@ -32,6 +35,7 @@ use cairn_ledger::{Block, BlockHash, CommitCertificate, Height};
 use serde::{Deserialize, Serialize};
 
 pub use durable::{DurableError, DurableState};
+pub use refusal::{Refusal, Refusals};
 pub use rng::DetRng;
 
 /// A validator's position in the genesis validator list.
@@ -169,8 +173,28 @@ pub struct Status {
     pub leader: Option<NodeId>,
     /// Height of the last block committed (and applied by the caller).
     pub commit_height: Height,
-    /// Messages dropped as bad, stale or duplicate.
-    pub dropped: u64,
+    /// Inputs refused, by reason.
+    pub refused: Refusals,
+}
+
+/// What an engine retains in memory that other validators' messages can make grow: votes,
+/// checkpoints, view changes and the like (each counted once, whatever its size; the transport
+/// bounds a message's size), and log entries. [`Protocol::footprint_bound`] states the most it
+/// may be, from the configuration and the engine's own progress alone, never from what peers
+/// send; the simulator checks `footprint() <= footprint_bound()` after every step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Messages retained (votes, checkpoints, view changes, ...).
+    pub messages: usize,
+    /// Log entries or blocks retained (Raft's log, PBFT's proposals and prepared proofs).
+    pub entries: usize,
+}
+
+impl Footprint {
+    /// Whether both counts are within `bound`'s.
+    pub fn within(&self, bound: &Footprint) -> bool {
+        self.messages <= bound.messages && self.entries <= bound.entries
+    }
 }
 
 /// A consensus engine.
@@ -202,4 +226,11 @@ pub trait Protocol: Sized {
 
     /// Where the engine stands.
     fn status(&self) -> Status;
+
+    /// What the engine retains now that peers' messages can grow.
+    fn footprint(&self) -> Footprint;
+
+    /// The most [`Protocol::footprint`] may be: from the configuration (and, for Raft's log,
+    /// the engine's own terms), never from what peers send.
+    fn footprint_bound(&self) -> Footprint;
 }

@@ -82,6 +82,7 @@ impl NodeEngine for Pbft {
             view_change_ticks: ticks(p.view_change_timeout_ms, tick_ms),
             retransmit_ticks: ticks(p.view_change_timeout_ms / 4, tick_ms),
             planted_bug_small_quorum: false,
+            planted_bug_unbounded_checkpoints: false,
         })
     }
 

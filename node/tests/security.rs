@@ -1,13 +1,15 @@
 //! The network's door: keys outside the genesis set cannot connect or inject anything, and
-//! a member that sends garbage is disconnected and counted while the network carries on.
+//! a member that sends garbage is disconnected and counted while the network carries on; a
+//! member's well-formed but wrong consensus messages are refused with their reason.
 
 mod common;
 
 use std::time::Duration;
 
-use cairn_crypto::{SigningKey, codec};
-use cairn_ledger::ConsensusKind;
-use cairn_node::wire::TxBatch;
+use cairn_consensus::pbft::{CHECKPOINT, Checkpoint, PbftMessage, Signed};
+use cairn_crypto::{Hash, SigningKey, codec};
+use cairn_ledger::{BlockHash, ConsensusConfig, ConsensusKind};
+use cairn_node::wire::{Direct, TxBatch};
 use common::Net;
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -134,6 +136,54 @@ async fn a_member_sending_garbage_is_disconnected_and_counted() {
             other => panic!("no connection to validator 0: {other:?}"),
         }
     }
+    // Well-formed consensus messages the engine refuses, each counted under its reason: a
+    // checkpoint off the interval, a forged signature, and a flood of far-future checkpoints
+    // of which validator 0 keeps only the latest (older ones are beyond its horizon).
+    let k = match &net.genesis.consensus {
+        ConsensusConfig::Pbft(p) => p.checkpoint_interval,
+        ConsensusConfig::Raft(_) => unreachable!("a PBFT network"),
+    };
+    let checkpoint = |seq: u64| {
+        let body = Checkpoint {
+            seq,
+            digest: BlockHash(Hash::sha256(b"elsewhere")),
+        };
+        Signed {
+            author: 3,
+            body,
+            signature: key.sign(
+                CHECKPOINT,
+                net.genesis.chain_id.as_str(),
+                &codec::encode(&body),
+            ),
+        }
+    };
+    let mut forged = checkpoint(k * 500_000);
+    forged.signature.0[5] ^= 1;
+    let mut refused = vec![checkpoint(k * 500_000 + 1), forged];
+    refused.extend((0..50).map(|i| checkpoint(k * (1_000_000 - i))));
+    for c in refused {
+        let bytes = codec::encode(&Direct::Pbft(PbftMessage::Checkpoint(c)));
+        client.send(target, bytes).expect("send");
+    }
+    net.wait_for(
+        "refusals counted by reason",
+        Duration::from_secs(20),
+        || async {
+            let m = metrics(&net, 0).await;
+            let reason = |r: &str| {
+                metric(
+                    &m,
+                    &format!("cairn_consensus_refused_total{{reason=\"{r}\"}}"),
+                )
+            };
+            reason("not_a_checkpoint") >= 1.0
+                && reason("bad_signature") >= 1.0
+                && reason("beyond_horizon") >= 1.0
+        },
+    )
+    .await;
+
     // Undecodable bytes, then an oversized message.
     client
         .send(target, b"\xff\xff garbage".to_vec())

@@ -1,6 +1,8 @@
-//! PBFT under the deterministic simulator: many seeds with crashes, partitions, lossy links
-//! and up to f Byzantine validators of every kind; scenarios for a Byzantine primary and for
-//! twins; and a planted bug the checkers must catch.
+//! PBFT under the deterministic simulator: many seeds with crashes, partitions, lossy links,
+//! replay floods and up to f Byzantine validators of every kind (floods of far-future views
+//! and checkpoints, votes beyond the watermark, duplicates and garbage included); scenarios
+//! for a Byzantine primary and for twins; and planted bugs the checkers must catch, an
+//! unbounded map among them.
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test pbft_sim` replays one seed.
 
@@ -11,7 +13,7 @@ const SEEDS: u64 = 200;
 #[test]
 fn pbft_keeps_every_invariant_with_f_byzantine_and_faults() {
     let (total, violations) = run_seeds(&seeds(SEEDS), |seed| {
-        run_pbft(RunConfig::pbft_for_seed(seed))
+        run_pbft(RunConfig::pbft_for_seed(seed).with_floods())
     });
     assert!(
         violations.is_empty(),
@@ -21,16 +23,24 @@ fn pbft_keeps_every_invariant_with_f_byzantine_and_faults() {
     );
     if std::env::var_os("SIM_SEED").is_none() {
         // Every kind of Byzantine behaviour ran, view changes happened, faults were injected.
-        for b in [
-            Behaviour::Silent,
-            Behaviour::BadSignature,
-            Behaviour::WrongDigest,
-            Behaviour::Equivocate,
-            Behaviour::Replay,
-            Behaviour::Twin,
-        ] {
+        for b in Behaviour::ALL {
             assert!(total.byzantine.contains(&b), "no run had a {b:?} validator");
         }
+        assert!(total.replayed > 0, "no replay flood ran: {total:?}");
+        assert!(
+            total.rejoins.count > 0,
+            "no restart was measured: {total:?}"
+        );
+        eprintln!(
+            "pbft: peak retained messages {} (bound then {}), entries {} (bound {}); rejoins {} (mean {} ticks, max {})",
+            total.peak.messages.0,
+            total.peak.messages.1,
+            total.peak.entries.0,
+            total.peak.entries.1,
+            total.rejoins.count,
+            total.rejoins.total_ticks / total.rejoins.count.max(1),
+            total.rejoins.max_ticks
+        );
         assert!(total.max_round > 0, "no view change happened: {total:?}");
         assert!(total.crashes > 0 && total.partitions > 0 && total.dropped > 0 && total.syncs > 0);
         assert!(
@@ -100,6 +110,41 @@ fn the_checkers_catch_a_planted_small_quorum() {
     });
     let v = found.expect("no agreement violation in 200 seeds with quorums of f+1");
     eprintln!("planted bug caught by the agreement checker: {v}");
+}
+
+#[test]
+fn the_bound_checker_catches_a_planted_unbounded_map() {
+    // Checkpoint votes kept for every future sequence number, as before the horizon: one
+    // validator flooding far-future checkpoints must trip the bound checker.
+    let found = (0..50).find_map(|seed| {
+        let mut cfg = scenario(seed, 3, Behaviour::FarFutureCheckpoint);
+        cfg.knobs.pbft_unbounded_checkpoints = true;
+        run_pbft(cfg).err()
+    });
+    let v = found.expect("no violation in 50 seeds with an unbounded map under a flood");
+    assert!(v.what.contains("bounds"), "unexpected violation: {v}");
+    eprintln!("planted unbounded map caught: {v}");
+    // The same flood against the real engine stays within the bound.
+    let r = run_pbft(scenario(1, 3, Behaviour::FarFutureCheckpoint)).expect("bounded");
+    assert!(r.peak.messages.0 <= r.peak.messages.1, "{r:?}");
+}
+
+#[test]
+fn each_flood_is_survived_within_the_bound_by_every_replica() {
+    for b in [
+        Behaviour::FarFutureView,
+        Behaviour::FarFutureCheckpoint,
+        Behaviour::BeyondWatermark,
+        Behaviour::Flood,
+        Behaviour::Garbage,
+    ] {
+        for seed in 0..4 {
+            // As the primary of view 0 and as a backup.
+            let node = (seed % 2) as usize;
+            let r = run_pbft(scenario(seed, node, b)).unwrap_or_else(|v| panic!("{b:?}: {v}"));
+            assert!(r.height > 0, "{b:?} seed {seed}: progress");
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Raft under the deterministic simulator: many seeds with faults on, exact replay, and a
-//! planted bug the checkers must catch.
+//! Raft under the deterministic simulator: many seeds with faults on (replay floods included),
+//! exact replay, and a planted bug the checkers must catch.
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test raft_sim` replays one seed.
 
@@ -9,7 +9,9 @@ const SEEDS: u64 = 240;
 
 #[test]
 fn raft_keeps_every_invariant_under_faults() {
-    let (total, violations) = run_seeds(&seeds(SEEDS), |seed| run_raft(RunConfig::for_seed(seed)));
+    let (total, violations) = run_seeds(&seeds(SEEDS), |seed| {
+        run_raft(RunConfig::for_seed(seed).with_floods())
+    });
     assert!(
         violations.is_empty(),
         "{} violations:\n{}",
@@ -30,6 +32,21 @@ fn raft_keeps_every_invariant_under_faults() {
         assert!(
             total.height > 100 * SEEDS / 2,
             "blocks committed: {total:?}"
+        );
+        assert!(total.replayed > 0, "no replay flood ran: {total:?}");
+        assert!(
+            total.rejoins.count > 0,
+            "no restart was measured: {total:?}"
+        );
+        eprintln!(
+            "raft: peak retained messages {} (bound then {}), log entries {} (bound {}); rejoins {} (mean {} ticks, max {})",
+            total.peak.messages.0,
+            total.peak.messages.1,
+            total.peak.entries.0,
+            total.peak.entries.1,
+            total.rejoins.count,
+            total.rejoins.total_ticks / total.rejoins.count.max(1),
+            total.rejoins.max_ticks
         );
     }
 }

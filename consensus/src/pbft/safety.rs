@@ -9,6 +9,8 @@ use cairn_ledger::domains::PBFT_COMMIT;
 use cairn_ledger::{BlockHash, PbftCommitStatement};
 use serde::{Deserialize, Serialize};
 
+use crate::Refusal;
+
 use super::message::{
     Checkpoint, NEW_VIEW, NewView, PRE_PREPARE, PREPARE, Signed, VIEW_CHANGE, ViewChange, Vote,
 };
@@ -32,15 +34,6 @@ pub struct SafetyData {
     pub view: u64,
     /// Signed votes.
     pub signed: BTreeMap<(VoteKind, u64, u64), BlockHash>,
-}
-
-/// Why safety refused to sign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Another digest was already signed for this (kind, view, seq).
-    Equivocation,
-    /// The view is below one already entered.
-    StaleView,
 }
 
 pub(crate) struct Safety {
@@ -73,9 +66,12 @@ impl Safety {
     }
 
     /// Rule: views only go up. Returns whether the view was raised (persist `data` then).
+    /// Votes of lower views are forgotten: none is ever signed for them again, so at most three
+    /// per sequence number of the window remain.
     pub(crate) fn enter_view(&mut self, view: u64) -> bool {
         if view > self.data.view {
             self.data.view = view;
+            self.data.signed.retain(|(_, v, _), _| *v >= view);
             true
         } else {
             false
@@ -87,10 +83,10 @@ impl Safety {
     /// before sending the returned vote.
     fn check_and_record(&mut self, kind: VoteKind, v: &Vote) -> Result<(), Refusal> {
         if v.view < self.data.view {
-            return Err(Refusal::StaleView);
+            return Err(Refusal::StaleRound);
         }
         match self.data.signed.get(&(kind, v.view, v.seq)) {
-            Some(d) if *d != v.digest => Err(Refusal::Equivocation),
+            Some(d) if *d != v.digest => Err(Refusal::WouldEquivocate),
             _ => {
                 self.data.signed.insert((kind, v.view, v.seq), v.digest);
                 Ok(())
@@ -159,7 +155,7 @@ mod tests {
             s.prepare(v(0, 1, d1)).is_ok(),
             "the same vote again is fine"
         );
-        assert_eq!(s.prepare(v(0, 1, d2)).err(), Some(Refusal::Equivocation));
+        assert_eq!(s.prepare(v(0, 1, d2)).err(), Some(Refusal::WouldEquivocate));
         assert!(s.commit(v(0, 1, d1)).is_ok(), "commit is its own kind");
         assert!(
             s.prepare(v(1, 1, d2)).is_ok(),
@@ -167,15 +163,15 @@ mod tests {
         );
         assert!(s.enter_view(3));
         assert!(!s.enter_view(2));
-        assert_eq!(s.commit(v(2, 2, d1)).err(), Some(Refusal::StaleView));
+        assert_eq!(s.commit(v(2, 2, d1)).err(), Some(Refusal::StaleRound));
         // Across a restart: the persisted data keeps the rules.
         let data = s.data().clone();
         let mut again = Safety::new(SigningKey::from_seed([1; 32]), 0, "c".into(), data);
-        assert_eq!(again.prepare(v(0, 1, d2)).err(), Some(Refusal::StaleView));
+        assert_eq!(again.prepare(v(0, 1, d2)).err(), Some(Refusal::StaleRound));
         assert!(again.prepare(v(3, 5, d1)).is_ok());
         assert_eq!(
             again.prepare(v(3, 5, d2)).err(),
-            Some(Refusal::Equivocation)
+            Some(Refusal::WouldEquivocate)
         );
     }
 }

@@ -2,7 +2,9 @@
 
 use cairn_crypto::{Domain, Hash, codec};
 use cairn_ledger::testkit::TestChain;
-use cairn_ledger::{Block, BlockHeader, CommitCertificate, ConsensusKind, PbftCommitStatement};
+use cairn_ledger::{
+    Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, PbftCommitStatement,
+};
 
 use super::*;
 
@@ -19,6 +21,7 @@ fn cfg(c: &TestChain, me: u32) -> PbftConfig {
         view_change_ticks: 10,
         retransmit_ticks: 1000,
         planted_bug_small_quorum: false,
+        planted_bug_unbounded_checkpoints: false,
     }
 }
 
@@ -117,6 +120,13 @@ fn first(out: &Out, pred: impl Fn(&Output<PbftMessage, PbftPersist>) -> bool) ->
 }
 
 /// Replica 1 with block 1 pre-prepared by primary 0 and validated.
+/// Exactly one refusal so far, for `reason`.
+fn refused_once(r: &Pbft, reason: Refusal, desc: &str) {
+    let refused = r.status().refused;
+    let all: Vec<_> = refused.iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(all, vec![(reason, 1)], "{desc}");
+}
+
 fn validated_replica(c: &TestChain) -> (Pbft, Block) {
     let mut r = replica(c, 1, 0);
     let b = block(1, 1);
@@ -245,39 +255,209 @@ fn s4_2_negative_space_table() {
         vote: sign(&c, 2, PRE_PREPARE, &vote(0, &b)),
         block: b.clone(),
     };
-    let future_view = pre_prepare(&c, 1, &b);
+    let future_view = pre_prepare(&c, 2, &b);
     let beyond_window = pre_prepare(&c, 0, &block(5, 1));
     let mut bad_commit = commit(&c, 2, 0, &b);
     if let PbftMessage::Commit(s) = &mut bad_commit {
         s.signature.0[9] ^= 1;
     }
-    // (desc, sender, message)
-    let cases: Vec<(&str, u32, PbftMessage)> = vec![
-        ("pre-prepare with a bad signature", 0, bad_sig),
+    let committed = pre_prepare(&c, 0, &block(1, 1));
+    let odd_checkpoint = PbftMessage::Checkpoint(sign(
+        &c,
+        2,
+        CHECKPOINT,
+        &Checkpoint {
+            seq: 3,
+            digest: b.hash(),
+        },
+    ));
+    let relayed_checkpoint = PbftMessage::Checkpoint(sign(
+        &c,
+        2,
+        CHECKPOINT,
+        &Checkpoint {
+            seq: 2,
+            digest: b.hash(),
+        },
+    ));
+    let empty_vc = |author: u32, new_view: u64| {
+        sign(
+            &c,
+            author,
+            VIEW_CHANGE,
+            &ViewChange {
+                new_view,
+                checkpoint: None,
+                prepared: vec![],
+            },
+        )
+    };
+    let mut forged_vc = empty_vc(2, 1);
+    forged_vc.signature.0[3] ^= 1;
+    let nv_from_backup = PbftMessage::NewView(Box::new(sign(
+        &c,
+        2,
+        NEW_VIEW,
+        &NewView {
+            view: 1,
+            view_changes: vec![],
+            pre_prepares: vec![],
+        },
+    )));
+    // Relayed by replica 3: a NEW-VIEW proves itself, so anyone may pass it on.
+    let nv_without_quorum = PbftMessage::NewView(Box::new(sign(
+        &c,
+        2,
+        NEW_VIEW,
+        &NewView {
+            view: 2,
+            view_changes: vec![empty_vc(2, 2)],
+            pre_prepares: vec![],
+        },
+    )));
+    // (desc, sender, message, the receiver's height, the reason)
+    let cases: Vec<(&str, u32, PbftMessage, Height, Refusal)> = vec![
+        (
+            "pre-prepare with a bad signature",
+            0,
+            bad_sig,
+            0,
+            Refusal::BadSignature,
+        ),
         (
             "pre-prepare whose block does not hash to its digest",
             0,
             wrong_digest_block,
+            0,
+            Refusal::WrongDigest,
         ),
-        ("pre-prepare from a backup", 2, not_primary),
-        ("pre-prepare for a view not entered", 1, future_view),
-        ("pre-prepare beyond the high watermark", 0, beyond_window),
-        ("prepare from the primary", 0, prepare(&c, 0, 0, &b)),
+        (
+            "pre-prepare from a backup",
+            2,
+            not_primary,
+            0,
+            Refusal::NotPrimary,
+        ),
+        (
+            "pre-prepare for a view not entered",
+            2,
+            future_view,
+            0,
+            Refusal::NotInView,
+        ),
+        (
+            "pre-prepare beyond the high watermark",
+            0,
+            beyond_window,
+            0,
+            Refusal::OutsideWindow,
+        ),
+        (
+            "pre-prepare for a height already committed",
+            0,
+            committed,
+            1,
+            Refusal::AlreadyCommitted,
+        ),
+        (
+            "prepare from the primary",
+            0,
+            prepare(&c, 0, 0, &b),
+            0,
+            Refusal::NotPrimary,
+        ),
         (
             "prepare relayed by another sender",
             3,
             prepare(&c, 2, 0, &b),
+            0,
+            Refusal::WrongAuthor,
         ),
-        ("commit with a bad signature", 2, bad_commit),
-        ("message from a non-validator", 9, prepare(&c, 2, 0, &b)),
-        ("message from itself", 1, prepare(&c, 2, 0, &b)),
+        (
+            "commit with a bad signature",
+            2,
+            bad_commit,
+            0,
+            Refusal::BadSignature,
+        ),
+        (
+            "message from a non-validator",
+            9,
+            prepare(&c, 2, 0, &b),
+            0,
+            Refusal::NotAValidator,
+        ),
+        (
+            "message from itself",
+            1,
+            prepare(&c, 2, 0, &b),
+            0,
+            Refusal::NotAValidator,
+        ),
+        (
+            "checkpoint off the interval",
+            2,
+            odd_checkpoint,
+            0,
+            Refusal::NotACheckpoint,
+        ),
+        (
+            "checkpoint relayed by another sender",
+            3,
+            relayed_checkpoint,
+            0,
+            Refusal::WrongAuthor,
+        ),
+        (
+            "view change with a bad signature",
+            2,
+            PbftMessage::ViewChange(Box::new(forged_vc)),
+            0,
+            Refusal::InvalidProof,
+        ),
+        (
+            "view change for the view it is in",
+            2,
+            PbftMessage::ViewChange(Box::new(empty_vc(2, 0))),
+            0,
+            Refusal::StaleRound,
+        ),
+        (
+            "new view signed by a backup",
+            2,
+            nv_from_backup,
+            0,
+            Refusal::NotPrimary,
+        ),
+        (
+            "new view without a quorum of view changes",
+            3,
+            nv_without_quorum,
+            0,
+            Refusal::InvalidProof,
+        ),
     ];
-    for (desc, sender, msg) in cases {
-        let mut r = replica(&c, 1, 0);
+    for (desc, sender, msg, height, reason) in cases {
+        let mut r = replica(&c, 1, height);
         let out = step(&mut r, from(sender, msg));
         assert!(out.is_empty(), "§4.2 {desc}: {out:?}");
-        assert_eq!(r.status().dropped, 1, "§4.2 {desc}: dropped and counted");
+        refused_once(&r, reason, desc);
     }
+    // Neither a proposal nor a validation answer that nobody asked for is acted on.
+    let mut r = replica(&c, 1, 0);
+    step(&mut r, Input::Propose { block: b.clone() });
+    let mut p = replica(&c, 0, 0);
+    step(&mut p, Input::Propose { block: b.clone() });
+    refused_once(&p, Refusal::Unrequested, "a proposal nobody asked for");
+    let mut v = replica(&c, 1, 0);
+    step(
+        &mut v,
+        Input::Validated {
+            block_hash: b.hash(),
+            valid: true,
+        },
+    );
+    refused_once(&v, Refusal::Unrequested, "a validation nobody asked for");
     // Duplicates and equivocation: the first pre-prepare stands.
     let (mut r, b) = validated_replica(&c);
     assert!(
@@ -289,7 +469,15 @@ fn s4_2_negative_space_table() {
         step(&mut r, from(0, pre_prepare(&c, 0, &other))).is_empty(),
         "equivocation"
     );
-    assert_eq!(r.status().dropped, 2);
+    let refused = r.status().refused;
+    assert_eq!(
+        (
+            refused.of(Refusal::Duplicate),
+            refused.of(Refusal::Conflicting),
+            refused.total()
+        ),
+        (1, 1, 2)
+    );
     let out = step(
         &mut r,
         Input::Validated {
@@ -397,7 +585,9 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
     );
     forged.signature.0[1] ^= 1;
     step(&mut r, from(3, PbftMessage::Checkpoint(forged)));
-    assert_eq!(r.status().dropped, 2);
+    let refused = r.status().refused;
+    assert_eq!(refused.of(Refusal::NotACheckpoint), 1);
+    assert_eq!(refused.of(Refusal::BadSignature), 1);
     // A replica behind a stable checkpoint syncs to it.
     let mut behind = replica(&c, 3, 0);
     let mut out = Vec::new();
@@ -600,8 +790,8 @@ fn s4_4_view_change_and_new_view() {
             .iter()
             .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == 2))
     );
-    // Stale view changes are dropped.
-    let before = r3.status().dropped;
+    // Stale view changes are refused.
+    let before = r3.status().refused;
     let stale = sign(
         &c,
         0,
@@ -613,7 +803,8 @@ fn s4_4_view_change_and_new_view() {
         },
     );
     step(&mut r3, from(0, PbftMessage::ViewChange(Box::new(stale))));
-    assert_eq!(r3.status().dropped, before + 1);
+    let grew: Vec<_> = r3.status().refused.since(&before).collect();
+    assert_eq!(grew, vec![(Refusal::StaleRound, 1)]);
 }
 
 #[test]

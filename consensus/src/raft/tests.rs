@@ -2,7 +2,10 @@
 
 use cairn_crypto::Hash;
 use cairn_ledger::testkit::TestChain;
-use cairn_ledger::{Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind};
+use cairn_ledger::{
+    Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, RaftCertificate,
+    RaftCommitStatement,
+};
 
 use super::*;
 use crate::DurableState;
@@ -399,7 +402,7 @@ fn s5_2_lease_and_check_quorum() {
             },
         ),
     );
-    let before = f.status().dropped;
+    let before = f.status().refused;
     let out = step(
         &mut f,
         msg(
@@ -413,7 +416,8 @@ fn s5_2_lease_and_check_quorum() {
     );
     assert!(out.is_empty());
     assert_eq!(f.term, 1);
-    assert_eq!(f.status().dropped, before + 1);
+    let grew: Vec<_> = f.status().refused.since(&before).collect();
+    assert_eq!(grew, vec![(Refusal::LeaderAlive, 1)]);
     let out = step(
         &mut f,
         msg(
@@ -658,43 +662,131 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
     )));
 }
 
+/// Exactly one refusal so far, for `reason`.
+fn refused_once(r: &Raft, reason: Refusal, desc: &str) {
+    let all: Vec<_> = r.status().refused.iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(all, vec![(reason, 1)], "{desc}");
+}
+
 #[test]
-fn negative_space_is_dropped_and_counted() {
+fn negative_space_names_each_refusal() {
     let c = chain(3);
-    let mut r = node(&c, 1, &RaftDurable::default(), 0);
-    let ae = RaftMessage::AppendEntries {
-        term: 1,
+    let ae = |term: u64, entries: Vec<Entry>| RaftMessage::AppendEntries {
+        term,
         prev_index: 0,
         prev_term: 0,
-        entries: vec![],
+        entries,
         leader_commit: 0,
         certificates: vec![],
     };
-    // From a non-validator, and from itself.
-    assert!(step(&mut r, msg(7, ae.clone())).is_empty());
-    assert!(step(&mut r, msg(1, ae)).is_empty());
-    assert_eq!(r.status().dropped, 2);
-    assert_eq!(r.term, 0, "nothing changed");
-    // A stray vote response.
-    step(
-        &mut r,
-        msg(
-            0,
-            RaftMessage::RequestVoteResponse {
-                term: 0,
-                granted: true,
-            },
+    let at_term_2 = RaftDurable {
+        term: 2,
+        ..RaftDurable::default()
+    };
+    let aer = RaftMessage::AppendEntriesResponse {
+        term: 0,
+        success: true,
+        last_index: 0,
+        applied: 0,
+    };
+    // (desc, the receiver's durable state, input, reason)
+    let cases: Vec<(&str, RaftDurable, Input<RaftMessage>, Refusal)> = vec![
+        (
+            "from a non-validator",
+            RaftDurable::default(),
+            msg(7, ae(1, vec![])),
+            Refusal::NotAValidator,
         ),
-    );
-    assert_eq!(r.status().dropped, 3);
-    // A proposal to a follower: redirect.
+        (
+            "from itself",
+            RaftDurable::default(),
+            msg(1, ae(1, vec![])),
+            Refusal::NotAValidator,
+        ),
+        (
+            "append entries of an older term",
+            at_term_2.clone(),
+            msg(0, ae(1, vec![])),
+            Refusal::StaleRound,
+        ),
+        (
+            "more entries than one message may carry",
+            RaftDurable::default(),
+            msg(0, ae(1, vec![entry(1, None); 17])),
+            Refusal::TooLarge,
+        ),
+        (
+            "a vote answer to a follower",
+            RaftDurable::default(),
+            msg(
+                0,
+                RaftMessage::RequestVoteResponse {
+                    term: 0,
+                    granted: true,
+                },
+            ),
+            Refusal::Unexpected,
+        ),
+        (
+            "a pre-vote answer to a follower",
+            RaftDurable::default(),
+            msg(
+                0,
+                RaftMessage::PreVoteResponse {
+                    term: 0,
+                    granted: true,
+                },
+            ),
+            Refusal::Unexpected,
+        ),
+        (
+            "an append answer to a follower",
+            RaftDurable::default(),
+            msg(0, aer),
+            Refusal::Unexpected,
+        ),
+        (
+            "a snapshot of an older term",
+            at_term_2,
+            msg(
+                0,
+                RaftMessage::Snapshot {
+                    term: 1,
+                    index: 5,
+                    index_term: 1,
+                    height: 5,
+                },
+            ),
+            Refusal::StaleRound,
+        ),
+        (
+            "a validation answer (Raft followers trust the leader)",
+            RaftDurable::default(),
+            Input::Validated {
+                block_hash: block(1, 0).hash(),
+                valid: true,
+            },
+            Refusal::Unrequested,
+        ),
+    ];
+    for (desc, durable, input, reason) in cases {
+        let mut r = node(&c, 1, &durable, 0);
+        let term = r.term;
+        step(&mut r, input);
+        refused_once(&r, reason, desc);
+        assert_eq!(r.term, term, "{desc}: nothing changed");
+    }
+    // A proposal to a follower: redirect, not a refusal.
+    let mut r = node(&c, 1, &RaftDurable::default(), 0);
     let out = step(&mut r, Input::Propose { block: block(1, 0) });
     assert!(matches!(out[..], [Output::NotLeader { hint: None }]));
-    // A leader drops an unasked or wrong-height proposal.
+    assert_eq!(r.status().refused.total(), 0);
+    // A leader refuses an unasked or wrong-height proposal.
     let (mut l, _) = leader(&c, &RaftDurable::default());
-    let d = l.status().dropped;
+    let before = l.status().refused;
     step(&mut l, Input::Propose { block: block(5, 0) });
-    assert_eq!(l.status().dropped, d + 1);
+    let grew: Vec<_> = l.status().refused.since(&before).collect();
+    assert_eq!(grew, vec![(Refusal::Unrequested, 1)]);
     assert_eq!(l.log.last_index(), 1, "only the no-op");
     // A certificate for a block the follower does not hold is ignored.
     let mut f = node(
@@ -735,6 +827,7 @@ fn negative_space_is_dropped_and_counted() {
         !out.iter().any(|o| matches!(o, Output::Commit { .. })),
         "no commit on a wrong certificate"
     );
+    refused_once(&f, Refusal::BadSignature, "a certificate for another block");
 }
 
 #[test]

@@ -145,8 +145,14 @@ mod tests {
                 round: 0,
                 leader: None,
                 commit_height: 0,
-                dropped: 0,
+                refused: Default::default(),
             }
+        }
+        fn footprint(&self) -> cairn_consensus::Footprint {
+            cairn_consensus::Footprint::default()
+        }
+        fn footprint_bound(&self) -> cairn_consensus::Footprint {
+            cairn_consensus::Footprint::default()
         }
     }
 

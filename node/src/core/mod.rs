@@ -237,10 +237,32 @@ impl<P: NodeEngine> Core<P> {
     }
 
     fn step(&mut self, input: Input<P::Message>) -> Result<(), Fatal> {
-        match self.driver.as_mut() {
-            Some(d) => d.run(input, &mut self.work),
-            None => Ok(()),
+        let Some(d) = self.driver.as_mut() else {
+            return Ok(());
+        };
+        let from = match &input {
+            Input::Message { from, .. } => Some(*from),
+            _ => None,
+        };
+        let before = d.status().refused;
+        let result = d.run(input, &mut self.work);
+        let after = d.status().refused;
+        for (reason, count) in after.since(&before) {
+            self.work
+                .metrics
+                .consensus_refused
+                .get_or_create(&vec![("reason".to_string(), reason.as_str().to_string())])
+                .inc_by(count);
+            match from {
+                Some(peer) => tracing::debug!(
+                    peer = %self.work.health.name(peer.index()),
+                    %reason,
+                    "consensus refused a message"
+                ),
+                None => tracing::debug!(%reason, "consensus refused an input"),
+            }
         }
+        result
     }
 
     fn steps(&mut self, inputs: Vec<Input<P::Message>>) -> Result<(), Fatal> {

@@ -325,7 +325,7 @@ mod tests {
             round,
             leader: leader.map(NodeId),
             commit_height: 5,
-            dropped: 0,
+            refused: Default::default(),
         }
     }
 

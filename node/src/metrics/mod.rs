@@ -38,6 +38,8 @@ pub struct Metrics {
     pub committed_txs: Counter,
     /// Rejected transactions by reason.
     pub rejected_txs: Family<Vec<(String, String)>, Counter>,
+    /// Inputs the consensus engine refused, by reason (`cairn_consensus::Refusal`).
+    pub consensus_refused: Family<Vec<(String, String)>, Counter>,
     /// Elections (Raft) or view changes (PBFT) seen.
     pub round_changes: Counter,
     /// Transaction signatures verified.
@@ -105,6 +107,7 @@ impl Metrics {
             blocks: Counter::default(),
             committed_txs: Counter::default(),
             rejected_txs: Family::default(),
+            consensus_refused: Family::default(),
             round_changes: Counter::default(),
             verified_txs: Counter::default(),
             bad_messages: Counter::default(),
@@ -145,6 +148,11 @@ impl Metrics {
             "rejected_txs",
             "Transactions rejected, by reason",
             m.rejected_txs.clone(),
+        );
+        registry.register(
+            "consensus_refused",
+            "Messages and inputs the consensus engine refused, by reason",
+            m.consensus_refused.clone(),
         );
         registry.register(
             "round_changes",

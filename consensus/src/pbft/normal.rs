@@ -1,0 +1,330 @@
+//! Normal-case operation (Castro & Liskov, OSDI '99, §4.2): the primary's PRE-PREPARE, the
+//! replicas' PREPARE once the block validates against their ledger, COMMIT once prepared (2f+1
+//! matching prepares, the pre-prepare counting as the primary's), and delivery in sequence
+//! order once 2f+1 matching commits make the block's commit certificate.
+
+use cairn_ledger::{Block, BlockHash};
+
+use super::log::Slot;
+use super::message::{CommitVote, PRE_PREPARE, PREPARE, PbftMessage, PreparedProof, Signed, Vote};
+use super::{Out, Pbft, PbftPersist, certificate};
+use crate::{NodeId, Output, Refusal};
+
+impl Pbft {
+    pub(super) fn maybe_propose(&mut self, out: &mut Out) {
+        let in_flight = self
+            .slots
+            .range(self.height + 1..)
+            .any(|(_, s)| s.pre_prepare.is_some());
+        if self.active
+            && self.is_primary()
+            && !self.proposal_requested
+            && self.syncing.is_none()
+            && !in_flight
+        {
+            self.proposal_requested = true;
+            out.push(Output::RequestProposal {
+                height: self.height + 1,
+                round: self.view,
+            });
+        }
+    }
+
+    pub(super) fn on_propose(&mut self, block: Block, out: &mut Out) -> Result<(), Refusal> {
+        if !self.active || !self.is_primary() {
+            out.push(Output::NotLeader {
+                hint: Some(NodeId(self.primary(self.view))),
+            });
+            return Ok(());
+        }
+        let seq = block.header.height;
+        if !self.proposal_requested || seq != self.height + 1 {
+            return Err(Refusal::Unrequested);
+        }
+        if !self.in_window(seq) {
+            return Err(Refusal::OutsideWindow);
+        }
+        self.proposal_requested = false;
+        let vote = Vote {
+            view: self.view,
+            seq,
+            digest: block.hash(),
+        };
+        let signed = self.safety.pre_prepare(vote)?;
+        self.persist_safety(out);
+        out.push(Output::Broadcast {
+            msg: PbftMessage::PrePrepare {
+                vote: signed.clone(),
+                block: block.clone(),
+            },
+        });
+        let mut slot = Slot::new();
+        slot.pre_prepare = Some((signed, block));
+        // The primary built the block on its own ledger: it is valid.
+        slot.validated = Some(true);
+        slot.asked = true;
+        self.slots.insert(seq, slot);
+        self.advance(seq, out);
+        Ok(())
+    }
+
+    /// The checks every vote of the current view passes: author, view, window, height.
+    fn vote_ok(&self, from: u32, s: &Signed<Vote>) -> Result<(), Refusal> {
+        let v = s.body;
+        if s.author != from {
+            return Err(Refusal::WrongAuthor);
+        }
+        if v.view < self.view {
+            return Err(Refusal::StaleRound);
+        }
+        if v.view != self.view || !self.active {
+            return Err(Refusal::NotInView);
+        }
+        if !self.in_window(v.seq) {
+            return Err(Refusal::OutsideWindow);
+        }
+        if v.seq <= self.height {
+            return Err(Refusal::AlreadyCommitted);
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_pre_prepare(
+        &mut self,
+        from: u32,
+        vote: Signed<Vote>,
+        block: Block,
+        out: &mut Out,
+    ) -> Result<(), Refusal> {
+        let v = vote.body;
+        self.vote_ok(from, &vote)?;
+        if vote.author != self.primary(v.view) {
+            return Err(Refusal::NotPrimary);
+        }
+        if block.header.height != v.seq || block.hash() != v.digest {
+            return Err(Refusal::WrongDigest);
+        }
+        // Duplicates are refused before the signature check (cheap under a flood); a
+        // different pre-prepare, once verified, is the primary equivocating: the first stands.
+        let first = self.slots.get(&v.seq).and_then(|s| s.vote());
+        if first == Some(v) {
+            return Err(Refusal::Duplicate);
+        }
+        if !vote.verify(PRE_PREPARE, &self.cfg.chain_id, &self.cfg.validators) {
+            return Err(Refusal::BadSignature);
+        }
+        if first.is_some() {
+            return Err(Refusal::Conflicting);
+        }
+        let slot = self.slots.entry(v.seq).or_insert_with(Slot::new);
+        slot.pre_prepare = Some((vote, block));
+        if v.seq > self.height + 1 {
+            // Others are ahead: fetch the committed blocks in between.
+            self.sync_to(from, v.seq - 1, out);
+        }
+        self.advance(v.seq, out);
+        Ok(())
+    }
+
+    pub(super) fn on_prepare(&mut self, from: u32, s: Signed<Vote>) -> Result<(), Refusal> {
+        self.vote_ok(from, &s)?;
+        if s.author == self.primary(s.body.view) {
+            // The primary's pre-prepare is its prepare.
+            return Err(Refusal::NotPrimary);
+        }
+        if let Some(p) = self
+            .slots
+            .get(&s.body.seq)
+            .and_then(|x| x.prepares.get(&s.author))
+            && p.body == s.body
+        {
+            return Err(Refusal::Duplicate);
+        }
+        if !s.verify(PREPARE, &self.cfg.chain_id, &self.cfg.validators) {
+            return Err(Refusal::BadSignature);
+        }
+        self.slots
+            .entry(s.body.seq)
+            .or_insert_with(Slot::new)
+            .add_prepare(s)
+    }
+
+    pub(super) fn on_commit(&mut self, from: u32, c: CommitVote) -> Result<(), Refusal> {
+        let b = &c.body;
+        let as_vote = Signed {
+            author: c.author,
+            body: Vote {
+                view: b.view,
+                seq: b.seq,
+                digest: b.block_hash,
+            },
+            signature: c.signature,
+        };
+        self.vote_ok(from, &as_vote)?;
+        if let Some(p) = self
+            .slots
+            .get(&b.seq)
+            .and_then(|x| x.commits.get(&c.author))
+            && p.body == c.body
+        {
+            return Err(Refusal::Duplicate);
+        }
+        if !c.verify_commit(&self.cfg.chain_id, &self.cfg.validators) {
+            return Err(Refusal::BadSignature);
+        }
+        self.slots
+            .entry(b.seq)
+            .or_insert_with(Slot::new)
+            .add_commit(c)
+    }
+
+    pub(super) fn on_validated(
+        &mut self,
+        digest: BlockHash,
+        valid: bool,
+        out: &mut Out,
+    ) -> Result<(), Refusal> {
+        let seqs: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.asked && s.validated.is_none() && s.vote().is_some_and(|v| v.digest == digest)
+            })
+            .map(|(q, _)| *q)
+            .collect();
+        if seqs.is_empty() {
+            return Err(Refusal::Unrequested);
+        }
+        for seq in seqs {
+            if let Some(slot) = self.slots.get_mut(&seq) {
+                slot.validated = Some(valid);
+            }
+            if !valid && self.active {
+                // The primary proposed a block that does not execute here: replace it.
+                self.start_view_change(self.view + 1, out);
+                return Ok(());
+            }
+            self.advance(seq, out);
+        }
+        Ok(())
+    }
+
+    /// Moves slot `seq` as far as its messages allow: validate, prepare, commit, deliver.
+    pub(super) fn advance(&mut self, seq: u64, out: &mut Out) {
+        let me = self.cfg.me.0;
+        let quorum = self.quorum();
+        let primary = self.primary(self.view);
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        let Some(vote) = slot.vote() else { return };
+        if slot.validated.is_none() {
+            if !slot.asked && seq <= self.height + 1 && self.syncing.is_none() {
+                slot.asked = true;
+                if let Some((_, block)) = &slot.pre_prepare {
+                    out.push(Output::Validate {
+                        block: block.clone(),
+                    });
+                }
+            }
+            return;
+        }
+        if slot.validated != Some(true) {
+            return;
+        }
+        if me != primary && slot.my_prepare.is_none() {
+            match self.safety.prepare(vote) {
+                Ok(p) => {
+                    out.push(Output::Persist {
+                        op: PbftPersist::Safety(self.safety.data().clone()),
+                    });
+                    out.push(Output::Broadcast {
+                        msg: PbftMessage::Prepare(p.clone()),
+                    });
+                    slot.prepares.insert(me, p.clone());
+                    slot.my_prepare = Some(p);
+                }
+                Err(r) => return self.refuse(r),
+            }
+        }
+        let prepares: Vec<Signed<Vote>> = slot
+            .prepares
+            .values()
+            .filter(|p| p.body == vote && p.author != primary)
+            .cloned()
+            .collect();
+        if prepares.len() + 1 < quorum {
+            return;
+        }
+        // Prepared: the certificate must survive a crash before we commit (§4.4 needs it).
+        if self
+            .prepared
+            .get(&seq)
+            .is_none_or(|p| p.pre_prepare.body != vote)
+            && let Some((pp, block)) = &slot.pre_prepare
+        {
+            let proof = PreparedProof {
+                pre_prepare: pp.clone(),
+                block: block.clone(),
+                prepares,
+            };
+            out.push(Output::Persist {
+                op: PbftPersist::Prepared(proof.clone()),
+            });
+            self.prepared.insert(seq, proof);
+        }
+        if slot.my_commit.is_none() {
+            match self.safety.commit(vote) {
+                Ok(c) => {
+                    out.push(Output::Persist {
+                        op: PbftPersist::Safety(self.safety.data().clone()),
+                    });
+                    out.push(Output::Broadcast {
+                        msg: PbftMessage::Commit(c.clone()),
+                    });
+                    slot.commits.insert(me, c.clone());
+                    slot.my_commit = Some(c);
+                }
+                Err(r) => return self.refuse(r),
+            }
+        }
+        let commits: Vec<CommitVote> = slot
+            .commits
+            .values()
+            .filter(|c| {
+                c.body.view == vote.view
+                    && c.body.seq == vote.seq
+                    && c.body.block_hash == vote.digest
+            })
+            .cloned()
+            .collect();
+        if commits.len() < quorum || slot.committed || seq != self.height + 1 {
+            return;
+        }
+        let Some(certificate) = certificate::commit_certificate(&commits, &self.cfg.validators)
+        else {
+            return;
+        };
+        let Some((_, block)) = slot.pre_prepare.clone() else {
+            return;
+        };
+        slot.committed = true;
+        // Release-mode invariants the caller relies on: heights are delivered contiguously,
+        // once each, and a block hashes to the digest its certificate signs.
+        assert_eq!(seq, self.height + 1, "PBFT delivers heights in order");
+        assert_eq!(
+            block.hash(),
+            vote.digest,
+            "a committed block hashes to its certified digest"
+        );
+        out.push(Output::Commit { block, certificate });
+        self.height = seq;
+        self.timer = 0;
+        self.attempts = 0;
+        if seq.is_multiple_of(self.interval()) {
+            self.sign_checkpoint(seq, vote.digest, out);
+        }
+        self.advance(seq + 1, out);
+        self.maybe_propose(out);
+    }
+}

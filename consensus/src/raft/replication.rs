@@ -1,0 +1,356 @@
+//! Log replication and commitment (Ongaro & Ousterhout, §5.3 and §5.4).
+//!
+//! The leader appends one block at a time (it asks for a proposal only when everything in its
+//! log is committed and applied, so every block is built on the committed tip) and replicates
+//! with AppendEntries; an entry of the current term stored by a majority commits, with every
+//! entry before it (§5.4.2, Figure 8); a new leader's no-op lets earlier terms' entries commit
+//! (§8). Certificates: the leader signs `(chain, height, block hash, term)` for each committed
+//! block and ships the signature to followers with AppendEntries.
+
+use cairn_ledger::{Block, CommitCertificate, ConsensusKind, RaftCertificate, RaftCommitStatement};
+
+use super::{Entry, Out, Raft, RaftMessage, RaftPersist};
+use crate::{NodeId, Output, Refusal, Role};
+
+impl Raft {
+    pub(super) fn append(&mut self, e: Entry, out: &mut Out) {
+        let first_index = self.log.last_index() + 1;
+        self.log.push(e.clone());
+        out.push(Output::Persist {
+            op: RaftPersist::Append {
+                first_index,
+                entries: vec![e],
+            },
+        });
+        let me = self.cfg.me.index();
+        self.progress[me].matched = self.log.last_index();
+    }
+
+    pub(super) fn broadcast_append(&mut self, out: &mut Out) {
+        for p in self.others().collect::<Vec<_>>() {
+            self.send_append(p, out);
+        }
+    }
+
+    pub(super) fn send_append(&mut self, to: NodeId, out: &mut Out) {
+        let pr = self.progress[to.index()];
+        if pr.next <= self.log.snapshot_index || pr.applied < self.log.snapshot_index {
+            out.push(Output::Send {
+                to,
+                msg: RaftMessage::Snapshot {
+                    term: self.term,
+                    index: self.log.snapshot_index,
+                    index_term: self.log.snapshot_term,
+                    height: self.log.snapshot_height,
+                },
+            });
+            return;
+        }
+        let prev_index = pr.next - 1;
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            return;
+        };
+        let last = self
+            .log
+            .last_index()
+            .min(prev_index + self.cfg.max_entries_per_message as u64);
+        let entries = self.log.slice(pr.next, last);
+        let max = self.cfg.max_entries_per_message;
+        let certificates = (pr.applied.max(self.log.snapshot_index) + 1..=self.commit_index)
+            .filter_map(|i| self.certificate_for(i).map(|c| (i, c)))
+            .take(max)
+            .collect();
+        out.push(Output::Send {
+            to,
+            msg: RaftMessage::AppendEntries {
+                term: self.term,
+                prev_index,
+                prev_term,
+                entries,
+                leader_commit: self.commit_index,
+                certificates,
+            },
+        });
+    }
+
+    /// The leader's certificate for the committed block entry at `index`, signing one now if
+    /// this leader has none (the entry is committed and we are leader of `self.term`).
+    fn certificate_for(&mut self, index: u64) -> Option<RaftCertificate> {
+        if let Some(c) = self.certificates.get(&index) {
+            return Some(c.clone());
+        }
+        if self.role != Role::Leader || index > self.commit_index {
+            return None;
+        }
+        let block = self.log.entry(index)?.block.as_ref()?;
+        let statement = RaftCommitStatement {
+            height: block.header.height,
+            block_hash: block.hash(),
+            term: self.term,
+        };
+        let cert = RaftCertificate {
+            term: self.term,
+            leader: self.key.public_key(),
+            signature: statement.sign(&self.cfg.chain_id, &self.key),
+        };
+        self.certificates.insert(index, cert.clone());
+        Some(cert)
+    }
+
+    /// §5.3/§5.4.2: commit the highest index that a majority stores and that belongs to the
+    /// current term.
+    pub(super) fn maybe_commit(&mut self, out: &mut Out) {
+        let mut matched: Vec<u64> = self.progress.iter().map(|p| p.matched).collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[self.majority() - 1];
+        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
+            assert!(self.role == Role::Leader, "only a leader counts replicas");
+            self.commit_index = candidate;
+            self.apply_committed(out);
+            self.broadcast_append(out);
+        }
+    }
+
+    /// Hands committed entries to the caller in order, as far as certificates allow.
+    pub(super) fn apply_committed(&mut self, out: &mut Out) {
+        while self.applied < self.commit_index {
+            let index = self.applied + 1;
+            let Some(entry) = self.log.entry(index) else {
+                break;
+            };
+            match &entry.block {
+                None => {}
+                Some(block) if block.header.height <= self.applied_height => {}
+                Some(block) => {
+                    // Release-mode invariant: heights are handed over contiguously, once.
+                    assert_eq!(
+                        block.header.height,
+                        self.applied_height + 1,
+                        "Raft commits heights in order"
+                    );
+                    let block = block.clone();
+                    let Some(cert) = self.certificate_for(index) else {
+                        break;
+                    };
+                    self.applied_height = block.header.height;
+                    out.push(Output::Commit {
+                        block,
+                        certificate: CommitCertificate::Raft(cert),
+                    });
+                }
+            }
+            self.applied = index;
+            let me = self.cfg.me.index();
+            self.progress[me].applied = index;
+        }
+        self.maybe_compact(out);
+        self.maybe_request_proposal(out);
+    }
+
+    pub(super) fn maybe_request_proposal(&mut self, out: &mut Out) {
+        if self.role == Role::Leader
+            && !self.proposal_requested
+            && self.applied == self.log.last_index()
+        {
+            self.proposal_requested = true;
+            out.push(Output::RequestProposal {
+                height: self.applied_height + 1,
+                round: self.term,
+            });
+        }
+    }
+
+    pub(super) fn on_propose(&mut self, block: Block, out: &mut Out) -> Result<(), Refusal> {
+        if self.role != Role::Leader {
+            out.push(Output::NotLeader { hint: self.leader });
+            return Ok(());
+        }
+        if !self.proposal_requested
+            || block.header.height != self.applied_height + 1
+            || self.applied != self.log.last_index()
+        {
+            return Err(Refusal::Unrequested);
+        }
+        self.proposal_requested = false;
+        self.append(
+            Entry {
+                term: self.term,
+                block: Some(block),
+            },
+            out,
+        );
+        self.maybe_commit(out);
+        self.broadcast_append(out);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_append(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        mut prev_index: u64,
+        mut prev_term: u64,
+        mut entries: Vec<Entry>,
+        leader_commit: u64,
+        certificates: Vec<(u64, RaftCertificate)>,
+        out: &mut Out,
+    ) -> Result<(), Refusal> {
+        let reject = |me: &Raft, out: &mut Out| {
+            out.push(Output::Send {
+                to: from,
+                msg: RaftMessage::AppendEntriesResponse {
+                    term: me.term,
+                    success: false,
+                    last_index: me.commit_index,
+                    applied: me.applied,
+                },
+            });
+        };
+        if term < self.term {
+            reject(self, out);
+            return Err(Refusal::StaleRound);
+        }
+        let max = self.cfg.max_entries_per_message;
+        if entries.len() > max || certificates.len() > max {
+            return Err(Refusal::TooLarge);
+        }
+        if term > self.term || self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(term, Some(from), out);
+        } else {
+            self.elapsed = 0;
+        }
+        // Entries at or below our snapshot point are committed and already here.
+        if prev_index < self.log.snapshot_index {
+            let skip = (self.log.snapshot_index - prev_index) as usize;
+            if skip > entries.len() {
+                reject(self, out);
+                return Ok(());
+            }
+            entries.drain(..skip);
+            prev_index = self.log.snapshot_index;
+            prev_term = self.log.snapshot_term;
+        }
+        if self.log.term_at(prev_index) != Some(prev_term) {
+            // §5.3 log matching fails; our committed prefix matches every leader's log, so
+            // the leader resumes right after our commit index.
+            reject(self, out);
+            return Ok(());
+        }
+        let mut index = prev_index;
+        let mut appended = Vec::new();
+        for e in entries {
+            index += 1;
+            match self.log.term_at(index) {
+                Some(t) if t == e.term && appended.is_empty() => continue,
+                Some(_) if appended.is_empty() => {
+                    // Conflict: drop our suffix. Committed entries never conflict (§5.4).
+                    assert!(
+                        index > self.commit_index,
+                        "Raft conflict at a committed index"
+                    );
+                    self.log.truncate_from(index);
+                    out.push(Output::Persist {
+                        op: RaftPersist::TruncateFrom { index },
+                    });
+                }
+                _ => {}
+            }
+            self.log.push(e.clone());
+            appended.push(e);
+        }
+        if !appended.is_empty() {
+            out.push(Output::Persist {
+                op: RaftPersist::Append {
+                    first_index: index + 1 - appended.len() as u64,
+                    entries: appended,
+                },
+            });
+        }
+        let mut refused = Ok(());
+        for (i, cert) in certificates {
+            if let Err(r) = self.accept_certificate(i, cert) {
+                refused = Err(r);
+            }
+        }
+        let new_commit = leader_commit.min(index);
+        if new_commit > self.commit_index {
+            self.commit_index = new_commit;
+        }
+        self.apply_committed(out);
+        out.push(Output::Send {
+            to: from,
+            msg: RaftMessage::AppendEntriesResponse {
+                term: self.term,
+                success: true,
+                last_index: index,
+                applied: self.applied,
+            },
+        });
+        refused
+    }
+
+    pub(super) fn on_append_response(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        success: bool,
+        last_index: u64,
+        applied: u64,
+        out: &mut Out,
+    ) -> Result<(), Refusal> {
+        if term > self.term {
+            self.become_follower(term, None, out);
+            return Ok(());
+        }
+        if self.role != Role::Leader {
+            return Err(Refusal::Unexpected);
+        }
+        if term < self.term {
+            return Err(Refusal::StaleRound);
+        }
+        let last = self.log.last_index();
+        let pr = &mut self.progress[from.index()];
+        pr.active = true;
+        pr.applied = pr.applied.max(applied.min(last));
+        if success {
+            pr.matched = pr.matched.max(last_index.min(last));
+            pr.next = pr.matched + 1;
+            self.maybe_commit(out);
+            if self.progress[from.index()].next <= last {
+                self.send_append(from, out);
+            }
+        } else {
+            pr.next = (last_index + 1).max(pr.matched + 1).min(last + 1);
+            self.send_append(from, out);
+        }
+        Ok(())
+    }
+
+    /// Keeps a leader's certificate if it certifies the block we hold at that index.
+    fn accept_certificate(&mut self, index: u64, cert: RaftCertificate) -> Result<(), Refusal> {
+        if index <= self.applied || self.certificates.contains_key(&index) {
+            return Ok(());
+        }
+        let Some(block) = self.log.entry(index).and_then(|e| e.block.as_ref()) else {
+            return Ok(());
+        };
+        let c = CommitCertificate::Raft(cert);
+        if c.verify(
+            &self.cfg.chain_id,
+            ConsensusKind::Raft,
+            &self.cfg.validators,
+            block.header.height,
+            &block.hash(),
+        )
+        .is_ok()
+        {
+            if let CommitCertificate::Raft(cert) = c {
+                self.certificates.insert(index, cert);
+            }
+            Ok(())
+        } else {
+            Err(Refusal::BadSignature)
+        }
+    }
+}

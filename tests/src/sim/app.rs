@@ -1,0 +1,126 @@
+//! The simulated application and ledger: building a proposal on a node's tip, answering
+//! `Validate`, committing (where the agreement, validity and integrity checkers run), and block
+//! sync from a peer, checked as a node checks what it fetches.
+
+use cairn_crypto::Hash;
+use cairn_ledger::{Block, BlockHeader, CommitCertificate, Height};
+
+use super::checkers::validity::{self, Tip};
+use super::checkers::{integrity, validity::next_block_ok};
+use super::{Sim, SimEngine, Violation};
+
+impl<E: SimEngine> Sim<E> {
+    /// The tip of instance `(i, k)`'s ledger.
+    pub(super) fn tip(&self, i: usize, k: usize) -> Tip {
+        let chain = &self.nodes[i].instances[k].chain;
+        let height = chain.len() as Height;
+        match chain.last() {
+            Some((b, _)) => Tip {
+                hash: b.hash(),
+                state_root: b.header.state_root,
+                timestamp_ms: b.header.timestamp_ms,
+                height,
+            },
+            None => Tip {
+                hash: self.cluster.genesis.hash(),
+                state_root: Hash::ZERO,
+                timestamp_ms: self.cluster.genesis.genesis_time_ms,
+                height,
+            },
+        }
+    }
+
+    pub(super) fn build_block(&mut self, i: usize, k: usize, round: u64) -> Block {
+        let tip = self.tip(i, k);
+        let height = tip.height + 1;
+        Block {
+            header: BlockHeader {
+                chain_id: self.cluster.genesis.chain_id.clone(),
+                height,
+                prev_hash: tip.hash,
+                // Distinct proposals at one height differ in their timestamp.
+                timestamp_ms: tip.timestamp_ms + 1 + self.rng.range(0, 1000),
+                tx_root: Block::tx_root_of(&[]),
+                tx_count: 0,
+                state_root: validity::next_root(&tip.state_root, height),
+                proposer: self.cluster.keys[i].public_key(),
+                round,
+            },
+            txs: Vec::new(),
+        }
+    }
+
+    /// What a node answers to `Validate`: a block at a height it holds is valid if it is the
+    /// block it holds; at the next height, if it is a valid next block.
+    pub(super) fn valid_at(&self, i: usize, k: usize, b: &Block) -> Result<(), String> {
+        let chain = &self.nodes[i].instances[k].chain;
+        let h = b.header.height;
+        if h >= 1 && h <= chain.len() as Height {
+            return if chain[h as usize - 1].0.hash() == b.hash() {
+                Ok(())
+            } else {
+                Err(format!("another block is committed at {h}"))
+            };
+        }
+        next_block_ok(&self.cluster.genesis, &self.tip(i, k), b)
+    }
+
+    pub(super) fn commit(
+        &mut self,
+        i: usize,
+        k: usize,
+        block: Block,
+        cert: CommitCertificate,
+    ) -> Result<(), Violation> {
+        if k == 0 && self.honest(i) {
+            let g = &self.cluster.genesis;
+            let mut checked = validity::check(g, i, &self.tip(i, k), &block);
+            if self.cfg.check_certificates {
+                checked = checked.and_then(|()| integrity::check(g, i, &block, &cert));
+            }
+            checked
+                .and_then(|()| self.agreement.check(i, block.header.height, block.hash()))
+                .map_err(|w| self.violation(w))?;
+        }
+        self.nodes[i].instances[k].chain.push((block, cert));
+        Ok(())
+    }
+
+    /// Block sync: copies certified blocks from `peer` (or the honest node furthest ahead)
+    /// up to `height`, checking each as a node would.
+    pub(super) fn sync(
+        &mut self,
+        i: usize,
+        k: usize,
+        peer: usize,
+        height: Height,
+    ) -> Result<(), Violation> {
+        self.report.syncs += 1;
+        let source = if peer != i && self.chain_len(peer) >= height {
+            peer
+        } else {
+            match (0..self.nodes.len())
+                .filter(|&j| j != i && self.honest(j))
+                .max_by_key(|&j| self.chain_len(j))
+            {
+                Some(j) => j,
+                None => return Ok(()),
+            }
+        };
+        while (self.nodes[i].instances[k].chain.len() as Height) < height {
+            let next = self.nodes[i].instances[k].chain.len();
+            let Some((b, c)) = self.nodes[source].instances[0].chain.get(next).cloned() else {
+                break;
+            };
+            // A node checks what it fetches: the link to its tip and the certificate.
+            let g = &self.cluster.genesis;
+            if next_block_ok(g, &self.tip(i, k), &b).is_err()
+                || integrity::certified(g, &b, &c).is_err()
+            {
+                break;
+            }
+            self.commit(i, k, b, c)?;
+        }
+        Ok(())
+    }
+}

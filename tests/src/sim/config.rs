@@ -1,0 +1,250 @@
+//! A run's parameters (all derived from its seed), what it reports, and how seeds are chosen.
+
+use cairn_consensus::DetRng;
+use cairn_ledger::Height;
+
+use super::adversary::Behaviour;
+
+/// Test-only switches: planted bugs that prove the checkers can fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Knobs {
+    /// Raft: grant votes without regard to an earlier vote in the same term.
+    pub raft_vote_twice: bool,
+    /// PBFT: quorums of f+1 instead of 2f+1.
+    pub pbft_small_quorum: bool,
+    /// PBFT: checkpoint votes kept for any future sequence number (an unbounded map).
+    pub pbft_unbounded_checkpoints: bool,
+}
+
+/// One run's parameters, all derived from the seed.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Seed.
+    pub seed: u64,
+    /// Validators.
+    pub nodes: usize,
+    /// Ticks with faults on.
+    pub fault_ticks: u64,
+    /// Ticks allowed, after healing, for every node to commit `liveness_blocks` new blocks.
+    pub liveness_ticks: u64,
+    /// New blocks every node must commit after healing.
+    pub liveness_blocks: u64,
+    /// Planted bugs.
+    pub knobs: Knobs,
+    /// Byzantine validators and how they behave (PBFT runs; at most f).
+    pub byzantine: Vec<(usize, Behaviour)>,
+    /// Check every commit's certificate (integrity). Off only to show that the agreement
+    /// checker alone catches a planted quorum bug.
+    pub check_certificates: bool,
+    /// Replay floods: now and then the network delivers a few hundred recently sent messages
+    /// again.
+    pub replay_floods: bool,
+}
+
+impl RunConfig {
+    /// Raft defaults for a seed: 3 or 5 validators, 1,500 fault ticks, 1,000 liveness ticks.
+    pub fn for_seed(seed: u64) -> RunConfig {
+        let mut r = DetRng::new(seed);
+        RunConfig {
+            seed,
+            nodes: if r.chance(0.5) { 3 } else { 5 },
+            fault_ticks: 1_500,
+            liveness_ticks: 1_000,
+            liveness_blocks: 3,
+            knobs: Knobs::default(),
+            byzantine: Vec::new(),
+            check_certificates: true,
+            replay_floods: false,
+        }
+    }
+
+    /// PBFT defaults for a seed: 4 or 7 validators, up to f of them Byzantine with a random
+    /// behaviour each, 1,500 fault ticks, 3,000 liveness ticks (view changes back off).
+    pub fn pbft_for_seed(seed: u64) -> RunConfig {
+        let mut r = DetRng::new(seed ^ 0xb1f7);
+        let nodes = if r.chance(0.75) { 4 } else { 7 };
+        let f = (nodes - 1) / 3;
+        let count = r.range(0, f as u64 + 1) as usize;
+        let mut byzantine = Vec::new();
+        while byzantine.len() < count {
+            let i = r.range(0, nodes as u64) as usize;
+            if byzantine.iter().all(|(j, _)| *j != i) {
+                let b = Behaviour::ALL[r.range(0, Behaviour::CLASSIC as u64) as usize];
+                byzantine.push((i, b));
+            }
+        }
+        RunConfig {
+            seed,
+            nodes,
+            fault_ticks: 1_500,
+            liveness_ticks: 3_000,
+            liveness_blocks: 3,
+            knobs: Knobs::default(),
+            byzantine,
+            check_certificates: true,
+            replay_floods: false,
+        }
+    }
+
+    /// The same run with every flood on: replay floods in the network and, for each Byzantine
+    /// validator, a chance of a flooding behaviour instead (far-future views or checkpoints,
+    /// votes beyond the watermark, duplicates, garbage), so every behaviour is equally likely.
+    /// Drawn from a stream of its own: the rest of the seed's run is drawn as before.
+    pub fn with_floods(mut self) -> RunConfig {
+        let mut r = DetRng::new(self.seed ^ 0xf100d);
+        self.replay_floods = true;
+        for (_, b) in &mut self.byzantine {
+            let i = r.range(0, Behaviour::ALL.len() as u64) as usize;
+            if i >= Behaviour::CLASSIC {
+                *b = Behaviour::ALL[i];
+            }
+        }
+        self
+    }
+}
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// When.
+    pub tick: u64,
+    /// What.
+    pub what: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} tick {}: {} (replay: SIM_SEED={})",
+            self.seed, self.tick, self.what, self.seed
+        )
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Blocks committed (highest height any node reached).
+    pub height: Height,
+    /// Faults injected: crashes, partitions, dropped and duplicated messages.
+    pub crashes: u64,
+    /// Partitions started.
+    pub partitions: u64,
+    /// Messages dropped by the network.
+    pub dropped: u64,
+    /// Messages duplicated by the network.
+    pub duplicated: u64,
+    /// Crashes that cut a step's outputs short.
+    pub torn_steps: u64,
+    /// Catch-ups by block sync.
+    pub syncs: u64,
+    /// Highest term or view an honest node reached.
+    pub max_round: u64,
+    /// Byzantine validators in the run.
+    pub byzantine: Vec<Behaviour>,
+    /// Old messages the network delivered again in replay floods.
+    pub replayed: u64,
+    /// The largest footprint any honest replica had (messages, entries), with its bound then.
+    pub peak: Peak,
+    /// Restarted replicas that rejoined the others' round, and the ticks that took.
+    pub rejoins: Rejoins,
+}
+
+/// The largest footprint seen, against the bound in force at that moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peak {
+    /// Most messages retained, and the bound then.
+    pub messages: (usize, usize),
+    /// Most entries retained, and the bound then.
+    pub entries: (usize, usize),
+}
+
+impl Peak {
+    /// Keeps the larger of each.
+    pub fn absorb(&mut self, other: Peak) {
+        if other.messages.0 > self.messages.0 {
+            self.messages = other.messages;
+        }
+        if other.entries.0 > self.entries.0 {
+            self.entries = other.entries;
+        }
+    }
+}
+
+/// How long restarted replicas took to work in the same round as the others again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejoins {
+    /// Rejoins measured.
+    pub count: u64,
+    /// Their ticks, added up.
+    pub total_ticks: u64,
+    /// The longest.
+    pub max_ticks: u64,
+}
+
+impl Rejoins {
+    /// Records one rejoin.
+    pub fn record(&mut self, ticks: u64) {
+        self.count += 1;
+        self.total_ticks += ticks;
+        self.max_ticks = self.max_ticks.max(ticks);
+    }
+
+    /// Adds another run's.
+    pub fn absorb(&mut self, other: Rejoins) {
+        self.count += other.count;
+        self.total_ticks += other.total_ticks;
+        self.max_ticks = self.max_ticks.max(other.max_ticks);
+    }
+}
+
+/// The seeds to run: the one in `SIM_SEED` (a replay), or `0..count`.
+pub fn seeds(count: u64) -> Vec<u64> {
+    seeds_from(0, count)
+}
+
+/// The seeds to run: the one in `SIM_SEED` (a replay), or `start..start + count`.
+pub fn seeds_from(start: u64, count: u64) -> Vec<u64> {
+    match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => (start..start + count).collect(),
+    }
+}
+
+/// Runs every seed, adding up the reports of the clean runs; returns the totals and the
+/// violations found (as text).
+pub fn run_seeds(
+    seeds: &[u64],
+    run: impl Fn(u64) -> Result<RunReport, Violation>,
+) -> (RunReport, Vec<String>) {
+    let mut total = RunReport::default();
+    let mut violations = Vec::new();
+    for &seed in seeds {
+        match run(seed) {
+            Ok(r) => total.absorb(r),
+            Err(v) => violations.push(v.to_string()),
+        }
+    }
+    (total, violations)
+}
+
+impl RunReport {
+    /// Adds another run's counts to these totals (the highest round is the maximum).
+    pub fn absorb(&mut self, r: RunReport) {
+        self.height += r.height;
+        self.crashes += r.crashes;
+        self.partitions += r.partitions;
+        self.dropped += r.dropped;
+        self.duplicated += r.duplicated;
+        self.torn_steps += r.torn_steps;
+        self.syncs += r.syncs;
+        self.max_round = self.max_round.max(r.max_round);
+        self.byzantine.extend(r.byzantine);
+        self.replayed += r.replayed;
+        self.peak.absorb(r.peak);
+        self.rejoins.absorb(r.rejoins);
+    }
+}

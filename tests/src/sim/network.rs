@@ -1,0 +1,186 @@
+//! The simulated network and the fault schedule: delays, loss, duplication, partitions,
+//! replay floods (old messages delivered again at a high rate), crashes and restarts, and the
+//! Byzantine proxies that rewrite what their validators send.
+
+use std::collections::VecDeque;
+
+use super::adversary::Adversary;
+use super::{Sim, SimEngine};
+
+/// A partition of the validators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Partition {
+    None,
+    /// Two sides that cannot talk.
+    Split(u64),
+    /// Messages from `a` to `b` are lost; `b` to `a` pass.
+    OneWay(usize, usize),
+    /// One node cut off.
+    Isolate(usize),
+    /// Two sides, except `bridge`, which talks to both.
+    Bridge(u64, usize),
+}
+
+impl Partition {
+    fn blocks(&self, from: usize, to: usize) -> bool {
+        let side = |mask: u64, i: usize| mask >> i & 1 == 1;
+        match *self {
+            Partition::None => false,
+            Partition::Split(m) => side(m, from) != side(m, to),
+            Partition::OneWay(a, b) => from == a && to == b,
+            Partition::Isolate(x) => from == x || to == x,
+            Partition::Bridge(m, b) => from != b && to != b && side(m, from) != side(m, to),
+        }
+    }
+}
+
+/// A message in flight.
+pub(super) struct Envelope<M> {
+    pub(super) from: usize,
+    pub(super) to: usize,
+    pub(super) msg: M,
+}
+
+/// Messages kept for replay floods: the most recent this many.
+const RECENT: usize = 512;
+/// Old messages one replay flood delivers again.
+const FLOOD: usize = 300;
+
+/// The network's randomly drawn character for a run.
+pub(super) struct Links<M> {
+    pub(super) partition: Partition,
+    pub(super) drop_p: f64,
+    pub(super) dup_p: f64,
+    pub(super) max_delay: u64,
+    /// Recently sent messages, for replay floods.
+    recent: VecDeque<(usize, usize, M)>,
+}
+
+impl<M> Links<M> {
+    pub(super) fn new(rng: &mut cairn_consensus::DetRng) -> Links<M> {
+        Links {
+            partition: Partition::None,
+            drop_p: rng.range(0, 15) as f64 / 100.0,
+            dup_p: rng.range(0, 8) as f64 / 100.0,
+            max_delay: rng.range(1, 8),
+            recent: VecDeque::new(),
+        }
+    }
+}
+
+impl<E: SimEngine> Sim<E> {
+    /// Sends `msg` from `from` to `to` through the Byzantine proxy (if `from` is Byzantine)
+    /// and the faulty network.
+    pub(super) fn send(&mut self, from: usize, to: usize, msg: E::Message) {
+        if to >= self.nodes.len() {
+            return;
+        }
+        let Some(b) = self.nodes[from].byzantine else {
+            return self.transmit(from, to, msg);
+        };
+        let key = self.cluster.keys[from].clone();
+        let history = std::mem::take(&mut self.nodes[from].history);
+        let mut sent = Vec::new();
+        let mut adv = Adversary {
+            key: &key,
+            me: from as u32,
+            chain_id: &self.cluster.genesis.chain_id,
+            rng: &mut self.rng,
+            history: &history,
+        };
+        E::corrupt(&msg, b, &mut adv, to, &mut sent);
+        self.nodes[from].history = history;
+        if self.nodes[from].history.len() < 256 {
+            self.nodes[from].history.push(msg);
+        }
+        for m in sent {
+            self.transmit(from, to, m);
+        }
+    }
+
+    /// Puts one message on the wire, subject to partitions, loss, duplication and delay.
+    fn transmit(&mut self, from: usize, to: usize, msg: E::Message) {
+        if self.faults_on {
+            if self.links.partition.blocks(from, to) || self.rng.chance(self.links.drop_p) {
+                self.report.dropped += 1;
+                return;
+            }
+            if self.links.recent.len() >= RECENT {
+                self.links.recent.pop_front();
+            }
+            self.links.recent.push_back((from, to, msg.clone()));
+            if self.rng.chance(self.links.dup_p) {
+                self.report.duplicated += 1;
+                let at = self.now + self.rng.range(1, self.links.max_delay + 1);
+                self.enqueue(at, from, to, msg.clone());
+            }
+        }
+        let delay = if self.faults_on {
+            self.rng.range(1, self.links.max_delay + 1)
+        } else {
+            1
+        };
+        self.enqueue(self.now + delay, from, to, msg);
+    }
+
+    fn enqueue(&mut self, at: u64, from: usize, to: usize, msg: E::Message) {
+        self.seq += 1;
+        self.net.insert((at, self.seq), Envelope { from, to, msg });
+    }
+
+    /// Delivers [`FLOOD`] recently sent messages again, each to its receiver, over the next
+    /// few ticks: stale, duplicate and reordered input at a high rate.
+    fn replay_flood(&mut self) {
+        if self.links.recent.is_empty() {
+            return;
+        }
+        for _ in 0..FLOOD {
+            let i = self.rng.range(0, self.links.recent.len() as u64) as usize;
+            let (from, to, msg) = self.links.recent[i].clone();
+            let at = self.now + self.rng.range(1, self.links.max_delay + 1);
+            self.enqueue(at, from, to, msg);
+            self.report.replayed += 1;
+        }
+    }
+
+    /// The fault schedule, once per tick of the fault phase.
+    pub(super) fn maybe_fault(&mut self) -> Result<(), super::Violation> {
+        let n = self.nodes.len();
+        // Keep a majority up most of the time, so there is progress to disturb.
+        let down = self
+            .nodes
+            .iter()
+            .filter(|x| x.instances[0].engine.is_none())
+            .count();
+        if self.rng.chance(0.004) && down < n.div_ceil(2) {
+            let i = self.rng.range(0, n as u64) as usize;
+            self.crash(i);
+        }
+        if self.rng.chance(0.01) {
+            for i in 0..n {
+                if self.nodes[i].instances[0].engine.is_none() && self.rng.chance(0.5) {
+                    self.restart(i)?;
+                }
+            }
+        }
+        if self.rng.chance(0.004) {
+            self.report.partitions += 1;
+            let a = self.rng.range(0, n as u64) as usize;
+            let b = (a + 1 + self.rng.range(0, n as u64 - 1) as usize) % n;
+            let mask = self.rng.range(1, (1u64 << n) - 1);
+            self.links.partition = match self.rng.range(0, 4) {
+                0 => Partition::Split(mask),
+                1 => Partition::OneWay(a, b),
+                2 => Partition::Isolate(a),
+                _ => Partition::Bridge(mask, a),
+            };
+        }
+        if self.rng.chance(0.006) {
+            self.links.partition = Partition::None;
+        }
+        if self.cfg.replay_floods && self.rng.chance(0.003) {
+            self.replay_flood();
+        }
+        Ok(())
+    }
+}
