@@ -150,6 +150,9 @@ pub struct Pbft {
     new_view: Option<Signed<NewView>>,
     /// Replicas this one relayed its NEW-VIEW to since the last retransmission: at most n.
     relayed: std::collections::BTreeSet<u32>,
+    /// The highest later view each validator was seen voting in (signature checked): at most
+    /// n. f+1 of them show that a quorum installed a later view; see `view_change::later_view`.
+    later_views: BTreeMap<u32, u64>,
     timer: u64,
     attempts: u32,
     retransmit: u64,
@@ -206,6 +209,7 @@ impl Pbft {
             my_view_changes: BTreeMap::new(),
             new_view: None,
             relayed: std::collections::BTreeSet::new(),
+            later_views: BTreeMap::new(),
             timer: 0,
             attempts: 0,
             retransmit: 0,
@@ -348,7 +352,8 @@ impl Protocol for Pbft {
                 + self.view_changes.len()
                 + self.my_view_changes.len()
                 + self.safety.data().signed.len()
-                + self.relayed.len(),
+                + self.relayed.len()
+                + self.later_views.len(),
             entries: self.slots.len() + self.prepared.len(),
         }
     }
@@ -379,6 +384,7 @@ impl Pbft {
             return Err(Refusal::NotAValidator);
         }
         let from = from.0;
+        self.maybe_later_view(from, &msg, out);
         match msg {
             PbftMessage::PrePrepare { vote, block } => self.on_pre_prepare(from, vote, block, out),
             PbftMessage::Prepare(p) => {

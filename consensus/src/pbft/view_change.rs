@@ -18,8 +18,8 @@ use cairn_ledger::{BlockHash, ValidatorSet};
 use super::certificate::{checkpoint_proof_ok, prepared_proof_ok};
 use super::log::Slot;
 use super::message::{
-    NEW_VIEW, NewView, PRE_PREPARE, PbftMessage, PreparedProof, Signed, VIEW_CHANGE, ViewChange,
-    Vote,
+    NEW_VIEW, NewView, PRE_PREPARE, PREPARE, PbftMessage, PreparedProof, Signed, VIEW_CHANGE,
+    ViewChange, Vote,
 };
 use super::{OWN_VIEW_CHANGES_KEPT, Out, Pbft};
 use crate::{Output, Refusal};
@@ -177,6 +177,44 @@ impl Pbft {
         Ok(())
     }
 
+    /// A vote from a view later than this replica's is evidence of where the others are. Once
+    /// f+1 validators were seen voting in later views (signatures checked, one check per
+    /// validator and view), at least one honest replica works in a view at least the
+    /// (f+1)-th highest of them, so a quorum installed it: this replica asks for that view,
+    /// and a replica in it answers with its NEW-VIEW (`relay_new_view`). A restarted replica
+    /// thus joins the others within a round trip instead of waiting for its timer, and f
+    /// Byzantine validators cannot move it (they are never f+1).
+    pub(super) fn maybe_later_view(&mut self, from: u32, msg: &PbftMessage, out: &mut Out) {
+        let Some(view) = msg.view() else { return };
+        if view <= self.view || self.later_views.get(&from).is_some_and(|v| *v >= view) {
+            return;
+        }
+        let (chain, validators) = (&self.cfg.chain_id, &self.cfg.validators);
+        let signed_by_sender = match msg {
+            PbftMessage::PrePrepare { vote, .. } => {
+                vote.author == from && vote.verify(PRE_PREPARE, chain, validators)
+            }
+            PbftMessage::Prepare(p) => p.author == from && p.verify(PREPARE, chain, validators),
+            PbftMessage::Commit(c) => c.author == from && c.verify_commit(chain, validators),
+            // A NEW-VIEW proves itself when it is handled.
+            _ => false,
+        };
+        if !signed_by_sender {
+            return;
+        }
+        self.later_views.insert(from, view);
+        let mut views: Vec<u64> = self
+            .later_views
+            .values()
+            .copied()
+            .filter(|v| *v > self.view)
+            .collect();
+        views.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&w) = views.get(self.cfg.validators.max_byzantine()) {
+            self.start_view_change(w, out);
+        }
+    }
+
     /// Sends the NEW-VIEW of the installed view to `to`, at most once per retransmission
     /// period per replica (a NEW-VIEW is large: no one can make this replica send it in a loop).
     fn relay_new_view(&mut self, to: u32, out: &mut Out) {
@@ -306,6 +344,8 @@ impl Pbft {
         self.proposal_requested = false;
         self.my_view_changes.clear();
         self.view_changes.prune_through(signed.body.view);
+        let view = signed.body.view;
+        self.later_views.retain(|_, v| *v > view);
         self.slots.clear();
         let nv = signed.body.clone();
         self.new_view = Some(signed);

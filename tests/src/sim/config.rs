@@ -39,6 +39,22 @@ pub struct RunConfig {
     /// Replay floods: now and then the network delivers a few hundred recently sent messages
     /// again.
     pub replay_floods: bool,
+    /// No random faults (no loss, duplication, partitions, crashes or torn steps): only the
+    /// outages in `plan`. For scenarios that measure one thing.
+    pub quiet: bool,
+    /// Planned outages (with `quiet`).
+    pub plan: Vec<Outage>,
+}
+
+/// A planned crash and restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// The node.
+    pub node: usize,
+    /// The tick it crashes.
+    pub at: u64,
+    /// How many ticks it stays down.
+    pub ticks: u64,
 }
 
 impl RunConfig {
@@ -55,6 +71,8 @@ impl RunConfig {
             byzantine: Vec::new(),
             check_certificates: true,
             replay_floods: false,
+            quiet: false,
+            plan: Vec::new(),
         }
     }
 
@@ -83,6 +101,8 @@ impl RunConfig {
             byzantine,
             check_certificates: true,
             replay_floods: false,
+            quiet: false,
+            plan: Vec::new(),
         }
     }
 

@@ -37,7 +37,7 @@ use checkers::agreement::Agreement;
 use checkers::election::Election;
 use checkers::{bounds, durability, liveness};
 pub use config::{
-    Knobs, Peak, Rejoins, RunConfig, RunReport, Violation, run_seeds, seeds, seeds_from,
+    Knobs, Outage, Peak, Rejoins, RunConfig, RunReport, Violation, run_seeds, seeds, seeds_from,
 };
 pub use engines::{Cluster, PBFT_CHECKPOINT_INTERVAL, SimEngine};
 use network::{Envelope, Links, Partition};
@@ -120,7 +120,11 @@ impl<E: SimEngine> Sim<E> {
                 }
             })
             .collect();
-        let links = Links::new(&mut rng);
+        let mut links = Links::new(&mut rng);
+        if cfg.quiet {
+            links.drop_p = 0.0;
+            links.dup_p = 0.0;
+        }
         Sim {
             cfg,
             cluster,
@@ -264,7 +268,7 @@ impl<E: SimEngine> Sim<E> {
             let mut out: Step<E> = Vec::new();
             engine.step(input, &mut out);
             // A crash may tear the step: only a prefix of its outputs is executed.
-            let cut = if self.faults_on && self.rng.chance(0.002) {
+            let cut = if self.faults_on && !self.cfg.quiet && self.rng.chance(0.002) {
                 self.report.torn_steps += 1;
                 Some(self.rng.range(0, out.len() as u64 + 1) as usize)
             } else {

@@ -145,6 +145,16 @@ impl<E: SimEngine> Sim<E> {
 
     /// The fault schedule, once per tick of the fault phase.
     pub(super) fn maybe_fault(&mut self) -> Result<(), super::Violation> {
+        if self.cfg.quiet {
+            for o in self.cfg.plan.clone() {
+                if o.at == self.now {
+                    self.crash(o.node);
+                } else if o.at + o.ticks == self.now {
+                    self.restart(o.node)?;
+                }
+            }
+            return Ok(());
+        }
         let n = self.nodes.len();
         // Keep a majority up most of the time, so there is progress to disturb.
         let down = self
