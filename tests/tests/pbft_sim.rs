@@ -184,7 +184,10 @@ fn restarted_replicas_rejoin_the_view_the_others_are_in() {
             r.rejoins.total_ticks / 2
         );
         assert!(r.rejoins.max_ticks < 40, "seed {seed}: {r:?}");
-        assert_eq!(r.max_round, 1, "seed {seed}: no view change beyond the first: {r:?}");
+        assert_eq!(
+            r.max_round, 1,
+            "seed {seed}: no view change beyond the first: {r:?}"
+        );
     }
 }
 

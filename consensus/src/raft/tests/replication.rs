@@ -1,0 +1,223 @@
+//! Log replication and commitment (§5.3, §5.4.2 and Figure 8).
+
+use super::*;
+
+#[test]
+fn s5_3_log_matching_table() {
+    let c = chain(3);
+    let with_log = |entries: Vec<Entry>| RaftDurable {
+        term: 3,
+        entries,
+        ..RaftDurable::default()
+    };
+    let append =
+        |prev_index, prev_term, entries: Vec<Entry>, leader_commit| RaftMessage::AppendEntries {
+            term: 3,
+            prev_index,
+            prev_term,
+            entries,
+            leader_commit,
+            certificates: vec![],
+        };
+    // (desc, follower log, message, expected success, expected log terms after)
+    type Case = (&'static str, Vec<Entry>, RaftMessage, bool, Vec<u64>);
+    let cases: Vec<Case> = vec![
+        (
+            "appends after a matching entry",
+            vec![entry(1, None)],
+            append(1, 1, vec![entry(3, Some(1))], 0),
+            true,
+            vec![1, 3],
+        ),
+        (
+            "refuses when prev is missing",
+            vec![entry(1, None)],
+            append(3, 3, vec![entry(3, None)], 0),
+            false,
+            vec![1],
+        ),
+        (
+            "refuses when prev's term differs",
+            vec![entry(1, None), entry(2, None)],
+            append(2, 3, vec![entry(3, None)], 0),
+            false,
+            vec![1, 2],
+        ),
+        (
+            "drops a conflicting suffix and appends the leader's",
+            vec![entry(1, None), entry(2, Some(1)), entry(2, Some(2))],
+            append(1, 1, vec![entry(3, Some(1))], 0),
+            true,
+            vec![1, 3],
+        ),
+        (
+            "keeps entries beyond a shorter, matching message",
+            vec![entry(1, None), entry(3, Some(1)), entry(3, Some(2))],
+            append(1, 1, vec![entry(3, Some(1))], 0),
+            true,
+            vec![1, 3, 3],
+        ),
+    ];
+    for (desc, log, m, ok, terms) in cases {
+        let mut f = node(&c, 1, &with_log(log), 0);
+        let out = step(&mut f, msg(0, m));
+        let got = sent(&out);
+        assert!(
+            matches!(got.last(), Some(RaftMessage::AppendEntriesResponse { success, .. }) if *success == ok),
+            "§5.3 {desc}: {got:?}"
+        );
+        let after: Vec<u64> = (1..=f.log.last_index())
+            .filter_map(|i| f.log.term_at(i))
+            .collect();
+        assert_eq!(after, terms, "§5.3 {desc}");
+        // Every change to the log was persisted, in order, before the answer.
+        let last_persist = out.iter().rposition(is_persist);
+        let answer = out.iter().position(|o| matches!(o, Output::Send { .. }));
+        if let (Some(p), Some(a)) = (last_persist, answer) {
+            assert!(p < a, "§5.3 {desc}: persist before answering");
+        }
+    }
+
+    // The same AppendEntries twice: the second changes nothing and persists nothing.
+    let mut f = node(&c, 1, &with_log(vec![entry(1, None)]), 0);
+    let m = append(1, 1, vec![entry(3, Some(1))], 0);
+    step(&mut f, msg(0, m.clone()));
+    let again = step(&mut f, msg(0, m));
+    assert!(
+        !again.iter().any(is_persist),
+        "duplicate AppendEntries persisted: {again:?}"
+    );
+    assert_eq!(f.log.last_index(), 2);
+
+    // A stale leader is refused and changes nothing.
+    let mut f = node(&c, 1, &with_log(vec![entry(1, None)]), 0);
+    let out = step(
+        &mut f,
+        msg(
+            0,
+            RaftMessage::AppendEntries {
+                term: 2,
+                prev_index: 1,
+                prev_term: 1,
+                entries: vec![entry(2, None)],
+                leader_commit: 0,
+                certificates: vec![],
+            },
+        ),
+    );
+    assert!(matches!(
+        sent(&out)[..],
+        [RaftMessage::AppendEntriesResponse {
+            term: 3,
+            success: false,
+            ..
+        }]
+    ));
+    assert_eq!(f.log.last_index(), 1);
+}
+
+#[test]
+fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
+    // Figure 8 (c): the leader of term 4 holds an entry of term 2 at index 2 and replicates it
+    // to a majority. Counting replicas of an old-term entry must not commit it; it commits
+    // only once an entry of the leader's own term (its no-op) is on a majority.
+    let c = chain(3);
+    let d = RaftDurable {
+        term: 3,
+        entries: vec![entry(1, Some(1)), entry(2, Some(2))],
+        ..RaftDurable::default()
+    };
+    let mut r = node(&c, 0, &d, 0);
+    tick_until_output(&mut r);
+    step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::PreVoteResponse {
+                term: 4,
+                granted: true,
+            },
+        ),
+    );
+    step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::RequestVoteResponse {
+                term: 4,
+                granted: true,
+            },
+        ),
+    );
+    assert_eq!((r.term, r.status().role), (4, Role::Leader));
+    assert_eq!(r.log.last_index(), 3, "no-op of term 4 at index 3");
+    // Follower 1 matches up to index 2 (the old-term entry): nothing commits.
+    let out = step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::AppendEntriesResponse {
+                term: 4,
+                success: true,
+                last_index: 2,
+                applied: 0,
+            },
+        ),
+    );
+    assert_eq!(
+        r.commit_index, 0,
+        "an old-term entry on a majority does not commit"
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Commit { .. })));
+    // Follower 1 matches the no-op too: indexes 1..=3 commit, blocks 1 and 2 in order, each
+    // with a certificate that verifies offline.
+    let out = step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::AppendEntriesResponse {
+                term: 4,
+                success: true,
+                last_index: 3,
+                applied: 0,
+            },
+        ),
+    );
+    assert_eq!(r.commit_index, 3);
+    let commits: Vec<(Height, CommitCertificate)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Commit { block, certificate } => {
+                Some((block.header.height, certificate.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        commits.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    for (h, cert) in &commits {
+        let b = r
+            .log
+            .entry(*h)
+            .and_then(|e| e.block.clone())
+            .expect("block");
+        cert.verify(
+            &c.genesis.chain_id,
+            ConsensusKind::Raft,
+            &c.genesis.validator_set(),
+            *h,
+            &b.hash(),
+        )
+        .expect("certificate verifies");
+    }
+    // With everything applied, the leader asks for the next block.
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RequestProposal {
+            height: 3,
+            round: 4
+        }
+    )));
+}
