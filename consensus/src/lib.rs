@@ -29,6 +29,7 @@ pub mod pbft;
 pub mod raft;
 mod refusal;
 mod rng;
+mod types;
 
 use cairn_crypto::SigningKey;
 use cairn_ledger::{Block, BlockHash, CommitCertificate, Height};
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use durable::{DurableError, DurableState};
 pub use refusal::{Refusal, Refusals};
 pub use rng::DetRng;
+pub use types::{LogIndex, Seq, Term, View};
 
 /// A validator's position in the genesis validator list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -65,7 +65,7 @@ impl NodeEngine for Raft {
     }
 
     fn round_of(msg: &RaftMessage) -> Option<u64> {
-        Some(msg.term())
+        Some(msg.term().0)
     }
 }
 
@@ -98,6 +98,6 @@ impl NodeEngine for Pbft {
     }
 
     fn round_of(msg: &PbftMessage) -> Option<u64> {
-        msg.view()
+        msg.view().map(u64::from)
     }
 }

@@ -145,11 +145,11 @@ async fn a_member_sending_garbage_is_disconnected_and_counted() {
     };
     let checkpoint = |seq: u64| {
         let body = Checkpoint {
-            seq,
+            seq: cairn_consensus::Seq(seq),
             digest: BlockHash(Hash::sha256(b"elsewhere")),
         };
         Signed {
-            author: 3,
+            author: cairn_consensus::NodeId(3),
             body,
             signature: key.sign(
                 CHECKPOINT,

@@ -4,13 +4,15 @@ use std::collections::BTreeSet;
 
 use cairn_ledger::{CommitCertificate, CommitVote as LedgerVote, PbftCertificate, ValidatorSet};
 
+use crate::{NodeId, Seq, View};
+
 use super::message::{
     CHECKPOINT, CheckpointProof, CommitVote, PRE_PREPARE, PREPARE, PreparedProof,
 };
 
 /// The primary of `view`: validator `view mod n` (§4.1).
-pub fn primary(view: u64, n: usize) -> u32 {
-    (view % n as u64) as u32
+pub fn primary(view: View, n: usize) -> NodeId {
+    NodeId((view.0 % n as u64) as u32)
 }
 
 /// A stable checkpoint proof: `quorum` (2f+1) distinct validators signed the same checkpoint.
@@ -43,7 +45,7 @@ pub fn prepared_proof_ok(
     if pp.author != primary(pp.body.view, v.len())
         || !pp.verify(PRE_PREPARE, chain_id, v)
         || p.block.hash() != pp.body.digest
-        || p.block.header.height != pp.body.seq
+        || Seq::at(p.block.header.height) != pp.body.seq
     {
         return false;
     }
@@ -62,7 +64,7 @@ pub fn commit_certificate(votes: &[CommitVote], v: &ValidatorSet) -> Option<Comm
     let votes = votes
         .iter()
         .map(|s| {
-            v.keys().get(s.author as usize).map(|key| LedgerVote {
+            v.keys().get(s.author.index()).map(|key| LedgerVote {
                 validator: *key,
                 signature: s.signature,
             })

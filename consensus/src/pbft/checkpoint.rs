@@ -10,12 +10,12 @@ use cairn_ledger::{BlockHash, Height};
 
 use super::message::{CHECKPOINT, Checkpoint, CheckpointProof, PbftMessage, Signed};
 use super::{Out, Pbft, PbftPersist};
-use crate::{NodeId, Output, Refusal};
+use crate::{NodeId, Output, Refusal, Seq};
 
 impl Pbft {
     pub(super) fn on_checkpoint(
         &mut self,
-        from: u32,
+        from: NodeId,
         s: Signed<Checkpoint>,
         out: &mut Out,
     ) -> Result<(), Refusal> {
@@ -23,7 +23,7 @@ impl Pbft {
         if s.author != from {
             return Err(Refusal::WrongAuthor);
         }
-        if !c.seq.is_multiple_of(self.interval()) {
+        if !c.seq.height().is_multiple_of(self.interval()) {
             return Err(Refusal::NotACheckpoint);
         }
         if c.seq <= self.low() {
@@ -42,7 +42,7 @@ impl Pbft {
     /// Records a (checked) checkpoint vote and makes the checkpoint stable at a quorum.
     fn count_checkpoint(&mut self, s: Signed<Checkpoint>, out: &mut Out) -> Result<(), Refusal> {
         let c = s.body;
-        let high = self.low() + self.window();
+        let high = self.low().plus(self.window());
         let added = self
             .checkpoints
             .add(s, high, self.cfg.planted_bug_unbounded_checkpoints);
@@ -53,13 +53,13 @@ impl Pbft {
         {
             return Err(r);
         }
-        let me = self.cfg.me.0;
+        let me = self.cfg.me;
         let mut matching = self.checkpoints.matching(&c);
         // A replica that reached `seq` by block sync never committed it through agreement, so
         // it never signed this checkpoint. f+1 matching signatures include an honest one, and
         // its own certified block at `seq` must be the same: it co-signs, or a window whose
         // quorum needs it would never move.
-        if self.height >= c.seq
+        if self.committed() >= c.seq
             && !matching.iter().any(|v| v.author == me)
             && matching.len() > self.cfg.validators.max_byzantine()
         {
@@ -88,7 +88,7 @@ impl Pbft {
             msg: PbftMessage::Checkpoint(own.clone()),
         });
         self.my_checkpoint = Some(own.clone());
-        let high = self.low() + self.window();
+        let high = self.low().plus(self.window());
         // Its own vote is new (it signs each checkpoint once) unless it signed it before a
         // restart, in which case the earlier one is the same statement.
         let _ = self.checkpoints.add(own.clone(), high, false);
@@ -96,7 +96,7 @@ impl Pbft {
     }
 
     /// Signs the checkpoint for `seq` and counts it toward stability.
-    pub(super) fn sign_checkpoint(&mut self, seq: u64, digest: BlockHash, out: &mut Out) {
+    pub(super) fn sign_checkpoint(&mut self, seq: Seq, digest: BlockHash, out: &mut Out) {
         if seq <= self.low() {
             return;
         }
@@ -123,22 +123,22 @@ impl Pbft {
         });
         let helper = proof.votes.first().map(|v| v.author);
         self.stable = Some(proof);
-        self.slots = self.slots.split_off(&(seq + 1));
-        self.prepared = self.prepared.split_off(&(seq + 1));
-        self.checkpoints.prune(seq, seq + self.window());
+        self.slots = self.slots.split_off(&seq.next());
+        self.prepared = self.prepared.split_off(&seq.next());
+        self.checkpoints.prune(seq, seq.plus(self.window()));
         self.safety.prune(seq);
         self.persist_safety(out);
-        if self.height < seq
+        if self.committed() < seq
             && let Some(peer) = helper
         {
-            self.sync_to(peer, seq, out);
+            self.sync_to(peer, seq.height(), out);
         }
     }
 
     /// Catches the ledger up to `height` by block sync, one checkpoint at a time: stopping at
     /// each checkpoint height lets this replica sign that checkpoint from the certified block
     /// it now holds, so checkpoints become stable even when most replicas synced past them.
-    pub(super) fn sync_to(&mut self, peer: u32, height: Height, out: &mut Out) {
+    pub(super) fn sync_to(&mut self, peer: NodeId, height: Height, out: &mut Out) {
         if height <= self.height {
             return;
         }
@@ -158,7 +158,7 @@ impl Pbft {
         }
         self.syncing = Some(step);
         out.push(Output::SyncTo {
-            peer: NodeId(self.sync_peer),
+            peer: self.sync_peer,
             height: step,
         });
     }
@@ -169,17 +169,17 @@ impl Pbft {
         if height > self.height {
             self.height = height;
             self.timer = 0;
-            for (_, s) in self.slots.range_mut(..=height) {
+            for (_, s) in self.slots.range_mut(..=Seq::at(height)) {
                 s.committed = true;
             }
             if height.is_multiple_of(self.interval()) {
-                self.sign_checkpoint(height, tip, out);
+                self.sign_checkpoint(Seq::at(height), tip, out);
             }
             if asked.is_some() && self.sync_target > self.height {
                 self.request_sync(out);
             }
         }
-        self.advance(self.height + 1, out);
+        self.advance(self.next_seq(), out);
         self.maybe_propose(out);
     }
 }

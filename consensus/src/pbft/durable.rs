@@ -8,6 +8,7 @@
 use cairn_ledger::ConsensusWrite;
 
 use super::{PbftDurable, PbftPersist};
+use crate::Seq;
 use crate::durable::{DurableError, DurableState, decode, number_of, numbered, put, show};
 
 const SAFETY: &[u8] = b"pbft/safety";
@@ -27,7 +28,7 @@ impl DurableState for PbftDurable {
                 self.prepared.insert(p.pre_prepare.body.seq, p.clone());
             }
             PbftPersist::Stable(c) => {
-                self.prepared = self.prepared.split_off(&(c.checkpoint.seq + 1));
+                self.prepared = self.prepared.split_off(&c.checkpoint.seq.next());
                 self.stable = Some(c.clone());
             }
             PbftPersist::Checkpoint(c) => self.checkpoint = Some(c.clone()),
@@ -38,12 +39,12 @@ impl DurableState for PbftDurable {
         match op {
             PbftPersist::Safety(s) => out.push(put(SAFETY.to_vec(), s)),
             PbftPersist::Prepared(p) => {
-                out.push(put(numbered(PREPARED, p.pre_prepare.body.seq), p));
+                out.push(put(numbered(PREPARED, p.pre_prepare.body.seq.0), p));
             }
             PbftPersist::Stable(c) => {
                 out.push(ConsensusWrite::DeleteRange {
                     from: PREPARED.to_vec(),
-                    to: numbered(PREPARED, c.checkpoint.seq.saturating_add(1)),
+                    to: numbered(PREPARED, c.checkpoint.seq.0.saturating_add(1)),
                 });
                 out.push(put(STABLE.to_vec(), c));
             }
@@ -62,14 +63,14 @@ impl DurableState for PbftDurable {
                 d.checkpoint = Some(decode(k, v)?);
             } else if let Some(seq) = number_of(PREPARED, k) {
                 let p: super::PreparedProof = decode(k, v)?;
-                if p.pre_prepare.body.seq != seq {
+                if p.pre_prepare.body.seq != Seq(seq) {
                     return Err(DurableError::Gap {
                         what: "a prepared certificate is stored under another sequence number",
                         expected: seq,
-                        found: p.pre_prepare.body.seq,
+                        found: p.pre_prepare.body.seq.0,
                     });
                 }
-                d.prepared.insert(seq, p);
+                d.prepared.insert(Seq(seq), p);
             } else {
                 return Err(DurableError::UnknownKey { key: show(k) });
             }
@@ -89,7 +90,7 @@ mod tests {
 
     fn signed<T>(body: T) -> Signed<T> {
         Signed {
-            author: 0,
+            author: crate::NodeId(0),
             body,
             signature: Signature([0; 64]),
         }
@@ -97,7 +98,11 @@ mod tests {
 
     fn prepared(view: u64, seq: u64) -> PbftPersist {
         let digest = BlockHash(Hash::sha256(&[view as u8, seq as u8]));
-        let vote = Vote { view, seq, digest };
+        let vote = Vote {
+            view: crate::View(view),
+            seq: Seq(seq),
+            digest,
+        };
         let block = Block {
             header: BlockHeader {
                 chain_id: "c".into(),
@@ -121,7 +126,7 @@ mod tests {
 
     fn checkpoint(seq: u64) -> Checkpoint {
         Checkpoint {
-            seq,
+            seq: Seq(seq),
             digest: BlockHash(Hash::sha256(&seq.to_le_bytes())),
         }
     }
@@ -129,7 +134,7 @@ mod tests {
     #[test]
     fn every_kind_of_op_loads_back_equal() {
         let safety = SafetyData {
-            view: 2,
+            view: crate::View(2),
             ..SafetyData::default()
         };
         let ops = [
@@ -162,8 +167,11 @@ mod tests {
             let loaded = PbftDurable::load(&keys.entries()).expect("load");
             assert_eq!(loaded, model, "after {op:?}");
         }
-        assert_eq!(model.prepared.keys().copied().collect::<Vec<_>>(), [5]);
-        assert_eq!(model.prepared[&5].pre_prepare.body.view, 2);
+        assert_eq!(model.prepared.keys().copied().collect::<Vec<_>>(), [Seq(5)]);
+        assert_eq!(
+            model.prepared[&Seq(5)].pre_prepare.body.view,
+            crate::View(2)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use cairn_ledger::Block;
 
 use super::message::{Checkpoint, CommitVote, Signed, ViewChange, Vote};
-use crate::Refusal;
+use crate::{NodeId, Refusal, Seq, View};
 
 /// One sequence number's agreement state in the current view. At most one pre-prepare, and
 /// one prepare and one commit per validator (the first one stands).
@@ -22,8 +22,8 @@ pub(super) struct Slot {
     /// `None` until the caller answered `Validate`.
     pub(super) validated: Option<bool>,
     pub(super) asked: bool,
-    pub(super) prepares: BTreeMap<u32, Signed<Vote>>,
-    pub(super) commits: BTreeMap<u32, CommitVote>,
+    pub(super) prepares: BTreeMap<NodeId, Signed<Vote>>,
+    pub(super) commits: BTreeMap<NodeId, CommitVote>,
     pub(super) my_prepare: Option<Signed<Vote>>,
     pub(super) my_commit: Option<CommitVote>,
     pub(super) committed: bool,
@@ -87,9 +87,9 @@ impl Slot {
 #[derive(Debug, Clone, Default)]
 pub(super) struct CheckpointVotes {
     /// Inside the window, by sequence number then author.
-    within: BTreeMap<u64, BTreeMap<u32, Signed<Checkpoint>>>,
+    within: BTreeMap<Seq, BTreeMap<NodeId, Signed<Checkpoint>>>,
     /// Beyond the window: each author's latest.
-    ahead: BTreeMap<u32, Signed<Checkpoint>>,
+    ahead: BTreeMap<NodeId, Signed<Checkpoint>>,
 }
 
 impl CheckpointVotes {
@@ -98,7 +98,7 @@ impl CheckpointVotes {
     pub(super) fn add(
         &mut self,
         s: Signed<Checkpoint>,
-        high: u64,
+        high: Seq,
         unbounded: bool,
     ) -> Result<(), Refusal> {
         let seq = s.body.seq;
@@ -132,7 +132,7 @@ impl CheckpointVotes {
 
     /// The votes for exactly `c`, one per author.
     pub(super) fn matching(&self, c: &Checkpoint) -> Vec<Signed<Checkpoint>> {
-        let mut by_author: BTreeMap<u32, Signed<Checkpoint>> = BTreeMap::new();
+        let mut by_author: BTreeMap<NodeId, Signed<Checkpoint>> = BTreeMap::new();
         let within = self.within.get(&c.seq).into_iter().flat_map(|m| m.values());
         for v in within.chain(self.ahead.values()) {
             if v.body == *c {
@@ -144,8 +144,8 @@ impl CheckpointVotes {
 
     /// Forgets votes at or below a new stable checkpoint `low`, and moves the votes now inside
     /// the window `(low, high]` out of `ahead`.
-    pub(super) fn prune(&mut self, low: u64, high: u64) {
-        self.within = self.within.split_off(&(low + 1));
+    pub(super) fn prune(&mut self, low: Seq, high: Seq) {
+        self.within = self.within.split_off(&low.next());
         let ahead = std::mem::take(&mut self.ahead);
         for (author, v) in ahead {
             let seq = v.body.seq;
@@ -176,7 +176,7 @@ impl CheckpointVotes {
 /// Byzantine author asking for ever higher views replaces its own entries and no one else's.
 #[derive(Debug, Clone, Default)]
 pub(super) struct ViewChanges {
-    by_view: BTreeMap<(u64, u32), Signed<ViewChange>>,
+    by_view: BTreeMap<(View, NodeId), Signed<ViewChange>>,
 }
 
 impl ViewChanges {
@@ -194,7 +194,7 @@ impl ViewChanges {
                 Refusal::Conflicting
             });
         }
-        let mine: Vec<u64> = self
+        let mine: Vec<View> = self
             .by_view
             .keys()
             .filter(|(_, a)| *a == vc.author)
@@ -225,23 +225,25 @@ impl ViewChanges {
     }
 
     /// The view changes for exactly `view`, in author order.
-    pub(super) fn for_view(&self, view: u64) -> Vec<Signed<ViewChange>> {
+    pub(super) fn for_view(&self, view: View) -> Vec<Signed<ViewChange>> {
         self.by_view
-            .range((view, 0)..=(view, u32::MAX))
+            .range((view, NodeId(0))..=(view, NodeId(u32::MAX)))
             .map(|(_, vc)| vc.clone())
             .collect()
     }
 
     /// How many for exactly `view`.
-    pub(super) fn count_for(&self, view: u64) -> usize {
-        self.by_view.range((view, 0)..=(view, u32::MAX)).count()
+    pub(super) fn count_for(&self, view: View) -> usize {
+        self.by_view
+            .range((view, NodeId(0))..=(view, NodeId(u32::MAX)))
+            .count()
     }
 
     /// The distinct authors asking for `view` or a later one, and the lowest such view.
-    pub(super) fn from(&self, view: u64) -> (std::collections::BTreeSet<u32>, Option<u64>) {
+    pub(super) fn from(&self, view: View) -> (std::collections::BTreeSet<NodeId>, Option<View>) {
         let mut authors = std::collections::BTreeSet::new();
         let mut lowest = None;
-        for (v, a) in self.by_view.range((view, 0)..).map(|(k, _)| *k) {
+        for (v, a) in self.by_view.range((view, NodeId(0))..).map(|(k, _)| *k) {
             authors.insert(a);
             lowest.get_or_insert(v);
         }
@@ -249,8 +251,8 @@ impl ViewChanges {
     }
 
     /// Forgets the view changes for `view` and below (a view above them was installed).
-    pub(super) fn prune_through(&mut self, view: u64) {
-        self.by_view = self.by_view.split_off(&(view + 1, 0));
+    pub(super) fn prune_through(&mut self, view: View) {
+        self.by_view = self.by_view.split_off(&(view.next(), NodeId(0)));
     }
 
     /// Messages held.
@@ -267,9 +269,9 @@ mod tests {
 
     fn ckpt(author: u32, seq: u64, tag: u8) -> Signed<Checkpoint> {
         Signed {
-            author,
+            author: NodeId(author),
             body: Checkpoint {
-                seq,
+                seq: Seq(seq),
                 digest: BlockHash(Hash::sha256(&[tag])),
             },
             signature: Signature([0; 64]),
@@ -278,9 +280,9 @@ mod tests {
 
     fn vc(author: u32, new_view: u64) -> Signed<ViewChange> {
         Signed {
-            author,
+            author: NodeId(author),
             body: ViewChange {
-                new_view,
+                new_view: View(new_view),
                 checkpoint: None,
                 prepared: vec![],
             },
@@ -292,23 +294,29 @@ mod tests {
     fn a_far_future_checkpoint_flood_holds_one_vote_per_author() {
         let mut c = CheckpointVotes::default();
         for seq in (12..10_000).step_by(2) {
-            let _ = c.add(ckpt(3, seq, 1), 10, false);
+            let _ = c.add(ckpt(3, seq, 1), Seq(10), false);
         }
         assert_eq!(c.len(), 1);
         assert_eq!(
-            c.add(ckpt(3, 14, 1), 10, false),
+            c.add(ckpt(3, 14, 1), Seq(10), false),
             Err(Refusal::BeyondHorizon),
             "older than its latest beyond the window"
         );
-        assert_eq!(c.add(ckpt(3, 9_998, 1), 10, false), Err(Refusal::Duplicate));
+        assert_eq!(
+            c.add(ckpt(3, 9_998, 1), Seq(10), false),
+            Err(Refusal::Duplicate)
+        );
         // Inside the window: one per author and height, the first stands.
-        assert_eq!(c.add(ckpt(1, 10, 1), 10, false), Ok(()));
-        assert_eq!(c.add(ckpt(1, 10, 2), 10, false), Err(Refusal::Conflicting));
+        assert_eq!(c.add(ckpt(1, 10, 1), Seq(10), false), Ok(()));
+        assert_eq!(
+            c.add(ckpt(1, 10, 2), Seq(10), false),
+            Err(Refusal::Conflicting)
+        );
         assert_eq!(c.len(), 2);
         // The planted bug keeps everything.
         let mut u = CheckpointVotes::default();
         for seq in (12..1_000).step_by(2) {
-            let _ = u.add(ckpt(3, seq, 1), 10, true);
+            let _ = u.add(ckpt(3, seq, 1), Seq(10), true);
         }
         assert_eq!(u.len(), 494);
     }
@@ -317,13 +325,16 @@ mod tests {
     fn votes_beyond_the_window_count_and_move_in_when_it_moves() {
         let mut c = CheckpointVotes::default();
         for a in 0..3 {
-            c.add(ckpt(a, 20, 7), 10, false).expect("kept");
+            c.add(ckpt(a, 20, 7), Seq(10), false).expect("kept");
         }
         assert_eq!(c.matching(&ckpt(0, 20, 7).body).len(), 3);
-        c.prune(10, 20);
+        c.prune(Seq(10), Seq(20));
         assert_eq!(c.matching(&ckpt(0, 20, 7).body).len(), 3);
-        assert_eq!(c.add(ckpt(0, 20, 7), 20, false), Err(Refusal::Duplicate));
-        c.prune(20, 30);
+        assert_eq!(
+            c.add(ckpt(0, 20, 7), Seq(20), false),
+            Err(Refusal::Duplicate)
+        );
+        c.prune(Seq(20), Seq(30));
         assert_eq!(c.len(), 0);
     }
 
@@ -337,9 +348,9 @@ mod tests {
         assert_eq!(v.add(vc(2, 5)), Err(Refusal::StaleRound));
         assert_eq!(v.add(vc(2, 9_999)), Err(Refusal::Duplicate));
         v.add(vc(0, 3)).expect("another author");
-        let (authors, lowest) = v.from(3);
-        assert_eq!((authors.len(), lowest), (2, Some(3)));
-        v.prune_through(9_998);
+        let (authors, lowest) = v.from(View(3));
+        assert_eq!((authors.len(), lowest), (2, Some(View(3))));
+        v.prune_through(View(9_998));
         assert_eq!(v.len(), 1);
     }
 }

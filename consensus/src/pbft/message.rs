@@ -7,6 +7,8 @@
 use cairn_crypto::{Domain, Signature, codec};
 use cairn_ledger::domains::PBFT_COMMIT;
 use cairn_ledger::{Block, BlockHash, PbftCommitStatement, ValidatorSet};
+
+use crate::{NodeId, Seq, View};
 use serde::{Deserialize, Serialize};
 
 /// Domain of pre-prepare signatures.
@@ -24,9 +26,9 @@ pub const NEW_VIEW: Domain = Domain::new("cairn/pbft/new-view/v1");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Vote {
     /// View.
-    pub view: u64,
+    pub view: View,
     /// Sequence number (= block height).
-    pub seq: u64,
+    pub seq: Seq,
     /// Block hash.
     pub digest: BlockHash,
 }
@@ -35,7 +37,7 @@ pub struct Vote {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Sequence number, a multiple of the checkpoint interval.
-    pub seq: u64,
+    pub seq: Seq,
     /// Hash of the block at `seq` (it commits to the whole chain).
     pub digest: BlockHash,
 }
@@ -43,8 +45,8 @@ pub struct Checkpoint {
 /// A message body with its author's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed<T> {
-    /// Validator index of the author.
-    pub author: u32,
+    /// The author.
+    pub author: NodeId,
     /// What was signed.
     pub body: T,
     /// Signature over `domain ‖ chain ‖ encode(body)`.
@@ -54,7 +56,7 @@ pub struct Signed<T> {
 impl<T: Serialize> Signed<T> {
     /// Whether the author is a validator and the signature verifies in `domain`.
     pub fn verify(&self, domain: Domain, chain_id: &str, validators: &ValidatorSet) -> bool {
-        let Some(key) = validators.keys().get(self.author as usize) else {
+        let Some(key) = validators.keys().get(self.author.index()) else {
             return false;
         };
         key.verify(
@@ -101,7 +103,7 @@ pub struct PreparedProof {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewChange {
     /// The view asked for.
-    pub new_view: u64,
+    pub new_view: View,
     /// Last stable checkpoint (`None`: genesis).
     pub checkpoint: Option<CheckpointProof>,
     /// Prepared certificates for sequence numbers above it.
@@ -112,7 +114,7 @@ pub struct ViewChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewView {
     /// The new view.
-    pub view: u64,
+    pub view: View,
     /// The view changes it is built from.
     pub view_changes: Vec<Signed<ViewChange>>,
     /// Re-proposals, with their blocks, in sequence order.
@@ -149,12 +151,12 @@ impl PbftMessage {
     /// commit or new-view. `None` for checkpoints (not tied to a view) and view changes (a
     /// request to leave a view, not proof that the next one began). Unverified: for status
     /// displays only, never for a protocol decision.
-    pub fn view(&self) -> Option<u64> {
+    pub fn view(&self) -> Option<View> {
         match self {
             PbftMessage::PrePrepare { vote, .. } | PbftMessage::Prepare(vote) => {
                 Some(vote.body.view)
             }
-            PbftMessage::Commit(c) => Some(c.body.view),
+            PbftMessage::Commit(c) => Some(View(c.body.view)),
             PbftMessage::NewView(nv) => Some(nv.body.view),
             PbftMessage::Checkpoint(_) | PbftMessage::ViewChange(_) => None,
         }

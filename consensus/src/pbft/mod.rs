@@ -44,7 +44,9 @@ use cairn_crypto::SigningKey;
 use cairn_ledger::{Height, ValidatorSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{Footprint, Input, NodeId, Output, Protocol, Refusal, Refusals, Role, Status};
+use crate::{
+    Footprint, Input, NodeId, Output, Protocol, Refusal, Refusals, Role, Seq, Status, View,
+};
 pub use certificate::{checkpoint_proof_ok, prepared_proof_ok, primary};
 use log::{CheckpointVotes, Slot, ViewChanges};
 pub use message::{
@@ -105,7 +107,7 @@ pub struct PbftDurable {
     /// Safety data.
     pub safety: SafetyData,
     /// Prepared certificates above the stable checkpoint, by sequence number.
-    pub prepared: BTreeMap<u64, PreparedProof>,
+    pub prepared: BTreeMap<Seq, PreparedProof>,
     /// The stable checkpoint.
     pub stable: Option<CheckpointProof>,
     /// This replica's latest checkpoint signature.
@@ -123,7 +125,7 @@ pub struct Pbft {
     /// number of the window, in the current view only (older views are forgotten when a view
     /// is entered: no vote is signed for them again).
     safety: Safety,
-    view: u64,
+    view: View,
     /// In a view whose NEW-VIEW was installed (or view 0); false while changing views.
     active: bool,
     /// Height of the caller's ledger tip: the last committed sequence number.
@@ -131,9 +133,9 @@ pub struct Pbft {
     stable: Option<CheckpointProof>,
     /// The message log of the current view: at most W slots (sequence numbers in the window),
     /// each with one pre-prepare and at most one prepare and one commit per validator.
-    slots: BTreeMap<u64, Slot>,
+    slots: BTreeMap<Seq, Slot>,
     /// This replica's prepared certificates: at most W (one per sequence number in the window).
-    prepared: BTreeMap<u64, PreparedProof>,
+    prepared: BTreeMap<Seq, PreparedProof>,
     /// Checkpoint votes: per validator, one per checkpoint height in the window (at most
     /// W / K = 2) plus its latest beyond the window: at most 3n.
     checkpoints: CheckpointVotes,
@@ -143,16 +145,16 @@ pub struct Pbft {
     /// This replica's VIEW-CHANGE messages since the last installed view, re-sent until a view
     /// is installed (a replica that lost one can still complete that view's quorum): the
     /// latest [`OWN_VIEW_CHANGES_KEPT`].
-    my_view_changes: BTreeMap<u64, Signed<ViewChange>>,
+    my_view_changes: BTreeMap<View, Signed<ViewChange>>,
     /// The NEW-VIEW this replica sent as primary, or installed: re-sent, and relayed to a
     /// replica that asks for the view with a VIEW-CHANGE, so one that restarted or fell behind
     /// joins the view the others are in.
     new_view: Option<Signed<NewView>>,
     /// Replicas this one relayed its NEW-VIEW to since the last retransmission: at most n.
-    relayed: std::collections::BTreeSet<u32>,
+    relayed: std::collections::BTreeSet<NodeId>,
     /// The highest later view each validator was seen voting in (signature checked): at most
     /// n. f+1 of them show that a quorum installed a later view; see `view_change::later_view`.
-    later_views: BTreeMap<u32, u64>,
+    later_views: BTreeMap<NodeId, View>,
     timer: u64,
     attempts: u32,
     retransmit: u64,
@@ -161,7 +163,7 @@ pub struct Pbft {
     syncing: Option<Height>,
     /// Where syncing must eventually get (it goes checkpoint by checkpoint), and from whom.
     sync_target: Height,
-    sync_peer: u32,
+    sync_peer: NodeId,
     /// Restored into a view > 0 and not yet moved on: see `on_tick`.
     restored: bool,
     /// Whether the caller holds requests (transactions) that could be ordered now, as the
@@ -196,9 +198,9 @@ impl Pbft {
     ) -> Pbft {
         let view = durable.safety.view;
         Pbft {
-            safety: Safety::new(key, cfg.me.0, cfg.chain_id.clone(), durable.safety.clone()),
+            safety: Safety::new(key, cfg.me, cfg.chain_id.clone(), durable.safety.clone()),
             view,
-            active: view == 0,
+            active: view == View(0),
             height: ledger_height,
             stable: durable.stable.clone(),
             slots: BTreeMap::new(),
@@ -216,8 +218,8 @@ impl Pbft {
             proposal_requested: false,
             syncing: None,
             sync_target: 0,
-            sync_peer: 0,
-            restored: view > 0,
+            sync_peer: NodeId(0),
+            restored: view > View(0),
             pending_work: true,
             refused: Refusals::default(),
             cfg,
@@ -236,16 +238,27 @@ impl Pbft {
         }
     }
 
-    fn primary(&self, view: u64) -> u32 {
+    fn primary(&self, view: View) -> NodeId {
         primary(view, self.n())
     }
 
     fn is_primary(&self) -> bool {
-        self.primary(self.view) == self.cfg.me.0
+        self.primary(self.view) == self.cfg.me
     }
 
-    fn low(&self) -> u64 {
-        self.stable.as_ref().map_or(0, |p| p.checkpoint.seq)
+    /// The low watermark: the stable checkpoint's sequence number.
+    fn low(&self) -> Seq {
+        self.stable.as_ref().map_or(Seq(0), |p| p.checkpoint.seq)
+    }
+
+    /// The sequence number of the last committed block.
+    fn committed(&self) -> Seq {
+        Seq::at(self.height)
+    }
+
+    /// The sequence number to order next.
+    fn next_seq(&self) -> Seq {
+        Seq::at(self.height).next()
     }
 
     /// K, the checkpoint interval.
@@ -258,8 +271,8 @@ impl Pbft {
         2 * self.interval()
     }
 
-    fn in_window(&self, seq: u64) -> bool {
-        seq > self.low() && seq <= self.low() + self.window()
+    fn in_window(&self, seq: Seq) -> bool {
+        seq > self.low() && seq <= self.low().plus(self.window())
     }
 
     fn persist_safety(&self, out: &mut Out) {
@@ -337,8 +350,8 @@ impl Protocol for Pbft {
             } else {
                 Role::Follower
             },
-            round: self.view,
-            leader: self.active.then(|| NodeId(self.primary(self.view))),
+            round: self.view.0,
+            leader: self.active.then(|| self.primary(self.view)),
             commit_height: self.height,
             refused: self.refused,
         }
@@ -383,7 +396,6 @@ impl Pbft {
         if from == self.cfg.me || from.index() >= self.n() {
             return Err(Refusal::NotAValidator);
         }
-        let from = from.0;
         self.maybe_later_view(from, &msg, out);
         match msg {
             PbftMessage::PrePrepare { vote, block } => self.on_pre_prepare(from, vote, block, out),
@@ -394,7 +406,7 @@ impl Pbft {
                 Ok(())
             }
             PbftMessage::Commit(c) => {
-                let seq = c.body.seq;
+                let seq = Seq(c.body.seq);
                 self.on_commit(from, c)?;
                 self.advance(seq, out);
                 Ok(())

@@ -8,13 +8,13 @@ use cairn_ledger::{Block, BlockHash};
 use super::log::Slot;
 use super::message::{CommitVote, PRE_PREPARE, PREPARE, PbftMessage, PreparedProof, Signed, Vote};
 use super::{Out, Pbft, PbftPersist, certificate};
-use crate::{NodeId, Output, Refusal};
+use crate::{NodeId, Output, Refusal, Seq, View};
 
 impl Pbft {
     pub(super) fn maybe_propose(&mut self, out: &mut Out) {
         let in_flight = self
             .slots
-            .range(self.height + 1..)
+            .range(self.next_seq()..)
             .any(|(_, s)| s.pre_prepare.is_some());
         if self.active
             && self.is_primary()
@@ -25,7 +25,7 @@ impl Pbft {
             self.proposal_requested = true;
             out.push(Output::RequestProposal {
                 height: self.height + 1,
-                round: self.view,
+                round: self.view.0,
             });
         }
     }
@@ -33,12 +33,12 @@ impl Pbft {
     pub(super) fn on_propose(&mut self, block: Block, out: &mut Out) -> Result<(), Refusal> {
         if !self.active || !self.is_primary() {
             out.push(Output::NotLeader {
-                hint: Some(NodeId(self.primary(self.view))),
+                hint: Some(self.primary(self.view)),
             });
             return Ok(());
         }
-        let seq = block.header.height;
-        if !self.proposal_requested || seq != self.height + 1 {
+        let seq = Seq::at(block.header.height);
+        if !self.proposal_requested || seq != self.next_seq() {
             return Err(Refusal::Unrequested);
         }
         if !self.in_window(seq) {
@@ -69,7 +69,7 @@ impl Pbft {
     }
 
     /// The checks every vote of the current view passes: author, view, window, height.
-    fn vote_ok(&self, from: u32, s: &Signed<Vote>) -> Result<(), Refusal> {
+    fn vote_ok(&self, from: NodeId, s: &Signed<Vote>) -> Result<(), Refusal> {
         let v = s.body;
         if s.author != from {
             return Err(Refusal::WrongAuthor);
@@ -83,7 +83,7 @@ impl Pbft {
         if !self.in_window(v.seq) {
             return Err(Refusal::OutsideWindow);
         }
-        if v.seq <= self.height {
+        if v.seq <= self.committed() {
             return Err(Refusal::AlreadyCommitted);
         }
         Ok(())
@@ -91,7 +91,7 @@ impl Pbft {
 
     pub(super) fn on_pre_prepare(
         &mut self,
-        from: u32,
+        from: NodeId,
         vote: Signed<Vote>,
         block: Block,
         out: &mut Out,
@@ -101,7 +101,7 @@ impl Pbft {
         if vote.author != self.primary(v.view) {
             return Err(Refusal::NotPrimary);
         }
-        if block.header.height != v.seq || block.hash() != v.digest {
+        if Seq::at(block.header.height) != v.seq || block.hash() != v.digest {
             return Err(Refusal::WrongDigest);
         }
         // Duplicates are refused before the signature check (cheap under a flood); a
@@ -118,15 +118,15 @@ impl Pbft {
         }
         let slot = self.slots.entry(v.seq).or_insert_with(Slot::new);
         slot.pre_prepare = Some((vote, block));
-        if v.seq > self.height + 1 {
+        if v.seq > self.next_seq() {
             // Others are ahead: fetch the committed blocks in between.
-            self.sync_to(from, v.seq - 1, out);
+            self.sync_to(from, v.seq.height() - 1, out);
         }
         self.advance(v.seq, out);
         Ok(())
     }
 
-    pub(super) fn on_prepare(&mut self, from: u32, s: Signed<Vote>) -> Result<(), Refusal> {
+    pub(super) fn on_prepare(&mut self, from: NodeId, s: Signed<Vote>) -> Result<(), Refusal> {
         self.vote_ok(from, &s)?;
         if s.author == self.primary(s.body.view) {
             // The primary's pre-prepare is its prepare.
@@ -149,13 +149,13 @@ impl Pbft {
             .add_prepare(s)
     }
 
-    pub(super) fn on_commit(&mut self, from: u32, c: CommitVote) -> Result<(), Refusal> {
+    pub(super) fn on_commit(&mut self, from: NodeId, c: CommitVote) -> Result<(), Refusal> {
         let b = &c.body;
         let as_vote = Signed {
             author: c.author,
             body: Vote {
-                view: b.view,
-                seq: b.seq,
+                view: View(b.view),
+                seq: Seq(b.seq),
                 digest: b.block_hash,
             },
             signature: c.signature,
@@ -163,7 +163,7 @@ impl Pbft {
         self.vote_ok(from, &as_vote)?;
         if let Some(p) = self
             .slots
-            .get(&b.seq)
+            .get(&Seq(b.seq))
             .and_then(|x| x.commits.get(&c.author))
             && p.body == c.body
         {
@@ -173,7 +173,7 @@ impl Pbft {
             return Err(Refusal::BadSignature);
         }
         self.slots
-            .entry(b.seq)
+            .entry(Seq(b.seq))
             .or_insert_with(Slot::new)
             .add_commit(c)
     }
@@ -184,7 +184,7 @@ impl Pbft {
         valid: bool,
         out: &mut Out,
     ) -> Result<(), Refusal> {
-        let seqs: Vec<u64> = self
+        let seqs: Vec<Seq> = self
             .slots
             .iter()
             .filter(|(_, s)| {
@@ -201,7 +201,7 @@ impl Pbft {
             }
             if !valid && self.active {
                 // The primary proposed a block that does not execute here: replace it.
-                self.start_view_change(self.view + 1, out);
+                self.start_view_change(self.view.next(), out);
                 return Ok(());
             }
             self.advance(seq, out);
@@ -210,16 +210,17 @@ impl Pbft {
     }
 
     /// Moves slot `seq` as far as its messages allow: validate, prepare, commit, deliver.
-    pub(super) fn advance(&mut self, seq: u64, out: &mut Out) {
-        let me = self.cfg.me.0;
+    pub(super) fn advance(&mut self, seq: Seq, out: &mut Out) {
+        let me = self.cfg.me;
         let quorum = self.quorum();
         let primary = self.primary(self.view);
+        let next = self.next_seq();
         let Some(slot) = self.slots.get_mut(&seq) else {
             return;
         };
         let Some(vote) = slot.vote() else { return };
         if slot.validated.is_none() {
-            if !slot.asked && seq <= self.height + 1 && self.syncing.is_none() {
+            if !slot.asked && seq <= next && self.syncing.is_none() {
                 slot.asked = true;
                 if let Some((_, block)) = &slot.pre_prepare {
                     out.push(Output::Validate {
@@ -292,13 +293,13 @@ impl Pbft {
             .commits
             .values()
             .filter(|c| {
-                c.body.view == vote.view
-                    && c.body.seq == vote.seq
+                View(c.body.view) == vote.view
+                    && Seq(c.body.seq) == vote.seq
                     && c.body.block_hash == vote.digest
             })
             .cloned()
             .collect();
-        if commits.len() < quorum || slot.committed || seq != self.height + 1 {
+        if commits.len() < quorum || slot.committed || seq != next {
             return;
         }
         let Some(certificate) = certificate::commit_certificate(&commits, &self.cfg.validators)
@@ -311,20 +312,20 @@ impl Pbft {
         slot.committed = true;
         // Release-mode invariants the caller relies on: heights are delivered contiguously,
         // once each, and a block hashes to the digest its certificate signs.
-        assert_eq!(seq, self.height + 1, "PBFT delivers heights in order");
+        assert_eq!(seq, self.next_seq(), "PBFT delivers heights in order");
         assert_eq!(
             block.hash(),
             vote.digest,
             "a committed block hashes to its certified digest"
         );
         out.push(Output::Commit { block, certificate });
-        self.height = seq;
+        self.height = seq.height();
         self.timer = 0;
         self.attempts = 0;
-        if seq.is_multiple_of(self.interval()) {
+        if seq.height().is_multiple_of(self.interval()) {
             self.sign_checkpoint(seq, vote.digest, out);
         }
-        self.advance(seq + 1, out);
+        self.advance(seq.next(), out);
         self.maybe_propose(out);
     }
 }

@@ -9,7 +9,7 @@ use cairn_ledger::domains::PBFT_COMMIT;
 use cairn_ledger::{BlockHash, PbftCommitStatement};
 use serde::{Deserialize, Serialize};
 
-use crate::Refusal;
+use crate::{NodeId, Refusal, Seq, View};
 
 use super::message::{
     Checkpoint, NEW_VIEW, NewView, PRE_PREPARE, PREPARE, Signed, VIEW_CHANGE, ViewChange, Vote,
@@ -31,20 +31,20 @@ pub enum VoteKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SafetyData {
     /// Highest view entered; no vote is signed for a lower one.
-    pub view: u64,
+    pub view: View,
     /// Signed votes.
-    pub signed: BTreeMap<(VoteKind, u64, u64), BlockHash>,
+    pub signed: BTreeMap<(VoteKind, View, Seq), BlockHash>,
 }
 
 pub(crate) struct Safety {
     key: SigningKey,
-    me: u32,
+    me: NodeId,
     chain_id: String,
     data: SafetyData,
 }
 
 impl Safety {
-    pub(crate) fn new(key: SigningKey, me: u32, chain_id: String, data: SafetyData) -> Self {
+    pub(crate) fn new(key: SigningKey, me: NodeId, chain_id: String, data: SafetyData) -> Self {
         Safety {
             key,
             me,
@@ -68,7 +68,7 @@ impl Safety {
     /// Rule: views only go up. Returns whether the view was raised (persist `data` then).
     /// Votes of lower views are forgotten: none is ever signed for them again, so at most three
     /// per sequence number of the window remain.
-    pub(crate) fn enter_view(&mut self, view: u64) -> bool {
+    pub(crate) fn enter_view(&mut self, view: View) -> bool {
         if view > self.data.view {
             self.data.view = view;
             self.data.signed.retain(|(_, v, _), _| *v >= view);
@@ -107,8 +107,8 @@ impl Safety {
     pub(crate) fn commit(&mut self, v: Vote) -> Result<Signed<PbftCommitStatement>, Refusal> {
         self.check_and_record(VoteKind::Commit, &v)?;
         let statement = PbftCommitStatement {
-            view: v.view,
-            seq: v.seq,
+            view: v.view.0,
+            seq: v.seq.0,
             block_hash: v.digest,
         };
         Ok(self.sign(PBFT_COMMIT, &statement))
@@ -129,7 +129,7 @@ impl Safety {
     }
 
     /// Forgets votes at or below a stable checkpoint.
-    pub(crate) fn prune(&mut self, seq: u64) {
+    pub(crate) fn prune(&mut self, seq: Seq) {
         self.data.signed.retain(|(_, _, s), _| *s > seq);
     }
 }
@@ -143,13 +143,17 @@ mod tests {
     fn never_two_digests_for_one_view_and_seq_and_views_only_go_up() {
         let mut s = Safety::new(
             SigningKey::from_seed([1; 32]),
-            0,
+            NodeId(0),
             "c".into(),
             SafetyData::default(),
         );
         let d1 = BlockHash(Hash::sha256(b"1"));
         let d2 = BlockHash(Hash::sha256(b"2"));
-        let v = |view, seq, digest| Vote { view, seq, digest };
+        let v = |view, seq, digest| Vote {
+            view: View(view),
+            seq: Seq(seq),
+            digest,
+        };
         assert!(s.prepare(v(0, 1, d1)).is_ok());
         assert!(
             s.prepare(v(0, 1, d1)).is_ok(),
@@ -161,12 +165,12 @@ mod tests {
             s.prepare(v(1, 1, d2)).is_ok(),
             "a new view may prepare another digest"
         );
-        assert!(s.enter_view(3));
-        assert!(!s.enter_view(2));
+        assert!(s.enter_view(View(3)));
+        assert!(!s.enter_view(View(2)));
         assert_eq!(s.commit(v(2, 2, d1)).err(), Some(Refusal::StaleRound));
         // Across a restart: the persisted data keeps the rules.
         let data = s.data().clone();
-        let mut again = Safety::new(SigningKey::from_seed([1; 32]), 0, "c".into(), data);
+        let mut again = Safety::new(SigningKey::from_seed([1; 32]), NodeId(0), "c".into(), data);
         assert_eq!(again.prepare(v(0, 1, d2)).err(), Some(Refusal::StaleRound));
         assert!(again.prepare(v(3, 5, d1)).is_ok());
         assert_eq!(

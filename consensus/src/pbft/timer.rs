@@ -27,7 +27,7 @@ impl Pbft {
             && !self.pending_work
             && !self
                 .slots
-                .range(self.height + 1..)
+                .range(self.next_seq()..)
                 .any(|(_, s)| s.pre_prepare.is_some());
         if waiting_alone || idle {
             self.timer = 0;
@@ -35,7 +35,7 @@ impl Pbft {
             self.timer += 1;
         }
         if self.timer >= self.timeout() {
-            self.start_view_change(self.view + 1, out);
+            self.start_view_change(self.view.next(), out);
         }
         self.retransmit += 1;
         if self.retransmit >= self.cfg.retransmit_ticks.max(1) {
@@ -65,7 +65,7 @@ impl Pbft {
                 msg: PbftMessage::NewView(Box::new(nv.clone())),
             });
         }
-        if let Some(slot) = self.slots.get(&(self.height + 1)) {
+        if let Some(slot) = self.slots.get(&self.next_seq()) {
             if self.is_primary()
                 && let Some((vote, block)) = &slot.pre_prepare
             {

@@ -22,7 +22,7 @@ use super::message::{
     ViewChange, Vote,
 };
 use super::{OWN_VIEW_CHANGES_KEPT, Out, Pbft};
-use crate::{Output, Refusal};
+use crate::{NodeId, Output, Refusal, Seq, View};
 
 /// A VIEW-CHANGE is valid (with quorums of `quorum`, 2f+1) if it is signed by a validator, its checkpoint proof holds, and
 /// each prepared certificate holds, is above the checkpoint, and is from an older view.
@@ -38,7 +38,7 @@ pub fn view_change_ok(
     let low = match &vc.body.checkpoint {
         Some(p) if !checkpoint_proof_ok(p, chain_id, v, quorum) => return false,
         Some(p) => p.checkpoint.seq,
-        None => 0,
+        None => Seq(0),
     };
     let mut seqs = std::collections::BTreeSet::new();
     vc.body.prepared.iter().all(|p| {
@@ -54,7 +54,7 @@ pub fn view_change_ok(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The highest stable checkpoint among them (min-s).
-    pub low: u64,
+    pub low: Seq,
     /// Its digest, if any.
     pub low_digest: Option<BlockHash>,
     /// For each sequence number above `low`, in order and without gaps, the prepared
@@ -69,8 +69,8 @@ pub fn decide(vcs: &[Signed<ViewChange>]) -> Decision {
         .iter()
         .filter_map(|vc| vc.body.checkpoint.as_ref())
         .max_by_key(|p| p.checkpoint.seq);
-    let low = best.map_or(0, |p| p.checkpoint.seq);
-    let mut by_seq: BTreeMap<u64, &PreparedProof> = BTreeMap::new();
+    let low = best.map_or(Seq(0), |p| p.checkpoint.seq);
+    let mut by_seq: BTreeMap<Seq, &PreparedProof> = BTreeMap::new();
     for vc in vcs {
         for p in &vc.body.prepared {
             let b = &p.pre_prepare.body;
@@ -87,10 +87,10 @@ pub fn decide(vcs: &[Signed<ViewChange>]) -> Decision {
     }
     // Heights are contiguous: re-propose from low + 1 up to the first gap.
     let mut reproposals = Vec::new();
-    let mut next = low + 1;
+    let mut next = low.next();
     while let Some(p) = by_seq.get(&next) {
         reproposals.push((*p).clone());
-        next += 1;
+        next = next.next();
     }
     Decision {
         low,
@@ -100,7 +100,7 @@ pub fn decide(vcs: &[Signed<ViewChange>]) -> Decision {
 }
 
 impl Pbft {
-    pub(super) fn start_view_change(&mut self, new_view: u64, out: &mut Out) {
+    pub(super) fn start_view_change(&mut self, new_view: View, out: &mut Out) {
         if new_view <= self.view {
             return;
         }
@@ -126,7 +126,7 @@ impl Pbft {
             checkpoint: self.stable.clone(),
             prepared: self
                 .prepared
-                .range(low + 1..)
+                .range(low.next()..)
                 .map(|(_, p)| p.clone())
                 .collect(),
         };
@@ -144,7 +144,7 @@ impl Pbft {
 
     pub(super) fn on_view_change(
         &mut self,
-        from: u32,
+        from: NodeId,
         vc: Signed<ViewChange>,
         out: &mut Out,
     ) -> Result<(), Refusal> {
@@ -167,7 +167,7 @@ impl Pbft {
         self.view_changes.add(vc)?;
         // f+1 replicas want a higher view: at least one honest one timed out; join the
         // smallest such view (§4.5.2).
-        let (askers, smallest) = self.view_changes.from(self.view + 1);
+        let (askers, smallest) = self.view_changes.from(self.view.next());
         if let Some(v) = smallest
             && askers.len() > self.cfg.validators.max_byzantine()
         {
@@ -184,7 +184,7 @@ impl Pbft {
     /// and a replica in it answers with its NEW-VIEW (`relay_new_view`). A restarted replica
     /// thus joins the others within a round trip instead of waiting for its timer, and f
     /// Byzantine validators cannot move it (they are never f+1).
-    pub(super) fn maybe_later_view(&mut self, from: u32, msg: &PbftMessage, out: &mut Out) {
+    pub(super) fn maybe_later_view(&mut self, from: NodeId, msg: &PbftMessage, out: &mut Out) {
         let Some(view) = msg.view() else { return };
         if view <= self.view || self.later_views.get(&from).is_some_and(|v| *v >= view) {
             return;
@@ -203,7 +203,7 @@ impl Pbft {
             return;
         }
         self.later_views.insert(from, view);
-        let mut views: Vec<u64> = self
+        let mut views: Vec<View> = self
             .later_views
             .values()
             .copied()
@@ -217,20 +217,20 @@ impl Pbft {
 
     /// Sends the NEW-VIEW of the installed view to `to`, at most once per retransmission
     /// period per replica (a NEW-VIEW is large: no one can make this replica send it in a loop).
-    fn relay_new_view(&mut self, to: u32, out: &mut Out) {
+    fn relay_new_view(&mut self, to: NodeId, out: &mut Out) {
         let Some(nv) = &self.new_view else { return };
         if !self.active || nv.body.view != self.view || !self.relayed.insert(to) {
             return;
         }
         out.push(Output::Send {
-            to: crate::NodeId(to),
+            to,
             msg: PbftMessage::NewView(Box::new(nv.clone())),
         });
     }
 
-    fn maybe_new_view(&mut self, nv: u64, out: &mut Out) {
+    fn maybe_new_view(&mut self, nv: View, out: &mut Out) {
         let quorum = self.quorum();
-        if nv != self.view || self.active || self.primary(nv) != self.cfg.me.0 {
+        if nv != self.view || self.active || self.primary(nv) != self.cfg.me {
             return;
         }
         if self.new_view.as_ref().is_some_and(|m| m.body.view == nv) {
@@ -375,7 +375,7 @@ impl Pbft {
             slot.pre_prepare = Some((signed, block));
             self.slots.insert(seq, slot);
         }
-        let seqs: Vec<u64> = self.slots.keys().copied().collect();
+        let seqs: Vec<Seq> = self.slots.keys().copied().collect();
         for seq in seqs {
             self.advance(seq, out);
         }

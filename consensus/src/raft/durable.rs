@@ -13,6 +13,7 @@ use super::message::{Entry, RaftDurable, RaftPersist};
 use crate::durable::{
     DurableError, DurableState, after_prefix, decode, number_of, numbered, put, show,
 };
+use crate::{LogIndex, Term};
 
 const VOTE: &[u8] = b"raft/vote";
 const SNAP: &[u8] = b"raft/snap";
@@ -20,20 +21,20 @@ const ENTRY: &[u8] = b"raft/e/";
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Vote {
-    term: u64,
+    term: Term,
     voted_for: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Snap {
-    index: u64,
-    term: u64,
+    index: LogIndex,
+    term: Term,
     height: Height,
 }
 
-fn entries_from(index: u64) -> ConsensusWrite {
+fn entries_from(index: LogIndex) -> ConsensusWrite {
     ConsensusWrite::DeleteRange {
-        from: numbered(ENTRY, index),
+        from: numbered(ENTRY, index.0),
         to: after_prefix(ENTRY),
     }
 }
@@ -52,12 +53,12 @@ impl DurableState for RaftDurable {
                 entries,
             } => {
                 // Appends always continue the log; keep what precedes `first_index`.
-                let keep = first_index.saturating_sub(self.snapshot_index + 1) as usize;
+                let keep = first_index.since(self.snapshot_index.next()) as usize;
                 self.entries.truncate(keep);
                 self.entries.extend(entries.iter().cloned());
             }
             RaftPersist::TruncateFrom { index } => {
-                let keep = index.saturating_sub(self.snapshot_index + 1) as usize;
+                let keep = index.since(self.snapshot_index.next()) as usize;
                 self.entries.truncate(keep);
             }
             RaftPersist::Compact {
@@ -65,7 +66,7 @@ impl DurableState for RaftDurable {
                 term,
                 height,
             } => {
-                let drop = index.saturating_sub(self.snapshot_index) as usize;
+                let drop = index.since(self.snapshot_index) as usize;
                 if drop >= self.entries.len() {
                     self.entries.clear();
                 } else {
@@ -93,7 +94,7 @@ impl DurableState for RaftDurable {
             } => {
                 out.push(entries_from(*first_index));
                 for (i, e) in entries.iter().enumerate() {
-                    out.push(put(numbered(ENTRY, first_index + i as u64), e));
+                    out.push(put(numbered(ENTRY, first_index.0 + i as u64), e));
                 }
             }
             RaftPersist::TruncateFrom { index } => out.push(entries_from(*index)),
@@ -104,7 +105,7 @@ impl DurableState for RaftDurable {
             } => {
                 out.push(ConsensusWrite::DeleteRange {
                     from: ENTRY.to_vec(),
-                    to: numbered(ENTRY, index.saturating_add(1)),
+                    to: numbered(ENTRY, index.0.saturating_add(1)),
                 });
                 out.push(put(
                     SNAP.to_vec(),
@@ -135,7 +136,7 @@ impl DurableState for RaftDurable {
         }
         // Keys sort by index: the log must run on from the snapshot point without a hole.
         let mut out = Vec::with_capacity(log.len());
-        for (expected, (i, e)) in (snap.index + 1..).zip(log) {
+        for (expected, (i, e)) in (snap.index.0 + 1..).zip(log) {
             if i != expected {
                 return Err(DurableError::Gap {
                     what: "raft log entries do not follow the snapshot point",
@@ -162,7 +163,10 @@ mod tests {
     use crate::durable::testing::Keys;
 
     fn entry(term: u64) -> Entry {
-        Entry { term, block: None }
+        Entry {
+            term: Term(term),
+            block: None,
+        }
     }
 
     fn check(ops: &[RaftPersist]) -> Result<(), String> {
@@ -185,35 +189,35 @@ mod tests {
     fn every_kind_of_op_loads_back_equal() {
         check(&[
             RaftPersist::HardState {
-                term: 2,
+                term: Term(2),
                 voted_for: Some(1),
             },
             RaftPersist::Append {
-                first_index: 1,
+                first_index: LogIndex(1),
                 entries: vec![entry(1), entry(2), entry(2)],
             },
             RaftPersist::Append {
-                first_index: 3,
+                first_index: LogIndex(3),
                 entries: vec![entry(3), entry(3)],
             },
-            RaftPersist::TruncateFrom { index: 4 },
+            RaftPersist::TruncateFrom { index: LogIndex(4) },
             RaftPersist::Compact {
-                index: 2,
-                term: 2,
+                index: LogIndex(2),
+                term: Term(2),
                 height: 1,
             },
             RaftPersist::Append {
-                first_index: 4,
+                first_index: LogIndex(4),
                 entries: vec![entry(4)],
             },
             // A follower told to catch up past its whole log.
             RaftPersist::Compact {
-                index: 9,
-                term: 4,
+                index: LogIndex(9),
+                term: Term(4),
                 height: 3,
             },
             RaftPersist::Append {
-                first_index: 10,
+                first_index: LogIndex(10),
                 entries: vec![entry(5), entry(5)],
             },
         ])
@@ -258,23 +262,23 @@ mod tests {
             let mut term = 1;
             let mut shaped = Vec::new();
             for (kind, a, b) in ops {
-                let snap = model.snapshot_index;
+                let snap = model.snapshot_index.0;
                 let last = snap + model.entries.len() as u64;
                 let op = match kind {
                     0 => {
                         term += a;
-                        RaftPersist::HardState { term, voted_for: Some(b as u32 % 3) }
+                        RaftPersist::HardState { term: Term(term), voted_for: Some(b as u32 % 3) }
                     }
                     1 => RaftPersist::Append {
-                        first_index: (snap + 1).max(last + 1 - a.min(last - snap)),
+                        first_index: LogIndex((snap + 1).max(last + 1 - a.min(last - snap))),
                         entries: (0..b).map(|_| entry(term)).collect(),
                     },
                     2 => RaftPersist::TruncateFrom {
-                        index: (snap + 1).max(last + 1 - a.min(last - snap)),
+                        index: LogIndex((snap + 1).max(last + 1 - a.min(last - snap))),
                     },
                     _ => {
                         let index = snap + a.min(last - snap + 2);
-                        RaftPersist::Compact { index, term, height: index }
+                        RaftPersist::Compact { index: LogIndex(index), term: Term(term), height: index }
                     }
                 };
                 model.apply(&op);

@@ -3,7 +3,7 @@
 //! its majority steps down (Ongaro's thesis, §9.6 and §6.2).
 
 use super::{Entry, Out, Progress, Raft, RaftMessage};
-use crate::{NodeId, Output, Refusal, Role};
+use crate::{LogIndex, NodeId, Output, Refusal, Role, Term};
 
 impl Raft {
     pub(super) fn reset_timer(&mut self) {
@@ -21,7 +21,7 @@ impl Raft {
             && self.elapsed < self.cfg.election_ticks_min
     }
 
-    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>, out: &mut Out) {
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>, out: &mut Out) {
         if term > self.term {
             self.term = term;
             self.voted_for = None;
@@ -45,7 +45,7 @@ impl Raft {
         }
         out.push(Output::Broadcast {
             msg: RaftMessage::PreVote {
-                term: self.term + 1,
+                term: self.term.next(),
                 last_index: self.log.last_index(),
                 last_term: self.log.last_term(),
             },
@@ -54,7 +54,7 @@ impl Raft {
 
     pub(super) fn start_election(&mut self, out: &mut Out) {
         self.role = Role::Candidate;
-        self.term += 1;
+        self.term = self.term.next();
         self.voted_for = Some(self.cfg.me);
         self.leader = None;
         self.votes.clear();
@@ -78,12 +78,12 @@ impl Raft {
         self.leader = Some(self.cfg.me);
         self.heartbeat_elapsed = 0;
         self.elapsed = 0;
-        let next = self.log.last_index() + 1;
+        let next = self.log.last_index().next();
         for p in &mut self.progress {
             *p = Progress {
                 next,
-                matched: 0,
-                applied: 0,
+                matched: LogIndex(0),
+                applied: LogIndex(0),
                 active: true,
             };
         }
@@ -100,7 +100,7 @@ impl Raft {
         self.broadcast_append(out);
     }
 
-    pub(super) fn up_to_date(&self, last_index: u64, last_term: u64) -> bool {
+    pub(super) fn up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
         (last_term, last_index) >= (self.log.last_term(), self.log.last_index())
     }
 
@@ -137,9 +137,9 @@ impl Raft {
     pub(super) fn on_pre_vote(
         &mut self,
         from: NodeId,
-        term: u64,
-        last_index: u64,
-        last_term: u64,
+        term: Term,
+        last_index: LogIndex,
+        last_term: Term,
         out: &mut Out,
     ) {
         let granted =
@@ -156,18 +156,18 @@ impl Raft {
     pub(super) fn on_pre_vote_response(
         &mut self,
         from: NodeId,
-        term: u64,
+        term: Term,
         granted: bool,
         out: &mut Out,
     ) -> Result<(), Refusal> {
-        if term > self.term + 1 || (!granted && term > self.term) {
+        if term > self.term.next() || (!granted && term > self.term) {
             self.become_follower(term, None, out);
             return Ok(());
         }
         if self.role != Role::PreCandidate {
             return Err(Refusal::Unexpected);
         }
-        if !granted || term != self.term + 1 {
+        if !granted || term != self.term.next() {
             return Err(Refusal::StaleRound);
         }
         self.votes.insert(from, true);
@@ -180,9 +180,9 @@ impl Raft {
     pub(super) fn on_request_vote(
         &mut self,
         from: NodeId,
-        term: u64,
-        last_index: u64,
-        last_term: u64,
+        term: Term,
+        last_index: LogIndex,
+        last_term: Term,
         out: &mut Out,
     ) -> Result<(), Refusal> {
         if term > self.term && self.in_lease() {
@@ -218,7 +218,7 @@ impl Raft {
     pub(super) fn on_request_vote_response(
         &mut self,
         from: NodeId,
-        term: u64,
+        term: Term,
         granted: bool,
         out: &mut Out,
     ) -> Result<(), Refusal> {

@@ -4,12 +4,13 @@
 use cairn_ledger::Height;
 
 use super::message::{Entry, RaftDurable};
+use crate::{LogIndex, Term};
 
 /// Entries `snapshot_index + 1 ..= last_index()`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RaftLog {
-    pub(crate) snapshot_index: u64,
-    pub(crate) snapshot_term: u64,
+    pub(crate) snapshot_index: LogIndex,
+    pub(crate) snapshot_term: Term,
     pub(crate) snapshot_height: Height,
     entries: Vec<Entry>,
     /// Block height reached after each entry (a no-op repeats the previous height).
@@ -30,11 +31,11 @@ impl RaftLog {
         log
     }
 
-    pub(crate) fn last_index(&self) -> u64 {
-        self.snapshot_index + self.entries.len() as u64
+    pub(crate) fn last_index(&self) -> LogIndex {
+        self.snapshot_index.plus(self.entries.len() as u64)
     }
 
-    pub(crate) fn last_term(&self) -> u64 {
+    pub(crate) fn last_term(&self) -> Term {
         self.entries.last().map_or(self.snapshot_term, |e| e.term)
     }
 
@@ -42,28 +43,28 @@ impl RaftLog {
         self.heights.last().copied().unwrap_or(self.snapshot_height)
     }
 
-    fn pos(&self, index: u64) -> Option<usize> {
+    fn pos(&self, index: LogIndex) -> Option<usize> {
         if index <= self.snapshot_index || index > self.last_index() {
             None
         } else {
-            Some((index - self.snapshot_index - 1) as usize)
+            Some((index.since(self.snapshot_index) - 1) as usize)
         }
     }
 
     /// Term of the entry at `index` (the snapshot's term at the snapshot point), if known.
-    pub(crate) fn term_at(&self, index: u64) -> Option<u64> {
+    pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
         if index == self.snapshot_index {
             return Some(self.snapshot_term);
         }
         self.pos(index).map(|p| self.entries[p].term)
     }
 
-    pub(crate) fn entry(&self, index: u64) -> Option<&Entry> {
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.pos(index).map(|p| &self.entries[p])
     }
 
     /// Block height reached at `index`.
-    pub(crate) fn height_at(&self, index: u64) -> Option<Height> {
+    pub(crate) fn height_at(&self, index: LogIndex) -> Option<Height> {
         if index == self.snapshot_index {
             return Some(self.snapshot_height);
         }
@@ -71,7 +72,7 @@ impl RaftLog {
     }
 
     /// Entries `from ..= to`.
-    pub(crate) fn slice(&self, from: u64, to: u64) -> Vec<Entry> {
+    pub(crate) fn slice(&self, from: LogIndex, to: LogIndex) -> Vec<Entry> {
         match (self.pos(from), self.pos(to)) {
             (Some(a), Some(b)) if a <= b => self.entries[a..=b].to_vec(),
             _ => Vec::new(),
@@ -88,7 +89,7 @@ impl RaftLog {
     }
 
     /// Drops entries from `index` on.
-    pub(crate) fn truncate_from(&mut self, index: u64) {
+    pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         if let Some(p) = self.pos(index) {
             self.entries.truncate(p);
             self.heights.truncate(p);
@@ -96,8 +97,8 @@ impl RaftLog {
     }
 
     /// Drops entries up to `index`, which becomes the snapshot point.
-    pub(crate) fn compact(&mut self, index: u64, term: u64, height: Height) {
-        let drop = (index.saturating_sub(self.snapshot_index) as usize).min(self.entries.len());
+    pub(crate) fn compact(&mut self, index: LogIndex, term: Term, height: Height) {
+        let drop = (index.since(self.snapshot_index) as usize).min(self.entries.len());
         self.entries.drain(..drop);
         self.heights.drain(..drop);
         self.snapshot_index = index;

@@ -23,7 +23,10 @@ use std::collections::BTreeMap;
 use cairn_crypto::SigningKey;
 use cairn_ledger::{Height, RaftCertificate, ValidatorSet};
 
-use crate::{DetRng, Footprint, Input, NodeId, Output, Protocol, Refusal, Refusals, Role, Status};
+use crate::{
+    DetRng, Footprint, Input, LogIndex, NodeId, Output, Protocol, Refusal, Refusals, Role, Status,
+    Term,
+};
 use log::RaftLog;
 pub use message::{Entry, RaftDurable, RaftMessage, RaftPersist};
 
@@ -59,11 +62,11 @@ pub struct RaftConfig {
 #[derive(Debug, Clone, Copy, Default)]
 struct Progress {
     /// Next index to send.
-    next: u64,
+    next: LogIndex,
     /// Highest index known to match.
-    matched: u64,
+    matched: LogIndex,
     /// The follower's applied index, as last reported.
-    applied: u64,
+    applied: LogIndex,
     /// Heard from since the last CheckQuorum.
     active: bool,
 }
@@ -74,7 +77,7 @@ pub struct Raft {
     key: SigningKey,
     rng: DetRng,
     // Durable (mirrored by Persist outputs).
-    term: u64,
+    term: Term,
     voted_for: Option<NodeId>,
     /// The log above the snapshot point: at most 2 × `compact_after` applied entries (then it
     /// is compacted), plus those not yet applied. A leader appends one block at a time, so
@@ -84,9 +87,9 @@ pub struct Raft {
     // Volatile.
     role: Role,
     leader: Option<NodeId>,
-    commit_index: u64,
+    commit_index: LogIndex,
     /// Index up to which committed entries were handed to the caller (or synced).
-    applied: u64,
+    applied: LogIndex,
     /// Height of the last block the caller's ledger holds.
     applied_height: Height,
     elapsed: u64,
@@ -98,10 +101,10 @@ pub struct Raft {
     progress: Vec<Progress>,
     /// Certificates for committed block entries not yet compacted: at most one per log entry
     /// above the applied index (only for entries the log holds).
-    certificates: BTreeMap<u64, RaftCertificate>,
+    certificates: BTreeMap<LogIndex, RaftCertificate>,
     proposal_requested: bool,
     /// A catch-up in progress: (index, term, height).
-    pending_sync: Option<(u64, u64, Height)>,
+    pending_sync: Option<(LogIndex, Term, Height)>,
     refused: Refusals,
 }
 
@@ -231,7 +234,7 @@ impl Protocol for Raft {
     fn status(&self) -> Status {
         Status {
             role: self.role,
-            round: self.term,
+            round: self.term.0,
             leader: self.leader,
             commit_height: self.applied_height,
             refused: self.refused,
@@ -241,7 +244,7 @@ impl Protocol for Raft {
     fn footprint(&self) -> Footprint {
         Footprint {
             messages: self.votes.len() + self.certificates.len(),
-            entries: (self.log.last_index() - self.log.snapshot_index) as usize,
+            entries: self.log.last_index().since(self.log.snapshot_index) as usize,
         }
     }
 
@@ -250,8 +253,8 @@ impl Protocol for Raft {
         let keep = self.cfg.compact_after.max(1) as usize;
         let batch = self.cfg.max_entries_per_message;
         // Terms since the entry at the commit index: each may have left a no-op and a block.
-        let committed_term = self.log.term_at(self.commit_index).unwrap_or(0);
-        let terms = self.term.saturating_sub(committed_term) as usize + 1;
+        let committed_term = self.log.term_at(self.commit_index).unwrap_or_default();
+        let terms = self.term.since(committed_term) as usize + 1;
         let entries = 2 * keep + 2 * batch + 2 * terms;
         Footprint {
             messages: n + entries,

@@ -10,11 +10,11 @@
 use cairn_ledger::{Block, CommitCertificate, ConsensusKind, RaftCertificate, RaftCommitStatement};
 
 use super::{Entry, Out, Raft, RaftMessage, RaftPersist};
-use crate::{NodeId, Output, Refusal, Role};
+use crate::{LogIndex, NodeId, Output, Refusal, Role, Term};
 
 impl Raft {
     pub(super) fn append(&mut self, e: Entry, out: &mut Out) {
-        let first_index = self.log.last_index() + 1;
+        let first_index = self.log.last_index().next();
         self.log.push(e.clone());
         out.push(Output::Persist {
             op: RaftPersist::Append {
@@ -46,17 +46,19 @@ impl Raft {
             });
             return;
         }
-        let prev_index = pr.next - 1;
+        let prev_index = LogIndex(pr.next.0 - 1);
         let Some(prev_term) = self.log.term_at(prev_index) else {
             return;
         };
         let last = self
             .log
             .last_index()
-            .min(prev_index + self.cfg.max_entries_per_message as u64);
+            .min(prev_index.plus(self.cfg.max_entries_per_message as u64));
         let entries = self.log.slice(pr.next, last);
         let max = self.cfg.max_entries_per_message;
-        let certificates = (pr.applied.max(self.log.snapshot_index) + 1..=self.commit_index)
+        let from = pr.applied.max(self.log.snapshot_index).next();
+        let certificates = (from.0..=self.commit_index.0)
+            .map(LogIndex)
             .filter_map(|i| self.certificate_for(i).map(|c| (i, c)))
             .take(max)
             .collect();
@@ -75,7 +77,7 @@ impl Raft {
 
     /// The leader's certificate for the committed block entry at `index`, signing one now if
     /// this leader has none (the entry is committed and we are leader of `self.term`).
-    fn certificate_for(&mut self, index: u64) -> Option<RaftCertificate> {
+    fn certificate_for(&mut self, index: LogIndex) -> Option<RaftCertificate> {
         if let Some(c) = self.certificates.get(&index) {
             return Some(c.clone());
         }
@@ -86,10 +88,10 @@ impl Raft {
         let statement = RaftCommitStatement {
             height: block.header.height,
             block_hash: block.hash(),
-            term: self.term,
+            term: self.term.0,
         };
         let cert = RaftCertificate {
-            term: self.term,
+            term: self.term.0,
             leader: self.key.public_key(),
             signature: statement.sign(&self.cfg.chain_id, &self.key),
         };
@@ -100,7 +102,7 @@ impl Raft {
     /// §5.3/§5.4.2: commit the highest index that a majority stores and that belongs to the
     /// current term.
     pub(super) fn maybe_commit(&mut self, out: &mut Out) {
-        let mut matched: Vec<u64> = self.progress.iter().map(|p| p.matched).collect();
+        let mut matched: Vec<LogIndex> = self.progress.iter().map(|p| p.matched).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.majority() - 1];
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
@@ -114,7 +116,7 @@ impl Raft {
     /// Hands committed entries to the caller in order, as far as certificates allow.
     pub(super) fn apply_committed(&mut self, out: &mut Out) {
         while self.applied < self.commit_index {
-            let index = self.applied + 1;
+            let index = self.applied.next();
             let Some(entry) = self.log.entry(index) else {
                 break;
             };
@@ -155,7 +157,7 @@ impl Raft {
             self.proposal_requested = true;
             out.push(Output::RequestProposal {
                 height: self.applied_height + 1,
-                round: self.term,
+                round: self.term.0,
             });
         }
     }
@@ -188,12 +190,12 @@ impl Raft {
     pub(super) fn on_append(
         &mut self,
         from: NodeId,
-        term: u64,
-        mut prev_index: u64,
-        mut prev_term: u64,
+        term: Term,
+        mut prev_index: LogIndex,
+        mut prev_term: Term,
         mut entries: Vec<Entry>,
-        leader_commit: u64,
-        certificates: Vec<(u64, RaftCertificate)>,
+        leader_commit: LogIndex,
+        certificates: Vec<(LogIndex, RaftCertificate)>,
         out: &mut Out,
     ) -> Result<(), Refusal> {
         let reject = |me: &Raft, out: &mut Out| {
@@ -222,7 +224,7 @@ impl Raft {
         }
         // Entries at or below our snapshot point are committed and already here.
         if prev_index < self.log.snapshot_index {
-            let skip = (self.log.snapshot_index - prev_index) as usize;
+            let skip = self.log.snapshot_index.since(prev_index) as usize;
             if skip > entries.len() {
                 reject(self, out);
                 return Ok(());
@@ -240,7 +242,7 @@ impl Raft {
         let mut index = prev_index;
         let mut appended = Vec::new();
         for e in entries {
-            index += 1;
+            index = index.next();
             match self.log.term_at(index) {
                 Some(t) if t == e.term && appended.is_empty() => continue,
                 Some(_) if appended.is_empty() => {
@@ -262,7 +264,7 @@ impl Raft {
         if !appended.is_empty() {
             out.push(Output::Persist {
                 op: RaftPersist::Append {
-                    first_index: index + 1 - appended.len() as u64,
+                    first_index: LogIndex(index.0 + 1 - appended.len() as u64),
                     entries: appended,
                 },
             });
@@ -293,10 +295,10 @@ impl Raft {
     pub(super) fn on_append_response(
         &mut self,
         from: NodeId,
-        term: u64,
+        term: Term,
         success: bool,
-        last_index: u64,
-        applied: u64,
+        last_index: LogIndex,
+        applied: LogIndex,
         out: &mut Out,
     ) -> Result<(), Refusal> {
         if term > self.term {
@@ -315,20 +317,24 @@ impl Raft {
         pr.applied = pr.applied.max(applied.min(last));
         if success {
             pr.matched = pr.matched.max(last_index.min(last));
-            pr.next = pr.matched + 1;
+            pr.next = pr.matched.next();
             self.maybe_commit(out);
             if self.progress[from.index()].next <= last {
                 self.send_append(from, out);
             }
         } else {
-            pr.next = (last_index + 1).max(pr.matched + 1).min(last + 1);
+            pr.next = last_index.next().max(pr.matched.next()).min(last.next());
             self.send_append(from, out);
         }
         Ok(())
     }
 
     /// Keeps a leader's certificate if it certifies the block we hold at that index.
-    fn accept_certificate(&mut self, index: u64, cert: RaftCertificate) -> Result<(), Refusal> {
+    fn accept_certificate(
+        &mut self,
+        index: LogIndex,
+        cert: RaftCertificate,
+    ) -> Result<(), Refusal> {
         if index <= self.applied || self.certificates.contains_key(&index) {
             return Ok(());
         }

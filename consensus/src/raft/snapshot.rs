@@ -6,21 +6,21 @@
 use cairn_ledger::Height;
 
 use super::{Out, Raft, RaftMessage, RaftPersist};
-use crate::{NodeId, Output, Refusal};
+use crate::{LogIndex, NodeId, Output, Refusal, Term};
 
 impl Raft {
     pub(super) fn maybe_compact(&mut self, out: &mut Out) {
         let keep = self.cfg.compact_after.max(1);
-        if self.applied < self.log.snapshot_index + 2 * keep {
+        if self.applied < self.log.snapshot_index.plus(2 * keep) {
             return;
         }
-        let index = self.applied - keep;
+        let index = LogIndex(self.applied.0 - keep);
         let (Some(term), Some(height)) = (self.log.term_at(index), self.log.height_at(index))
         else {
             return;
         };
         self.log.compact(index, term, height);
-        self.certificates = self.certificates.split_off(&(index + 1));
+        self.certificates = self.certificates.split_off(&index.next());
         out.push(Output::Persist {
             op: RaftPersist::Compact {
                 index,
@@ -33,9 +33,9 @@ impl Raft {
     pub(super) fn on_snapshot(
         &mut self,
         from: NodeId,
-        term: u64,
-        index: u64,
-        index_term: u64,
+        term: Term,
+        index: LogIndex,
+        index_term: Term,
         height: Height,
         out: &mut Out,
     ) -> Result<(), Refusal> {
@@ -82,10 +82,10 @@ impl Raft {
         self.pending_sync = None;
         // Raft §7: keep entries after the snapshot point if the log agrees at that point.
         if self.log.term_at(index) != Some(term) {
-            self.log.truncate_from(self.log.snapshot_index + 1);
+            self.log.truncate_from(self.log.snapshot_index.next());
             out.push(Output::Persist {
                 op: RaftPersist::TruncateFrom {
-                    index: self.log.snapshot_index + 1,
+                    index: self.log.snapshot_index.next(),
                 },
             });
         }
@@ -99,7 +99,7 @@ impl Raft {
         });
         self.commit_index = self.commit_index.max(index);
         self.applied = self.applied.max(index);
-        self.certificates = self.certificates.split_off(&(index + 1));
+        self.certificates = self.certificates.split_off(&index.next());
         if let Some(leader) = self.leader {
             out.push(Output::Send {
                 to: leader,

@@ -4,11 +4,11 @@
 //! unbounded state: far-future views and checkpoints, sequence numbers at and beyond the high
 //! watermark, high-rate duplicates and replays, and garbage on an authenticated channel.
 
-use cairn_consensus::DetRng;
 use cairn_consensus::pbft::{
     CHECKPOINT, Checkpoint, PRE_PREPARE, PREPARE, PbftMessage, Signed, VIEW_CHANGE, ViewChange,
     Vote,
 };
+use cairn_consensus::{DetRng, NodeId, Seq, View};
 use cairn_crypto::{Domain, Hash, Signature, SigningKey, codec};
 use cairn_ledger::{BlockHash, PbftCommitStatement};
 
@@ -65,8 +65,8 @@ impl Behaviour {
 pub struct Adversary<'a, M> {
     /// The Byzantine node's key.
     pub key: &'a SigningKey,
-    /// The Byzantine node's index.
-    pub me: u32,
+    /// The Byzantine node.
+    pub me: NodeId,
     /// The chain id, for signing.
     pub chain_id: &'a str,
     /// Randomness.
@@ -79,7 +79,7 @@ impl<M> Adversary<'_, M> {
     /// Signs `body` as the Byzantine node.
     pub fn sign<T: serde::Serialize + Clone>(
         &self,
-        author: u32,
+        author: NodeId,
         domain: Domain,
         body: &T,
     ) -> Signed<T> {
@@ -149,7 +149,10 @@ pub fn corrupt_pbft(
         }
         Behaviour::FarFutureView => {
             out.push(msg.clone());
-            let view = msg.view().unwrap_or(0) + adv.rng.range(3, 1 << 40);
+            let view = msg
+                .view()
+                .unwrap_or_default()
+                .plus(adv.rng.range(3, 1 << 40));
             let vc = ViewChange {
                 new_view: view,
                 checkpoint: None,
@@ -164,7 +167,7 @@ pub fn corrupt_pbft(
         Behaviour::FarFutureCheckpoint => {
             out.push(msg.clone());
             let c = Checkpoint {
-                seq: k * adv.rng.range(3, 1 << 40),
+                seq: Seq(k * adv.rng.range(3, 1 << 40)),
                 digest: adv.digest(),
             };
             out.push(PbftMessage::Checkpoint(adv.sign(adv.me, CHECKPOINT, &c)));
@@ -174,14 +177,14 @@ pub fn corrupt_pbft(
             if let PbftMessage::Prepare(p) | PbftMessage::PrePrepare { vote: p, .. } = msg {
                 for ahead in [2 * k, 2 * k + 1, adv.rng.range(2 * k, 1 << 40)] {
                     let body = Vote {
-                        seq: p.body.seq + ahead,
+                        seq: p.body.seq.plus(ahead),
                         digest: adv.digest(),
                         ..p.body
                     };
                     out.push(PbftMessage::Prepare(adv.sign(adv.me, PREPARE, &body)));
                     let commit = PbftCommitStatement {
-                        view: body.view,
-                        seq: body.seq,
+                        view: body.view.0,
+                        seq: body.seq.0,
                         block_hash: body.digest,
                     };
                     out.push(PbftMessage::Commit(adv.sign(
@@ -245,7 +248,7 @@ fn garbage(adv: &mut Adversary<'_, PbftMessage>) -> PbftMessage {
     let author = if adv.rng.chance(0.8) {
         adv.me
     } else {
-        adv.rng.range(0, 64) as u32
+        NodeId(adv.rng.range(0, 64) as u32)
     };
     let big = |adv: &mut Adversary<'_, PbftMessage>| {
         if adv.rng.chance(0.5) {
@@ -255,8 +258,8 @@ fn garbage(adv: &mut Adversary<'_, PbftMessage>) -> PbftMessage {
         }
     };
     let vote = Vote {
-        view: big(adv),
-        seq: big(adv),
+        view: View(big(adv)),
+        seq: Seq(big(adv)),
         digest: adv.digest(),
     };
     let mut m = match adv.rng.range(0, 4) {
@@ -265,8 +268,8 @@ fn garbage(adv: &mut Adversary<'_, PbftMessage>) -> PbftMessage {
             author,
             cairn_ledger::domains::PBFT_COMMIT,
             &PbftCommitStatement {
-                view: vote.view,
-                seq: vote.seq,
+                view: vote.view.0,
+                seq: vote.seq.0,
                 block_hash: vote.digest,
             },
         )),

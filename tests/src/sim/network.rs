@@ -83,7 +83,7 @@ impl<E: SimEngine> Sim<E> {
         let mut sent = Vec::new();
         let mut adv = Adversary {
             key: &key,
-            me: from as u32,
+            me: cairn_consensus::NodeId(from as u32),
             chain_id: &self.cluster.genesis.chain_id,
             rng: &mut self.rng,
             history: &history,

@@ -9,7 +9,7 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
     // with 2f+1 the checkpoint is stable, persisted, and the window moves.
     let mut r = replica(&c, 1, 2);
     let cp = Checkpoint {
-        seq: 2,
+        seq: Seq(2),
         digest: block(2, 1).hash(),
     };
     assert!(
@@ -26,7 +26,7 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
     assert!(
         broadcasts(&out)
             .iter()
-            .any(|m| matches!(m, PbftMessage::Checkpoint(s) if s.author == 1))
+            .any(|m| matches!(m, PbftMessage::Checkpoint(s) if s.author == NodeId(1)))
     );
     let stable = out.iter().find_map(|o| match o {
         Output::Persist {
@@ -41,14 +41,14 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
         &c.genesis.validator_set(),
         3
     ));
-    assert_eq!(r.low(), 2);
+    assert_eq!(r.low(), Seq(2));
     assert!(
-        r.in_window(6) && !r.in_window(7) && !r.in_window(2),
+        r.in_window(Seq(6)) && !r.in_window(Seq(7)) && !r.in_window(Seq(2)),
         "window (2, 2 + 2K]"
     );
     // Checkpoints off the interval, or badly signed, are dropped.
     let odd = Checkpoint {
-        seq: 3,
+        seq: Seq(3),
         digest: cp.digest,
     };
     step(
@@ -60,7 +60,7 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
         3,
         CHECKPOINT,
         &Checkpoint {
-            seq: 4,
+            seq: Seq(4),
             digest: cp.digest,
         },
     );

@@ -60,7 +60,7 @@ pub(super) fn sign<T: serde::Serialize + Clone>(
     body: &T,
 ) -> Signed<T> {
     Signed {
-        author,
+        author: NodeId(author),
         body: body.clone(),
         signature: c.validators[author as usize].sign(domain, c.chain_id(), &codec::encode(body)),
     }
@@ -85,14 +85,14 @@ pub(super) fn block(height: Height, tag: u64) -> Block {
 
 pub(super) fn vote(view: u64, b: &Block) -> Vote {
     Vote {
-        view,
-        seq: b.header.height,
+        view: View(view),
+        seq: Seq(b.header.height),
         digest: b.hash(),
     }
 }
 
 pub(super) fn pre_prepare(c: &TestChain, view: u64, b: &Block) -> PbftMessage {
-    let author = primary(view, 4);
+    let author = primary(View(view), 4).0;
     PbftMessage::PrePrepare {
         vote: sign(c, author, PRE_PREPARE, &vote(view, b)),
         block: b.clone(),

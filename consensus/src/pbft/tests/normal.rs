@@ -134,7 +134,7 @@ fn s4_2_negative_space_table() {
         2,
         CHECKPOINT,
         &Checkpoint {
-            seq: 3,
+            seq: Seq(3),
             digest: b.hash(),
         },
     ));
@@ -143,7 +143,7 @@ fn s4_2_negative_space_table() {
         2,
         CHECKPOINT,
         &Checkpoint {
-            seq: 2,
+            seq: Seq(2),
             digest: b.hash(),
         },
     ));
@@ -153,7 +153,7 @@ fn s4_2_negative_space_table() {
             author,
             VIEW_CHANGE,
             &ViewChange {
-                new_view,
+                new_view: View(new_view),
                 checkpoint: None,
                 prepared: vec![],
             },
@@ -166,7 +166,7 @@ fn s4_2_negative_space_table() {
         2,
         NEW_VIEW,
         &NewView {
-            view: 1,
+            view: View(1),
             view_changes: vec![],
             pre_prepares: vec![],
         },
@@ -177,7 +177,7 @@ fn s4_2_negative_space_table() {
         2,
         NEW_VIEW,
         &NewView {
-            view: 2,
+            view: View(2),
             view_changes: vec![empty_vc(2, 2)],
             pre_prepares: vec![],
         },
@@ -379,7 +379,7 @@ fn s4_2_negative_space_table() {
     assert!(
         broadcasts(&out)
             .iter()
-            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == 1))
+            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == View(1)))
     );
     assert!(
         !broadcasts(&out)

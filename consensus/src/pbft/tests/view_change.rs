@@ -23,7 +23,7 @@ fn s4_4_view_change_and_new_view() {
     }
     let persist = first(
         &out,
-        |o| matches!(o, Output::Persist { op: PbftPersist::Safety(d) } if d.view == 1),
+        |o| matches!(o, Output::Persist { op: PbftPersist::Safety(d) } if d.view == View(1)),
     );
     let vc = out.iter().find_map(|o| match o {
         Output::Broadcast {
@@ -45,7 +45,7 @@ fn s4_4_view_change_and_new_view() {
         persist.expect("view persisted") < send,
         "the new view is durable before the view change leaves"
     );
-    assert_eq!(vc1.body.new_view, 1);
+    assert_eq!(vc1.body.new_view, View(1));
     assert_eq!(
         vc1.body.prepared.len(),
         1,
@@ -76,7 +76,7 @@ fn s4_4_view_change_and_new_view() {
             a,
             VIEW_CHANGE,
             &ViewChange {
-                new_view: 1,
+                new_view: View(1),
                 checkpoint: None,
                 prepared: vec![],
             },
@@ -101,8 +101,8 @@ fn s4_4_view_change_and_new_view() {
     assert_eq!(
         nv.body.pre_prepares[0].0.body,
         Vote {
-            view: 1,
-            seq: 1,
+            view: View(1),
+            seq: Seq(1),
             digest: b.hash()
         }
     );
@@ -166,7 +166,7 @@ fn s4_4_view_change_and_new_view() {
         3,
         VIEW_CHANGE,
         &ViewChange {
-            new_view: 1,
+            new_view: View(1),
             checkpoint: None,
             prepared: vec![],
         },
@@ -185,7 +185,7 @@ fn s4_4_view_change_and_new_view() {
             _ => None,
         })
         .expect("NEW-VIEW relayed to the replica asking");
-    assert_eq!(relayed.body.view, 1);
+    assert_eq!(relayed.body.view, View(1));
     let again = step(&mut r2, from(3, PbftMessage::ViewChange(Box::new(ask))));
     assert!(again.is_empty(), "not twice in one period: {again:?}");
     let mut behind = replica(&c, 3, 0);
@@ -212,7 +212,7 @@ fn s4_4_view_change_and_new_view() {
     assert!(
         broadcasts(&out)
             .iter()
-            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == 1)),
+            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == View(1))),
         "{out:?}"
     );
 
@@ -224,7 +224,7 @@ fn s4_4_view_change_and_new_view() {
             a,
             VIEW_CHANGE,
             &ViewChange {
-                new_view: 2,
+                new_view: View(2),
                 checkpoint: None,
                 prepared: vec![],
             },
@@ -241,7 +241,7 @@ fn s4_4_view_change_and_new_view() {
     assert!(
         broadcasts(&out)
             .iter()
-            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == 2))
+            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == View(2)))
     );
     // Stale view changes are refused.
     let before = r3.status().refused;
@@ -250,7 +250,7 @@ fn s4_4_view_change_and_new_view() {
         0,
         VIEW_CHANGE,
         &ViewChange {
-            new_view: 1,
+            new_view: View(1),
             checkpoint: None,
             prepared: vec![],
         },

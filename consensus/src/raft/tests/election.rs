@@ -18,11 +18,11 @@ fn s5_2_election_table() {
             },
             |r, _| {
                 let out = tick_until_output(r);
-                assert_eq!(r.term, 0);
+                assert_eq!(r.term, Term(0));
                 assert_eq!(r.status().role, Role::PreCandidate);
                 assert!(matches!(
                     sent(&out)[..],
-                    [RaftMessage::PreVote { term: 1, .. }]
+                    [RaftMessage::PreVote { term: Term(1), .. }]
                 ));
             },
         ),
@@ -36,20 +36,20 @@ fn s5_2_election_table() {
                     msg(
                         2,
                         RaftMessage::PreVoteResponse {
-                            term: 1,
+                            term: Term(1),
                             granted: true,
                         },
                     ),
                 )
             },
             |r, out| {
-                assert_eq!((r.term, r.status().role), (1, Role::Candidate));
+                assert_eq!((r.term, r.status().role), (Term(1), Role::Candidate));
                 let persist = position(out, is_persist).expect("persists");
                 let ask = position(out, |o| {
                     matches!(
                         o,
                         Output::Broadcast {
-                            msg: RaftMessage::RequestVote { term: 1, .. }
+                            msg: RaftMessage::RequestVote { term: Term(1), .. }
                         }
                     )
                 })
@@ -70,13 +70,13 @@ fn s5_2_election_table() {
                     msg(
                         2,
                         RaftMessage::PreVoteResponse {
-                            term: 5,
+                            term: Term(5),
                             granted: false,
                         },
                     ),
                 )
             },
-            |r, _| assert_eq!((r.term, r.status().role), (5, Role::Follower)),
+            |r, _| assert_eq!((r.term, r.status().role), (Term(5), Role::Follower)),
         ),
         (
             "a vote is granted to an up-to-date candidate, and persisted before the answer",
@@ -86,9 +86,9 @@ fn s5_2_election_table() {
                     msg(
                         0,
                         RaftMessage::RequestVote {
-                            term: 1,
-                            last_index: 0,
-                            last_term: 0,
+                            term: Term(1),
+                            last_index: LogIndex(0),
+                            last_term: Term(0),
                         },
                     ),
                 )
@@ -118,9 +118,9 @@ fn s5_2_election_table() {
                     msg(
                         0,
                         RaftMessage::RequestVote {
-                            term: 1,
-                            last_index: 0,
-                            last_term: 0,
+                            term: Term(1),
+                            last_index: LogIndex(0),
+                            last_term: Term(0),
                         },
                     ),
                 );
@@ -129,9 +129,9 @@ fn s5_2_election_table() {
                     msg(
                         2,
                         RaftMessage::RequestVote {
-                            term: 1,
-                            last_index: 0,
-                            last_term: 0,
+                            term: Term(1),
+                            last_index: LogIndex(0),
+                            last_term: Term(0),
                         },
                     ),
                 )
@@ -148,7 +148,7 @@ fn s5_2_election_table() {
             "a vote request from a stale term is refused with the current term",
             |c| {
                 let d = RaftDurable {
-                    term: 4,
+                    term: Term(4),
                     ..RaftDurable::default()
                 };
                 (
@@ -156,19 +156,19 @@ fn s5_2_election_table() {
                     msg(
                         0,
                         RaftMessage::RequestVote {
-                            term: 3,
-                            last_index: 9,
-                            last_term: 3,
+                            term: Term(3),
+                            last_index: LogIndex(9),
+                            last_term: Term(3),
                         },
                     ),
                 )
             },
             |r, out| {
-                assert_eq!(r.term, 4);
+                assert_eq!(r.term, Term(4));
                 assert!(matches!(
                     sent(out)[..],
                     [RaftMessage::RequestVoteResponse {
-                        term: 4,
+                        term: Term(4),
                         granted: false
                     }]
                 ));
@@ -178,7 +178,7 @@ fn s5_2_election_table() {
             "§5.4.1: a candidate whose log is behind does not get the vote",
             |c| {
                 let d = RaftDurable {
-                    term: 2,
+                    term: Term(2),
                     entries: vec![entry(1, Some(1)), entry(2, None)],
                     ..RaftDurable::default()
                 };
@@ -187,15 +187,15 @@ fn s5_2_election_table() {
                     msg(
                         0,
                         RaftMessage::RequestVote {
-                            term: 3,
-                            last_index: 5,
-                            last_term: 1,
+                            term: Term(3),
+                            last_index: LogIndex(5),
+                            last_term: Term(1),
                         },
                     ),
                 )
             },
             |r, out| {
-                assert_eq!(r.term, 3, "the higher term is still adopted");
+                assert_eq!(r.term, Term(3), "the higher term is still adopted");
                 assert!(matches!(
                     sent(out)[..],
                     [RaftMessage::RequestVoteResponse { granted: false, .. }]
@@ -212,7 +212,7 @@ fn s5_2_election_table() {
                     msg(
                         1,
                         RaftMessage::PreVoteResponse {
-                            term: 1,
+                            term: Term(1),
                             granted: true,
                         },
                     ),
@@ -222,7 +222,7 @@ fn s5_2_election_table() {
                     msg(
                         1,
                         RaftMessage::RequestVoteResponse {
-                            term: 1,
+                            term: Term(1),
                             granted: true,
                         },
                     ),
@@ -230,15 +230,20 @@ fn s5_2_election_table() {
             },
             |r, out| {
                 assert_eq!(r.status().role, Role::Leader);
-                assert_eq!(r.log.last_index(), 1);
+                assert_eq!(r.log.last_index(), LogIndex(1));
                 assert_eq!(
-                    r.log.entry(1).map(|e| (e.term, e.block.is_none())),
-                    Some((1, true))
+                    r.log
+                        .entry(LogIndex(1))
+                        .map(|e| (e.term, e.block.is_none())),
+                    Some((Term(1), true))
                 );
                 assert!(out.iter().any(|o| matches!(
                     o,
                     Output::Persist {
-                        op: RaftPersist::Append { first_index: 1, .. }
+                        op: RaftPersist::Append {
+                            first_index: LogIndex(1),
+                            ..
+                        }
                     }
                 )));
             },
@@ -263,11 +268,11 @@ fn s5_2_lease_and_check_quorum() {
         msg(
             0,
             RaftMessage::AppendEntries {
-                term: 1,
-                prev_index: 0,
-                prev_term: 0,
+                term: Term(1),
+                prev_index: LogIndex(0),
+                prev_term: Term(0),
                 entries: vec![],
-                leader_commit: 0,
+                leader_commit: LogIndex(0),
                 certificates: vec![],
             },
         ),
@@ -278,14 +283,14 @@ fn s5_2_lease_and_check_quorum() {
         msg(
             2,
             RaftMessage::RequestVote {
-                term: 9,
-                last_index: 9,
-                last_term: 9,
+                term: Term(9),
+                last_index: LogIndex(9),
+                last_term: Term(9),
             },
         ),
     );
     assert!(out.is_empty());
-    assert_eq!(f.term, 1);
+    assert_eq!(f.term, Term(1));
     let grew: Vec<_> = f.status().refused.since(&before).collect();
     assert_eq!(grew, vec![(Refusal::LeaderAlive, 1)]);
     let out = step(
@@ -293,9 +298,9 @@ fn s5_2_lease_and_check_quorum() {
         msg(
             2,
             RaftMessage::PreVote {
-                term: 9,
-                last_index: 9,
-                last_term: 9,
+                term: Term(9),
+                last_index: LogIndex(9),
+                last_term: Term(9),
             },
         ),
     );

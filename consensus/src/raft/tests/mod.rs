@@ -77,7 +77,7 @@ pub(super) fn block(height: Height, tag: u64) -> Block {
 
 pub(super) fn entry(term: u64, height: Option<Height>) -> Entry {
     Entry {
-        term,
+        term: Term(term),
         block: height.map(|h| block(h, term)),
     }
 }
@@ -123,7 +123,7 @@ pub(super) fn leader(c: &TestChain, durable: &RaftDurable) -> (Raft, Out) {
         msg(
             1,
             RaftMessage::PreVoteResponse {
-                term: t + 1,
+                term: t.next(),
                 granted: true,
             },
         ),
@@ -133,7 +133,7 @@ pub(super) fn leader(c: &TestChain, durable: &RaftDurable) -> (Raft, Out) {
         msg(
             1,
             RaftMessage::RequestVoteResponse {
-                term: t + 1,
+                term: t.next(),
                 granted: true,
             },
         ),

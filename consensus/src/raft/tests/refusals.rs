@@ -12,22 +12,22 @@ fn refused_once(r: &Raft, reason: Refusal, desc: &str) {
 fn negative_space_names_each_refusal() {
     let c = chain(3);
     let ae = |term: u64, entries: Vec<Entry>| RaftMessage::AppendEntries {
-        term,
-        prev_index: 0,
-        prev_term: 0,
+        term: Term(term),
+        prev_index: LogIndex(0),
+        prev_term: Term(0),
         entries,
-        leader_commit: 0,
+        leader_commit: LogIndex(0),
         certificates: vec![],
     };
     let at_term_2 = RaftDurable {
-        term: 2,
+        term: Term(2),
         ..RaftDurable::default()
     };
     let aer = RaftMessage::AppendEntriesResponse {
-        term: 0,
+        term: Term(0),
         success: true,
-        last_index: 0,
-        applied: 0,
+        last_index: LogIndex(0),
+        applied: LogIndex(0),
     };
     // (desc, the receiver's durable state, input, reason)
     let cases: Vec<(&str, RaftDurable, Input<RaftMessage>, Refusal)> = vec![
@@ -61,7 +61,7 @@ fn negative_space_names_each_refusal() {
             msg(
                 0,
                 RaftMessage::RequestVoteResponse {
-                    term: 0,
+                    term: Term(0),
                     granted: true,
                 },
             ),
@@ -73,7 +73,7 @@ fn negative_space_names_each_refusal() {
             msg(
                 0,
                 RaftMessage::PreVoteResponse {
-                    term: 0,
+                    term: Term(0),
                     granted: true,
                 },
             ),
@@ -91,9 +91,9 @@ fn negative_space_names_each_refusal() {
             msg(
                 0,
                 RaftMessage::Snapshot {
-                    term: 1,
-                    index: 5,
-                    index_term: 1,
+                    term: Term(1),
+                    index: LogIndex(5),
+                    index_term: Term(1),
                     height: 5,
                 },
             ),
@@ -127,13 +127,13 @@ fn negative_space_names_each_refusal() {
     step(&mut l, Input::Propose { block: block(5, 0) });
     let grew: Vec<_> = l.status().refused.since(&before).collect();
     assert_eq!(grew, vec![(Refusal::Unrequested, 1)]);
-    assert_eq!(l.log.last_index(), 1, "only the no-op");
+    assert_eq!(l.log.last_index(), LogIndex(1), "only the no-op");
     // A certificate for a block the follower does not hold is ignored.
     let mut f = node(
         &c,
         1,
         &RaftDurable {
-            term: 1,
+            term: Term(1),
             entries: vec![entry(1, Some(1))],
             ..RaftDurable::default()
         },
@@ -154,12 +154,12 @@ fn negative_space_names_each_refusal() {
         msg(
             0,
             RaftMessage::AppendEntries {
-                term: 1,
-                prev_index: 1,
-                prev_term: 1,
+                term: Term(1),
+                prev_index: LogIndex(1),
+                prev_term: Term(1),
                 entries: vec![],
-                leader_commit: 1,
-                certificates: vec![(1, wrong)],
+                leader_commit: LogIndex(1),
+                certificates: vec![(LogIndex(1), wrong)],
             },
         ),
     );

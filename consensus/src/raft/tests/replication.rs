@@ -6,17 +6,17 @@ use super::*;
 fn s5_3_log_matching_table() {
     let c = chain(3);
     let with_log = |entries: Vec<Entry>| RaftDurable {
-        term: 3,
+        term: Term(3),
         entries,
         ..RaftDurable::default()
     };
     let append =
         |prev_index, prev_term, entries: Vec<Entry>, leader_commit| RaftMessage::AppendEntries {
-            term: 3,
-            prev_index,
-            prev_term,
+            term: Term(3),
+            prev_index: LogIndex(prev_index),
+            prev_term: Term(prev_term),
             entries,
-            leader_commit,
+            leader_commit: LogIndex(leader_commit),
             certificates: vec![],
         };
     // (desc, follower log, message, expected success, expected log terms after)
@@ -66,8 +66,9 @@ fn s5_3_log_matching_table() {
             matches!(got.last(), Some(RaftMessage::AppendEntriesResponse { success, .. }) if *success == ok),
             "§5.3 {desc}: {got:?}"
         );
-        let after: Vec<u64> = (1..=f.log.last_index())
-            .filter_map(|i| f.log.term_at(i))
+        let after: Vec<u64> = (1..=f.log.last_index().0)
+            .filter_map(|i| f.log.term_at(LogIndex(i)))
+            .map(u64::from)
             .collect();
         assert_eq!(after, terms, "§5.3 {desc}");
         // Every change to the log was persisted, in order, before the answer.
@@ -87,7 +88,7 @@ fn s5_3_log_matching_table() {
         !again.iter().any(is_persist),
         "duplicate AppendEntries persisted: {again:?}"
     );
-    assert_eq!(f.log.last_index(), 2);
+    assert_eq!(f.log.last_index(), LogIndex(2));
 
     // A stale leader is refused and changes nothing.
     let mut f = node(&c, 1, &with_log(vec![entry(1, None)]), 0);
@@ -96,11 +97,11 @@ fn s5_3_log_matching_table() {
         msg(
             0,
             RaftMessage::AppendEntries {
-                term: 2,
-                prev_index: 1,
-                prev_term: 1,
+                term: Term(2),
+                prev_index: LogIndex(1),
+                prev_term: Term(1),
                 entries: vec![entry(2, None)],
-                leader_commit: 0,
+                leader_commit: LogIndex(0),
                 certificates: vec![],
             },
         ),
@@ -108,12 +109,12 @@ fn s5_3_log_matching_table() {
     assert!(matches!(
         sent(&out)[..],
         [RaftMessage::AppendEntriesResponse {
-            term: 3,
+            term: Term(3),
             success: false,
             ..
         }]
     ));
-    assert_eq!(f.log.last_index(), 1);
+    assert_eq!(f.log.last_index(), LogIndex(1));
 }
 
 #[test]
@@ -123,7 +124,7 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
     // only once an entry of the leader's own term (its no-op) is on a majority.
     let c = chain(3);
     let d = RaftDurable {
-        term: 3,
+        term: Term(3),
         entries: vec![entry(1, Some(1)), entry(2, Some(2))],
         ..RaftDurable::default()
     };
@@ -134,7 +135,7 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
         msg(
             1,
             RaftMessage::PreVoteResponse {
-                term: 4,
+                term: Term(4),
                 granted: true,
             },
         ),
@@ -144,28 +145,33 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
         msg(
             1,
             RaftMessage::RequestVoteResponse {
-                term: 4,
+                term: Term(4),
                 granted: true,
             },
         ),
     );
-    assert_eq!((r.term, r.status().role), (4, Role::Leader));
-    assert_eq!(r.log.last_index(), 3, "no-op of term 4 at index 3");
+    assert_eq!((r.term, r.status().role), (Term(4), Role::Leader));
+    assert_eq!(
+        r.log.last_index(),
+        LogIndex(3),
+        "no-op of term 4 at index 3"
+    );
     // Follower 1 matches up to index 2 (the old-term entry): nothing commits.
     let out = step(
         &mut r,
         msg(
             1,
             RaftMessage::AppendEntriesResponse {
-                term: 4,
+                term: Term(4),
                 success: true,
-                last_index: 2,
-                applied: 0,
+                last_index: LogIndex(2),
+                applied: LogIndex(0),
             },
         ),
     );
     assert_eq!(
-        r.commit_index, 0,
+        r.commit_index,
+        LogIndex(0),
         "an old-term entry on a majority does not commit"
     );
     assert!(!out.iter().any(|o| matches!(o, Output::Commit { .. })));
@@ -176,14 +182,14 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
         msg(
             1,
             RaftMessage::AppendEntriesResponse {
-                term: 4,
+                term: Term(4),
                 success: true,
-                last_index: 3,
-                applied: 0,
+                last_index: LogIndex(3),
+                applied: LogIndex(0),
             },
         ),
     );
-    assert_eq!(r.commit_index, 3);
+    assert_eq!(r.commit_index, LogIndex(3));
     let commits: Vec<(Height, CommitCertificate)> = out
         .iter()
         .filter_map(|o| match o {
@@ -200,7 +206,7 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
     for (h, cert) in &commits {
         let b = r
             .log
-            .entry(*h)
+            .entry(LogIndex(*h))
             .and_then(|e| e.block.clone())
             .expect("block");
         cert.verify(

@@ -12,9 +12,9 @@ fn compaction_and_catch_up_through_block_sync() {
         msg(
             0,
             RaftMessage::Snapshot {
-                term: 2,
-                index: 40,
-                index_term: 2,
+                term: Term(2),
+                index: LogIndex(40),
+                index_term: Term(2),
                 height: 30,
             },
         ),
@@ -37,8 +37,8 @@ fn compaction_and_catch_up_through_block_sync() {
         o,
         Output::Persist {
             op: RaftPersist::Compact {
-                index: 40,
-                term: 2,
+                index: LogIndex(40),
+                term: Term(2),
                 height: 30
             }
         }
@@ -47,7 +47,7 @@ fn compaction_and_catch_up_through_block_sync() {
         sent(&out)[..],
         [RaftMessage::AppendEntriesResponse {
             success: true,
-            last_index: 40,
+            last_index: LogIndex(40),
             ..
         }]
     ));
@@ -58,11 +58,11 @@ fn compaction_and_catch_up_through_block_sync() {
         msg(
             0,
             RaftMessage::AppendEntries {
-                term: 2,
-                prev_index: 40,
-                prev_term: 2,
+                term: Term(2),
+                prev_index: LogIndex(40),
+                prev_term: Term(2),
                 entries: vec![entry(2, Some(31))],
-                leader_commit: 40,
+                leader_commit: LogIndex(40),
                 certificates: vec![],
             },
         ),
@@ -71,7 +71,7 @@ fn compaction_and_catch_up_through_block_sync() {
         sent(&out)[..],
         [RaftMessage::AppendEntriesResponse {
             success: true,
-            last_index: 41,
+            last_index: LogIndex(41),
             ..
         }]
     ));
@@ -80,25 +80,25 @@ fn compaction_and_catch_up_through_block_sync() {
     let mut d = RaftDurable::default();
     for op in [
         RaftPersist::Append {
-            first_index: 1,
+            first_index: LogIndex(1),
             entries: vec![entry(1, None), entry(1, Some(1)), entry(1, Some(2))],
         },
-        RaftPersist::TruncateFrom { index: 3 },
+        RaftPersist::TruncateFrom { index: LogIndex(3) },
         RaftPersist::Append {
-            first_index: 3,
+            first_index: LogIndex(3),
             entries: vec![entry(2, Some(2)), entry(2, Some(3))],
         },
         RaftPersist::Compact {
-            index: 2,
-            term: 1,
+            index: LogIndex(2),
+            term: Term(1),
             height: 1,
         },
     ] {
         d.apply(&op);
     }
-    assert_eq!((d.snapshot_index, d.snapshot_height), (2, 1));
+    assert_eq!((d.snapshot_index, d.snapshot_height), (LogIndex(2), 1));
     assert_eq!(
         d.entries.iter().map(|e| e.term).collect::<Vec<_>>(),
-        vec![2, 2]
+        vec![Term(2), Term(2)]
     );
 }
