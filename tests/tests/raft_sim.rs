@@ -38,16 +38,7 @@ fn raft_keeps_every_invariant_under_faults() {
             total.rejoins.count > 0,
             "no restart was measured: {total:?}"
         );
-        eprintln!(
-            "raft: peak retained messages {} (bound then {}), log entries {} (bound {}); rejoins {} (mean {} ticks, max {})",
-            total.peak.messages.0,
-            total.peak.messages.1,
-            total.peak.entries.0,
-            total.peak.entries.1,
-            total.rejoins.count,
-            total.rejoins.total_ticks / total.rejoins.count.max(1),
-            total.rejoins.max_ticks
-        );
+        eprintln!("raft: {} | {}", total.peak, total.rejoins);
     }
 }
 

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "engine {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | replayed {} | peak retained messages {} (bound {}) entries {} (bound {}) | rejoins {} mean {} max {} ticks | {:.1} s",
+        "engine {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | replayed {} | {} | {} | {:.1} s",
         engine.as_deref().unwrap_or("?"),
         range.len(),
         failures.len(),
@@ -71,13 +71,8 @@ fn main() -> ExitCode {
         total.byzantine.len(),
         total.max_round,
         total.replayed,
-        total.peak.messages.0,
-        total.peak.messages.1,
-        total.peak.entries.0,
-        total.peak.entries.1,
-        total.rejoins.count,
-        total.rejoins.total_ticks / total.rejoins.count.max(1),
-        total.rejoins.max_ticks,
+        total.peak,
+        total.rejoins,
         t.elapsed().as_secs_f64()
     );
     if failures.is_empty() {

@@ -194,6 +194,16 @@ impl Peak {
     }
 }
 
+impl std::fmt::Display for Peak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "peak retained messages {} (bound {}) entries {} (bound {})",
+            self.messages.0, self.messages.1, self.entries.0, self.entries.1
+        )
+    }
+}
+
 /// How long restarted replicas took to work in the same round as the others again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rejoins {
@@ -211,6 +221,11 @@ impl Rejoins {
         self.count += 1;
         self.total_ticks += ticks;
         self.max_ticks = self.max_ticks.max(ticks);
+    }
+
+    /// The mean, in ticks.
+    pub fn mean_ticks(&self) -> u64 {
+        self.total_ticks / self.count.max(1)
     }
 
     /// Adds another run's.
@@ -266,5 +281,17 @@ impl RunReport {
         self.replayed += r.replayed;
         self.peak.absorb(r.peak);
         self.rejoins.absorb(r.rejoins);
+    }
+}
+
+impl std::fmt::Display for Rejoins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rejoins {} mean {} max {} ticks",
+            self.count,
+            self.mean_ticks(),
+            self.max_ticks
+        )
     }
 }
