@@ -20,7 +20,7 @@
 //!
 //! Bad, stale or duplicate input is refused with a reason ([`Refusal`]) and counted
 //! (`Status::refused`), never a panic. What peers' messages can make an engine keep is bounded
-//! whatever they send ([`Footprint`]; each bound is written next to its field and in
+//! whatever they send ([`Held`]; each bound is written next to its field and in
 //! ARCHITECTURE.md). Must not depend on tokio, libp2p, rocksdb, the clock or the thread RNG.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -179,23 +179,42 @@ pub struct Status {
     pub refused: Refusals,
 }
 
-/// What an engine retains in memory that other validators' messages can make grow: votes,
-/// checkpoints, view changes and the like (each counted once, whatever its size; the transport
-/// bounds a message's size), and log entries. [`Protocol::footprint_bound`] states the most it
-/// may be, from the configuration and the engine's own progress alone, never from what peers
-/// send; the simulator checks `footprint() <= footprint_bound()` after every step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Footprint {
-    /// Messages retained (votes, checkpoints, view changes, ...).
-    pub messages: usize,
-    /// Log entries or blocks retained (Raft's log, PBFT's proposals and prepared proofs).
-    pub entries: usize,
+/// One store of an engine that other validators' messages can make grow (votes,
+/// checkpoints, view changes, log entries, ...): how much it holds now, and the most it may
+/// hold, stated from the configuration and the engine's own progress alone, never from what
+/// peers send. Messages count once whatever their size (the transport bounds a message's
+/// size). The simulator checks every store of every honest replica after every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// Which store.
+    pub what: &'static str,
+    /// Whether it holds log entries or blocks (else messages).
+    pub entries: bool,
+    /// How many it holds now.
+    pub count: usize,
+    /// The most it may hold.
+    pub bound: usize,
 }
 
-impl Footprint {
-    /// Whether both counts are within `bound`'s.
-    pub fn within(&self, bound: &Footprint) -> bool {
-        self.messages <= bound.messages && self.entries <= bound.entries
+impl Held {
+    /// A store of messages.
+    pub fn messages(what: &'static str, count: usize, bound: usize) -> Held {
+        Held {
+            what,
+            entries: false,
+            count,
+            bound,
+        }
+    }
+
+    /// A store of log entries or blocks.
+    pub fn entries(what: &'static str, count: usize, bound: usize) -> Held {
+        Held {
+            what,
+            entries: true,
+            count,
+            bound,
+        }
     }
 }
 
@@ -229,10 +248,6 @@ pub trait Protocol: Sized {
     /// Where the engine stands.
     fn status(&self) -> Status;
 
-    /// What the engine retains now that peers' messages can grow.
-    fn footprint(&self) -> Footprint;
-
-    /// The most [`Protocol::footprint`] may be: from the configuration (and, for Raft's log,
-    /// the engine's own terms), never from what peers send.
-    fn footprint_bound(&self) -> Footprint;
+    /// Each store that peers' messages can grow, with what it holds and its bound.
+    fn footprint(&self) -> Vec<Held>;
 }

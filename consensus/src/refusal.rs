@@ -25,7 +25,9 @@ pub enum Refusal {
     /// A vote for another view than the one this replica is in, or sent while it changes
     /// views (PBFT accepts votes only in an installed view).
     NotInView,
-    /// Only the primary or leader may send this, and its author is not.
+    /// The author's role does not allow this message: only the primary may send it (a
+    /// pre-prepare, a NEW-VIEW), or only a backup may (a prepare: the primary's pre-prepare
+    /// stands for its prepare).
     NotPrimary,
     /// A sequence number outside the watermark window `(low, low + 2K]` (PBFT §4.3).
     OutsideWindow,
@@ -55,11 +57,13 @@ pub enum Refusal {
     TooLarge,
     /// Safety refused to sign: this node already signed another digest for the slot.
     WouldEquivocate,
+    /// A number so large no real network reaches it (a Raft term above `raft::TERM_MAX`).
+    OutOfRange,
 }
 
 impl Refusal {
     /// Every reason, in a fixed order (the order of [`Refusals`]' counters).
-    pub const ALL: [Refusal; 19] = [
+    pub const ALL: [Refusal; 20] = [
         Refusal::NotAValidator,
         Refusal::WrongAuthor,
         Refusal::BadSignature,
@@ -79,6 +83,7 @@ impl Refusal {
         Refusal::Unexpected,
         Refusal::TooLarge,
         Refusal::WouldEquivocate,
+        Refusal::OutOfRange,
     ];
 
     /// The reason as a metric label: `snake_case`, stable.
@@ -103,6 +108,7 @@ impl Refusal {
             Refusal::Unexpected => "unexpected",
             Refusal::TooLarge => "too_large",
             Refusal::WouldEquivocate => "would_equivocate",
+            Refusal::OutOfRange => "out_of_range",
         }
     }
 

@@ -19,14 +19,14 @@ macro_rules! counter {
         pub struct $name(pub u64);
 
         impl $name {
-            /// The one after this.
+            /// The one after this (saturating: no input can make an engine overflow).
             pub fn next(self) -> $name {
-                $name(self.0 + 1)
+                $name(self.0.saturating_add(1))
             }
 
-            /// `n` after this.
+            /// `n` after this (saturating).
             pub fn plus(self, n: u64) -> $name {
-                $name(self.0 + n)
+                $name(self.0.saturating_add(n))
             }
 
             /// How far this is above `earlier` (0 if it is not).

@@ -115,9 +115,9 @@ fn the_bound_checker_catches_a_planted_unbounded_map() {
     let v = found.expect("no violation in 50 seeds with an unbounded map under a flood");
     assert!(v.what.contains("bounds"), "unexpected violation: {v}");
     eprintln!("planted unbounded map caught: {v}");
-    // The same flood against the real engine stays within the bound.
-    let r = run_pbft(scenario(1, 3, Behaviour::FarFutureCheckpoint)).expect("bounded");
-    assert!(r.peak.messages.0 <= r.peak.messages.1, "{r:?}");
+    // The same flood against the real engine stays within every bound (the checker runs after
+    // every step; a run that returns, returns clean).
+    run_pbft(scenario(0, 3, Behaviour::FarFutureCheckpoint)).expect("bounded");
 }
 
 #[test]

@@ -59,7 +59,14 @@ impl Pbft {
         // it never signed this checkpoint. f+1 matching signatures include an honest one, and
         // its own certified block at `seq` must be the same: it co-signs, or a window whose
         // quorum needs it would never move.
+        // Only above its own latest signature: a replica signs each checkpoint height once,
+        // and a quorum that needs it higher up finds its latest there.
+        let signed_above = self
+            .my_checkpoint
+            .as_ref()
+            .is_some_and(|m| m.body.seq >= c.seq);
         if self.committed() >= c.seq
+            && !signed_above
             && !matching.iter().any(|v| v.author == me)
             && matching.len() > self.cfg.validators.max_byzantine()
         {
@@ -87,7 +94,13 @@ impl Pbft {
         out.push(Output::Broadcast {
             msg: PbftMessage::Checkpoint(own.clone()),
         });
-        self.my_checkpoint = Some(own.clone());
+        if self
+            .my_checkpoint
+            .as_ref()
+            .is_none_or(|m| m.body.seq < own.body.seq)
+        {
+            self.my_checkpoint = Some(own.clone());
+        }
         let high = self.low().plus(self.window());
         // Its own vote is new (it signs each checkpoint once) unless it signed it before a
         // restart, in which case the earlier one is the same statement.

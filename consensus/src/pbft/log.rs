@@ -115,7 +115,8 @@ impl CheckpointVotes {
         }
         match self.ahead.get(&s.author) {
             Some(v) if v.body == s.body => Err(Refusal::Duplicate),
-            Some(v) if v.body.seq >= seq => Err(Refusal::BeyondHorizon),
+            Some(v) if v.body.seq == seq => Err(Refusal::Conflicting),
+            Some(v) if v.body.seq > seq => Err(Refusal::BeyondHorizon),
             _ => {
                 self.ahead.insert(s.author, s);
                 Ok(())

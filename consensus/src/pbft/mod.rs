@@ -20,7 +20,7 @@
 //!   sees a pre-prepare beyond its next height catches up by block sync.
 //! - Bounded state: whatever up to f Byzantine replicas send, a replica keeps at most the
 //!   bounds written next to each field of [`Pbft`] (and listed in ARCHITECTURE.md);
-//!   [`Protocol::footprint_bound`] states them and the simulator checks them.
+//!   [`Protocol::footprint`] states them and the simulator checks them.
 //!
 //! One file per part of the paper: [`normal`] (§4.2), [`checkpoint`] (§4.3, with block sync),
 //! [`view_change`] (§4.4) and [`timer`] (the request timer of §4.4 and §4.5.2, and
@@ -44,9 +44,7 @@ use cairn_crypto::SigningKey;
 use cairn_ledger::{Height, ValidatorSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Footprint, Input, NodeId, Output, Protocol, Refusal, Refusals, Role, Seq, Status, View,
-};
+use crate::{Held, Input, NodeId, Output, Protocol, Refusal, Refusals, Role, Seq, Status, View};
 pub use certificate::{checkpoint_proof_ok, prepared_proof_ok, primary};
 use log::{CheckpointVotes, Slot, ViewChanges};
 pub use message::{
@@ -118,7 +116,7 @@ pub struct PbftDurable {
 ///
 /// Bounds (n validators, window W = 2K sequence numbers above the stable checkpoint; each
 /// message's size is bounded by the transport): see each field. None depends on what peers
-/// send; [`Protocol::footprint_bound`] adds them up.
+/// send; [`Protocol::footprint`] reports each.
 pub struct Pbft {
     cfg: PbftConfig,
     /// What this replica signed: at most 3 votes (pre-prepare, prepare, commit) per sequence
@@ -357,37 +355,32 @@ impl Protocol for Pbft {
         }
     }
 
-    fn footprint(&self) -> Footprint {
-        let slots: usize = self.slots.values().map(Slot::messages).sum();
-        Footprint {
-            messages: slots
-                + self.checkpoints.len()
-                + self.view_changes.len()
-                + self.my_view_changes.len()
-                + self.safety.data().signed.len()
-                + self.relayed.len()
-                + self.later_views.len(),
-            entries: self.slots.len() + self.prepared.len(),
-        }
-    }
-
-    fn footprint_bound(&self) -> Footprint {
+    fn footprint(&self) -> Vec<Held> {
         let n = self.n();
         let w = self.window() as usize;
-        Footprint {
-            // Slots: a pre-prepare and a prepare and a commit per validator, per sequence
-            // number of the window; checkpoint votes 3n; view changes 2n (and this replica's
-            // own, kept to re-send); safety's records, three per sequence number of the
-            // window; replicas relayed to, n.
-            messages: w * (1 + 2 * n)
-                + 3 * n
-                + ViewChanges::PER_AUTHOR * n
-                + OWN_VIEW_CHANGES_KEPT
-                + 3 * w
-                + n,
-            // Slots and prepared certificates, each one per sequence number of the window.
-            entries: 2 * w,
-        }
+        let votes: usize = self.slots.values().map(Slot::messages).sum();
+        vec![
+            // A pre-prepare and a prepare and a commit per validator, per sequence number of
+            // the window.
+            Held::messages("log votes", votes, w * (1 + 2 * n)),
+            Held::entries("log slots", self.slots.len(), w),
+            Held::entries("prepared certificates", self.prepared.len(), w),
+            Held::messages("checkpoint votes", self.checkpoints.len(), 3 * n),
+            Held::messages(
+                "view changes",
+                self.view_changes.len(),
+                ViewChanges::PER_AUTHOR * n,
+            ),
+            Held::messages(
+                "own view changes",
+                self.my_view_changes.len(),
+                OWN_VIEW_CHANGES_KEPT,
+            ),
+            // Three kinds per sequence number of the window, in the current view.
+            Held::messages("signed votes", self.safety.data().signed.len(), 3 * w),
+            Held::messages("relayed new views", self.relayed.len(), n),
+            Held::messages("later views", self.later_views.len(), n),
+        ]
     }
 }
 

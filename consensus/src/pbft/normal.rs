@@ -7,7 +7,7 @@ use cairn_ledger::{Block, BlockHash};
 
 use super::log::Slot;
 use super::message::{CommitVote, PRE_PREPARE, PREPARE, PbftMessage, PreparedProof, Signed, Vote};
-use super::{Out, Pbft, PbftPersist, certificate};
+use super::{Out, Pbft, PbftPersist, VoteKind, certificate};
 use crate::{NodeId, Output, Refusal, Seq, View};
 
 impl Pbft {
@@ -16,11 +16,18 @@ impl Pbft {
             .slots
             .range(self.next_seq()..)
             .any(|(_, s)| s.pre_prepare.is_some());
+        // A primary restarted into its view (it rejoins through a relayed NEW-VIEW) may have
+        // pre-prepared the next height before it crashed; it cannot sign another block there,
+        // so it asks for none and lets the others' timers replace it.
+        let pre_prepared = self
+            .safety
+            .signed(VoteKind::PrePrepare, self.view, self.next_seq());
         if self.active
             && self.is_primary()
             && !self.proposal_requested
             && self.syncing.is_none()
             && !in_flight
+            && !pre_prepared
         {
             self.proposal_requested = true;
             out.push(Output::RequestProposal {
@@ -68,7 +75,10 @@ impl Pbft {
         Ok(())
     }
 
-    /// The checks every vote of the current view passes: author, view, window, height.
+    /// The checks every vote of the current view passes: author, view, window. Prepares and
+    /// commits for a height this replica already committed are still taken: after a view
+    /// change the block is proposed again, and the replicas that have not committed it need
+    /// this one's votes for their quorums.
     fn vote_ok(&self, from: NodeId, s: &Signed<Vote>) -> Result<(), Refusal> {
         let v = s.body;
         if s.author != from {
@@ -82,9 +92,6 @@ impl Pbft {
         }
         if !self.in_window(v.seq) {
             return Err(Refusal::OutsideWindow);
-        }
-        if v.seq <= self.committed() {
-            return Err(Refusal::AlreadyCommitted);
         }
         Ok(())
     }
@@ -100,6 +107,9 @@ impl Pbft {
         self.vote_ok(from, &vote)?;
         if vote.author != self.primary(v.view) {
             return Err(Refusal::NotPrimary);
+        }
+        if v.seq <= self.committed() {
+            return Err(Refusal::AlreadyCommitted);
         }
         if Seq::at(block.header.height) != v.seq || block.hash() != v.digest {
             return Err(Refusal::WrongDigest);

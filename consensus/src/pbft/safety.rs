@@ -53,6 +53,11 @@ impl Safety {
         }
     }
 
+    /// Whether a vote of `kind` was signed for `(view, seq)`.
+    pub(crate) fn signed(&self, kind: VoteKind, view: View, seq: Seq) -> bool {
+        self.data.signed.contains_key(&(kind, view, seq))
+    }
+
     pub(crate) fn data(&self) -> &SafetyData {
         &self.data
     }

@@ -375,6 +375,9 @@ impl Pbft {
             slot.pre_prepare = Some((signed, block));
             self.slots.insert(seq, slot);
         }
+        // The new primary signed a pre-prepare for every re-proposal, some of them perhaps at
+        // or below a stable checkpoint it holds: those are never signed again.
+        self.safety.prune(self.low());
         let seqs: Vec<Seq> = self.slots.keys().copied().collect();
         for seq in seqs {
             self.advance(seq, out);

@@ -6,7 +6,7 @@
 //!
 //! Bounded state: Raft tolerates crash faults, so its peers run this code; still, nothing a
 //! peer sends makes it keep more than the bounds written next to each field of [`Raft`] (and
-//! in ARCHITECTURE.md), which [`Protocol::footprint_bound`] states and the simulator checks,
+//! in ARCHITECTURE.md), which [`Protocol::footprint`] states and the simulator checks,
 //! duplicated and replayed messages included.
 
 mod durable;
@@ -24,8 +24,7 @@ use cairn_crypto::SigningKey;
 use cairn_ledger::{Height, RaftCertificate, ValidatorSet};
 
 use crate::{
-    DetRng, Footprint, Input, LogIndex, NodeId, Output, Protocol, Refusal, Refusals, Role, Status,
-    Term,
+    DetRng, Held, Input, LogIndex, NodeId, Output, Protocol, Refusal, Refusals, Role, Status, Term,
 };
 use log::RaftLog;
 pub use message::{Entry, RaftDurable, RaftMessage, RaftPersist};
@@ -70,6 +69,10 @@ struct Progress {
     /// Heard from since the last CheckQuorum.
     active: bool,
 }
+
+/// The highest term a peer's message may carry. A real cluster never gets near it (a term per
+/// nanosecond would take 146 years), and the terms after it stay countable.
+pub const TERM_MAX: Term = Term(u64::MAX / 2);
 
 /// A Raft validator.
 pub struct Raft {
@@ -241,25 +244,23 @@ impl Protocol for Raft {
         }
     }
 
-    fn footprint(&self) -> Footprint {
-        Footprint {
-            messages: self.votes.len() + self.certificates.len(),
-            entries: self.log.last_index().since(self.log.snapshot_index) as usize,
-        }
-    }
-
-    fn footprint_bound(&self) -> Footprint {
+    fn footprint(&self) -> Vec<Held> {
         let n = self.cfg.validators.len();
         let keep = self.cfg.compact_after.max(1) as usize;
         let batch = self.cfg.max_entries_per_message;
         // Terms since the entry at the commit index: each may have left a no-op and a block.
         let committed_term = self.log.term_at(self.commit_index).unwrap_or_default();
         let terms = self.term.since(committed_term) as usize + 1;
-        let entries = 2 * keep + 2 * batch + 2 * terms;
-        Footprint {
-            messages: n + entries,
-            entries,
-        }
+        let log = 2 * keep + 2 * batch + 2 * terms;
+        vec![
+            Held::messages("votes", self.votes.len(), n),
+            Held::messages("certificates", self.certificates.len(), log),
+            Held::entries(
+                "log entries",
+                self.log.last_index().since(self.log.snapshot_index) as usize,
+                log,
+            ),
+        ]
     }
 }
 
@@ -267,6 +268,9 @@ impl Raft {
     fn on_message(&mut self, from: NodeId, msg: RaftMessage, out: &mut Out) -> Result<(), Refusal> {
         if from == self.cfg.me || from.index() >= self.cfg.validators.len() {
             return Err(Refusal::NotAValidator);
+        }
+        if msg.term() > TERM_MAX {
+            return Err(Refusal::OutOfRange);
         }
         match msg {
             RaftMessage::PreVote {

@@ -148,11 +148,8 @@ mod tests {
                 refused: Default::default(),
             }
         }
-        fn footprint(&self) -> cairn_consensus::Footprint {
-            cairn_consensus::Footprint::default()
-        }
-        fn footprint_bound(&self) -> cairn_consensus::Footprint {
-            cairn_consensus::Footprint::default()
+        fn footprint(&self) -> Vec<cairn_consensus::Held> {
+            Vec::new()
         }
     }
 

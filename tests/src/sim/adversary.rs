@@ -149,10 +149,13 @@ pub fn corrupt_pbft(
         }
         Behaviour::FarFutureView => {
             out.push(msg.clone());
-            let view = msg
-                .view()
-                .unwrap_or_default()
-                .plus(adv.rng.range(3, 1 << 40));
+            // Near views (which replace each other in a replica's store) and far ones.
+            let ahead = if adv.rng.chance(0.5) {
+                adv.rng.range(1, 4)
+            } else {
+                adv.rng.range(4, 1 << 40)
+            };
+            let view = msg.view().unwrap_or_default().plus(ahead);
             let vc = ViewChange {
                 new_view: view,
                 checkpoint: None,
@@ -175,7 +178,16 @@ pub fn corrupt_pbft(
         Behaviour::BeyondWatermark => {
             out.push(msg.clone());
             if let PbftMessage::Prepare(p) | PbftMessage::PrePrepare { vote: p, .. } = msg {
-                for ahead in [2 * k, 2 * k + 1, adv.rng.range(2 * k, 1 << 40)] {
+                // From inside the window up to its edge and beyond it: the receivers' low
+                // watermarks differ, so a spread of offsets hits each one's edge.
+                for ahead in [
+                    1,
+                    k,
+                    2 * k - 1,
+                    2 * k,
+                    2 * k + 1,
+                    adv.rng.range(2 * k, 1 << 40),
+                ] {
                     let body = Vote {
                         seq: p.body.seq.plus(ahead),
                         digest: adv.digest(),

@@ -359,10 +359,10 @@ impl<E: SimEngine> Sim<E> {
         let Some(e) = &self.nodes[i].instances[0].engine else {
             return Ok(());
         };
-        let (status, now, bound) = (e.status(), e.footprint(), e.footprint_bound());
+        let (status, held) = (e.status(), e.footprint());
         self.election
             .check(i, &status)
-            .and_then(|()| bounds::check(i, now, bound, &mut self.report.peak))
+            .and_then(|()| bounds::check(i, &held, &mut self.report.peak))
             .map_err(|w| self.violation(w))?;
         if let Some(&since) = self.rejoining.get(&i)
             && status.leader.is_some()

@@ -310,6 +310,12 @@ fn s4_2_negative_space_table() {
         assert!(out.is_empty(), "§4.2 {desc}: {out:?}");
         refused_once(&r, reason, desc);
     }
+    // Prepares and commits for a height already committed here are still taken: after a
+    // view change the block is proposed again, and replicas behind need these votes.
+    let mut r = replica(&c, 1, 1);
+    step(&mut r, from(2, prepare(&c, 2, 0, &b)));
+    step(&mut r, from(2, commit(&c, 2, 0, &b)));
+    assert_eq!(r.status().refused.total(), 0, "{:?}", r.status().refused);
     // Neither a proposal nor a validation answer that nobody asked for is acted on.
     let mut r = replica(&c, 1, 0);
     step(&mut r, Input::Propose { block: b.clone() });

@@ -1,28 +1,27 @@
-//! Bounded state: no honest replica retains more than its engine's stated bound
-//! ([`Protocol::footprint_bound`](cairn_consensus::Protocol::footprint_bound)), whatever up to
-//! f Byzantine validators and the network send. Also keeps the peak seen, for the report.
+//! Bounded state: no store of an honest replica holds more than its engine's stated bound
+//! ([`Protocol::footprint`](cairn_consensus::Protocol::footprint)), whatever up to f Byzantine
+//! validators and the network send. Also keeps the peak seen, for the report.
 
-use cairn_consensus::Footprint;
+use cairn_consensus::Held;
 
 use crate::sim::Peak;
 
-/// Honest node `node` retains `now`; its engine states `bound`.
-pub(crate) fn check(
-    node: usize,
-    now: Footprint,
-    bound: Footprint,
-    peak: &mut Peak,
-) -> Result<(), String> {
+/// Honest node `node`'s stores hold `held`.
+pub(crate) fn check(node: usize, held: &[Held], peak: &mut Peak) -> Result<(), String> {
+    let sum = |entries: bool| {
+        held.iter()
+            .filter(|h| h.entries == entries)
+            .fold((0, 0), |(c, b), h| (c + h.count, b + h.bound))
+    };
     peak.absorb(Peak {
-        messages: (now.messages, bound.messages),
-        entries: (now.entries, bound.entries),
+        messages: sum(false),
+        entries: sum(true),
     });
-    if now.within(&bound) {
-        Ok(())
-    } else {
-        Err(format!(
-            "bounds: node {node} retains {} messages and {} entries, above its bound of {} and {}",
-            now.messages, now.entries, bound.messages, bound.entries
-        ))
+    match held.iter().find(|h| h.count > h.bound) {
+        None => Ok(()),
+        Some(h) => Err(format!(
+            "bounds: node {node} holds {} {}, above its bound of {}",
+            h.count, h.what, h.bound
+        )),
     }
 }
