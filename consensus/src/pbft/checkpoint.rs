@@ -82,7 +82,28 @@ impl Pbft {
                 out,
             );
         }
+        self.follow_checkpoints(out);
         added
+    }
+
+    /// Once f+1 other validators signed checkpoints above this replica's height, at least one
+    /// honest replica holds the certified block at the (f+1)-th highest of them: this replica
+    /// fetches the blocks up to it. Block sync checks every certificate, so no one can lead
+    /// it astray; and it needs no quorum of matching votes, which a Byzantine validator can
+    /// keep from forming here by shadowing its own votes with far-future ones.
+    fn follow_checkpoints(&mut self, out: &mut Out) {
+        let me = self.cfg.me;
+        let others: Vec<(Seq, NodeId)> = self
+            .checkpoints
+            .highest_by_author()
+            .into_iter()
+            .filter(|(_, a)| *a != me)
+            .collect();
+        if let Some(&(seq, peer)) = others.get(self.cfg.validators.max_byzantine())
+            && seq > self.committed()
+        {
+            self.sync_to(peer, seq.height(), out);
+        }
     }
 
     /// Signs, persists and broadcasts this replica's checkpoint; returns the signature.

@@ -169,6 +169,23 @@ impl CheckpointVotes {
     pub(super) fn len(&self) -> usize {
         self.within.values().map(BTreeMap::len).sum::<usize>() + self.ahead.len()
     }
+
+    /// Each author's highest checkpoint signed, highest first.
+    pub(super) fn highest_by_author(&self) -> Vec<(Seq, NodeId)> {
+        let mut best: BTreeMap<NodeId, Seq> = BTreeMap::new();
+        let within = self
+            .within
+            .iter()
+            .flat_map(|(s, m)| m.keys().map(|a| (*s, *a)));
+        let ahead = self.ahead.iter().map(|(a, v)| (v.body.seq, *a));
+        for (seq, author) in within.chain(ahead) {
+            let e = best.entry(author).or_insert(seq);
+            *e = (*e).max(seq);
+        }
+        let mut all: Vec<(Seq, NodeId)> = best.into_iter().map(|(a, s)| (s, a)).collect();
+        all.sort_unstable_by(|x, y| y.cmp(x));
+        all
+    }
 }
 
 /// VIEW-CHANGE messages from every validator (this replica's own included), by view.

@@ -69,20 +69,26 @@ fn s4_3_checkpoints_watermarks_and_garbage_collection() {
     let refused = r.status().refused;
     assert_eq!(refused.of(Refusal::NotACheckpoint), 1);
     assert_eq!(refused.of(Refusal::BadSignature), 1);
-    // A replica behind a stable checkpoint syncs to it.
+    // A replica behind fetches the blocks once f+1 others signed checkpoints above its height
+    // (one honest replica holds them; block sync checks every certificate), and 2f+1 make the
+    // checkpoint stable.
     let mut behind = replica(&c, 3, 0);
-    let mut out = Vec::new();
-    for a in [0u32, 1, 2] {
-        out = step(
-            &mut behind,
-            from(a, PbftMessage::Checkpoint(sign(&c, a, CHECKPOINT, &cp))),
-        );
-    }
-    assert!(
+    let outs: Vec<Out> = [0u32, 1, 2]
+        .iter()
+        .map(|&a| {
+            step(
+                &mut behind,
+                from(a, PbftMessage::Checkpoint(sign(&c, a, CHECKPOINT, &cp))),
+            )
+        })
+        .collect();
+    let syncs = |out: &Out| {
         out.iter()
-            .any(|o| matches!(o, Output::SyncTo { height: 2, .. })),
-        "{out:?}"
-    );
+            .any(|o| matches!(o, Output::SyncTo { height: 2, .. }))
+    };
+    assert!(!syncs(&outs[0]), "one vote could be Byzantine: {outs:?}");
+    assert!(syncs(&outs[1]), "f+1 votes: {outs:?}");
+    assert_eq!(behind.low(), Seq(2), "2f+1 matching votes: stable");
     // Durable state prunes prepared certificates at the stable checkpoint.
     let mut d = PbftDurable::default();
     crate::DurableState::apply(&mut d, &PbftPersist::Stable(stable));
