@@ -186,6 +186,11 @@ fn restarted_replicas_rejoin_the_view_the_others_are_in() {
 fn regression_seeds_that_found_liveness_bugs() {
     // 17, 21, 29, 30: view-change deadlocks (lone runaway, lost VIEW-CHANGE, restart into a
     // view, checkpoint after block sync); 5102, 5568: checkpoints lost to restarts and syncs.
+    // 2647, 2708, 6507 (with floods): a lagging replica whose checkpoint quorum a Byzantine
+    // validator shadowed; a commit through agreement while a block sync was out.
+    for seed in [2647, 2708, 6507] {
+        run_pbft(RunConfig::pbft_for_seed(seed).with_floods()).unwrap_or_else(|v| panic!("{v}"));
+    }
     for seed in [17, 21, 29, 30, 5102, 5568] {
         run_pbft(RunConfig::pbft_for_seed(seed)).unwrap_or_else(|v| panic!("{v}"));
     }

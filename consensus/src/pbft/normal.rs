@@ -309,7 +309,10 @@ impl Pbft {
             })
             .cloned()
             .collect();
-        if commits.len() < quorum || slot.committed || seq != next {
+        // Nothing commits through agreement while a block sync is out: the caller may already
+        // be applying the synced blocks at these heights (it answers with `Synced`, and the
+        // slot commits then if it is still the next one).
+        if commits.len() < quorum || slot.committed || seq != next || self.syncing.is_some() {
             return;
         }
         let Some(certificate) = certificate::commit_certificate(&commits, &self.cfg.validators)
