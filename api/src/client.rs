@@ -222,6 +222,31 @@ impl Client {
         self.answer(r).await
     }
 
+    /// `POST /api/v1/txs/batch` (`?wait=commit` with `wait`): up to
+    /// [`BATCH_TXS_MAX`](crate::BATCH_TXS_MAX) transactions in the binary encoding, one
+    /// answer each.
+    pub async fn submit_batch(
+        &self,
+        txs: &[SignedTransaction],
+        wait: bool,
+    ) -> Result<BatchAnswer, ClientError> {
+        let path = if wait {
+            "/api/v1/txs/batch?wait=commit"
+        } else {
+            "/api/v1/txs/batch"
+        };
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(self.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(cairn_crypto::codec::encode(txs))
+            .send()
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.answer(r).await
+    }
+
     /// `GET /api/v1/accounts/{id}`.
     pub async fn account(&self, id: &PublicKey) -> Result<AccountView, ClientError> {
         self.get(&format!("/api/v1/accounts/{id}")).await

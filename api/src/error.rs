@@ -203,12 +203,23 @@ impl ApiError {
     }
 }
 
+/// The `Retry-After` every 503 carries, in seconds.
+pub const RETRY_AFTER_SECS: &str = "1";
+
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
         let status = axum::http::StatusCode::from_u16(self.status)
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.body())).into_response()
+        let mut r = (status, axum::Json(self.body())).into_response();
+        if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is "at a limit or shutting down": a client may come back in a second.
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        r
     }
 }
 

@@ -16,5 +16,5 @@ mod error;
 pub mod sse;
 mod types;
 
-pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail, RETRY_AFTER_SECS};
 pub use types::*;

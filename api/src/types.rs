@@ -117,6 +117,48 @@ pub enum Submission {
     Json(SignedTransaction),
 }
 
+/// Most transactions in one `POST /api/v1/txs/batch`.
+pub const BATCH_TXS_MAX: usize = 1024;
+
+/// The JSON body of `POST /api/v1/txs/batch`: up to [`BATCH_TXS_MAX`] submissions, each in
+/// either form `POST /api/v1/txs` takes. (The same batch may instead be sent as
+/// `application/octet-stream`: the canonical encoding of a sequence of signed transactions,
+/// PROTOCOL.md §4.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchSubmission {
+    /// The transactions, answered in this order.
+    pub txs: Vec<Submission>,
+}
+
+/// One transaction's answer in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchItem {
+    /// Transaction id (absent when the entry did not decode).
+    pub id: Option<TxId>,
+    /// Where it stands: `pending` once admitted; with `?wait=commit`, `committed` or
+    /// `rejected` once final (still `pending`, with the error `wait_timeout`, if it was not
+    /// final in time). Absent when the node refused it.
+    pub status: Option<TxStatus>,
+    /// Where it committed (with `?wait=commit`).
+    pub receipt: Option<ReceiptView>,
+    /// Why it was refused or rejected, as `POST /api/v1/txs` would have said.
+    pub error: Option<crate::ErrorDetail>,
+}
+
+/// The answer to `POST /api/v1/txs/batch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchAnswer {
+    /// Entries the node admitted (`status` present).
+    pub admitted: usize,
+    /// Entries it refused (`error` present, `status` absent).
+    pub refused: usize,
+    /// One per submitted entry, in order.
+    pub results: Vec<BatchItem>,
+}
+
 /// A block without its transactions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -73,7 +73,7 @@ async fn run(cli: Cli) -> R<()> {
             from,
             out,
         } => send::sign(&ctx, &payload, nonce, chain_id, &from, out),
-        Cmd::Submit { file, wait } => send::submit_file(&ctx, &file, wait).await,
+        Cmd::Submit { files, wait } => send::submit_files(&ctx, &files, wait).await,
         Cmd::Tx { id } => explore::tx(&ctx, &id).await,
         Cmd::Block { id } => explore::block(&ctx, &id).await,
         Cmd::Blocks { limit, before } => explore::blocks(&ctx, before, limit).await,
@@ -115,6 +115,9 @@ fn man() -> R<()> {
 /// stderr for people. A reader that went away changes nothing: the exit code still says what
 /// failed.
 fn report(json: bool, f: &Fail) {
+    if f.is_reported() {
+        return;
+    }
     if json {
         let v = JsonFailure {
             error: FailureDetail {

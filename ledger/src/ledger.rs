@@ -290,6 +290,17 @@ impl<S: BlockStore> Ledger<S> {
         self.store
     }
 
+    /// Whether `tx` would execute on the committed state, alone in the next block: its
+    /// rejection if not. What `build_block` would decide for a one-transaction block, without
+    /// building one (no header, no roots).
+    pub fn dry_run(&self, tx: &VerifiedTransaction) -> Result<Option<TxRejection>, StoreError> {
+        if let Err(reason) = check_stateless_sized(tx.signed(), tx.size(), &self.genesis.chain_id) {
+            return Ok(Some(reason));
+        }
+        let mut overlay = Overlay::new(&self.store);
+        Ok(overlay.apply(tx.tx())?.err())
+    }
+
     /// Builds the next block from candidates in order, leaving out those that do not execute
     /// (with why). Stops at `max_txs` or when the next transaction would take the block over
     /// [`BLOCK_BYTES_MAX`]; candidates not reached are neither included nor dropped.

@@ -271,8 +271,14 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
 
     let accepting = Arc::new(AtomicBool::new(true));
     let failure = Failure::default();
+    let intake = crate::api::intake::Intake::start(
+        req_tx.clone(),
+        genesis.chain_id.clone(),
+        metrics.clone(),
+    );
     let state = AppState {
         requests: req_tx,
+        intake,
         status: status_rx,
         events,
         metrics,
@@ -284,6 +290,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
         body_timeout: Duration::from_millis(config.api.body_timeout_ms),
         max_body: config.api.max_body_bytes,
+        max_batch_body: config.api.max_batch_bytes,
         streams: Arc::new(Semaphore::new(STREAMS_MAX)),
         accepting: accepting.clone(),
         failure: failure.clone(),

@@ -433,7 +433,7 @@ async fn every_documented_route_answers_as_documented() {
         .to_string();
     let tx_id = submitted["id"].as_str().expect("id").to_string();
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 17, "every route is documented");
+    assert_eq!(paths.len(), 18, "every route is documented");
     for (path, ops) in paths {
         for (method, op) in ops.as_object().expect("ops") {
             assert!(
@@ -485,6 +485,124 @@ async fn every_documented_route_answers_as_documented() {
     // A wrong method is a documented 405 on every route.
     let (code, e) = net.post(0, "/api/v1/status", b"{}".to_vec()).await;
     assert_eq!((code, err_code(&e)), (405, "method_not_allowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_answered_per_transaction() {
+    let net = one_node().await;
+    let bob = net.accounts[2].public_key();
+    let t0 = net.transfer(1, 0, bob, 1);
+    let t1 = net.transfer(1, 1, bob, 2);
+    let mut forged = net.transfer(1, 2, bob, 3);
+    forged.signature = net.transfer(3, 2, bob, 3).signature;
+    let broke = net.transfer(3, 0, bob, u64::MAX);
+    let body = serde_json::json!({"txs": [
+        t0,
+        {"encoded": hex::encode(codec::encode(&t1))},
+        forged,
+        {"not": "a transaction"},
+        broke,
+    ]});
+    let (code, v) = net
+        .post(0, "/api/v1/txs/batch", body.to_string().into_bytes())
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (v["admitted"].as_u64(), v["refused"].as_u64()),
+        (Some(2), Some(3)),
+        "{v}"
+    );
+    let r = v["results"].as_array().expect("results");
+    assert_eq!(r[0]["id"], t0.id().to_string());
+    assert_eq!(r[0]["status"], "pending");
+    assert_eq!(r[1]["status"], "pending");
+    assert_eq!(r[2]["error"]["code"], "bad_signature", "{v}");
+    assert_eq!(r[2]["id"], forged.id().to_string());
+    assert!(r[2]["status"].is_null());
+    assert_eq!(r[3]["error"]["code"], "invalid_transaction", "{v}");
+    assert!(r[3]["id"].is_null());
+    assert_eq!(r[4]["error"]["code"], "insufficient_balance", "{v}");
+
+    // The binary form, waited for: each committed with its receipt.
+    let more: Vec<SignedTransaction> = (2..5).map(|n| net.transfer(1, n, bob, 1)).collect();
+    let r = net
+        .http
+        .post(format!("{}/api/v1/txs/batch?wait=commit", net.nodes[0].api))
+        .header("content-type", "application/octet-stream")
+        .body(codec::encode(&more))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.expect("json");
+    for (item, t) in v["results"].as_array().expect("results").iter().zip(&more) {
+        assert_eq!(item["id"], t.id().to_string());
+        assert_eq!(item["status"], "committed", "{v}");
+        assert!(item["receipt"]["height"].as_u64().is_some(), "{v}");
+    }
+    // The earlier two committed too (nonces 0 and 1 came before 2..5).
+    let (code, t) = net.get(0, &format!("/api/v1/txs/{}", t1.id())).await;
+    assert_eq!((code, &t["status"]), (200, &Value::from("committed")));
+
+    // Whole-request errors: not a batch, too many, undecodable binary.
+    let (code, e) = net.post(0, "/api/v1/txs/batch", b"[1]".to_vec()).await;
+    assert_eq!((code, err_code(&e)), (400, "invalid_transaction"));
+    let many = format!("{{\"txs\": [{}]}}", vec!["{}"; 1025].join(","));
+    let (code, e) = net.post(0, "/api/v1/txs/batch", many.into_bytes()).await;
+    assert_eq!((code, err_code(&e)), (413, "body_too_large"));
+    let r = net
+        .http
+        .post(format!("{}/api/v1/txs/batch", net.nodes[0].api))
+        .header("content-type", "application/octet-stream")
+        .body(vec![7u8; 40])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mempool_is_503_with_retry_after() {
+    let mut net = Net::new(ConsensusKind::Raft, 1, 4);
+    net.configure(0, "mempool", "txs_max = 3");
+    net.start_all().await;
+    net.wait_ready().await;
+    let bob = net.accounts[2].public_key();
+    // Nonces 1.. wait for nonce 0, which never comes: they fill the mempool and stay.
+    for n in 1..=3 {
+        let (code, v) = net.submit(0, &net.transfer(1, n, bob, 1), false).await;
+        assert_eq!(code, 202, "{v}");
+    }
+    let post = |path: &'static str, body: Vec<u8>| {
+        net.http
+            .post(format!("{}{path}", net.nodes[0].api))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let fourth = net.transfer(1, 4, bob, 1);
+    let one = serde_json::to_vec(&fourth).expect("json");
+    let r = post("/api/v1/txs", one).await.expect("request");
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(err_code(&v), "mempool_full");
+    let batch =
+        serde_json::json!({"txs": [net.transfer(1, 5, bob, 1), net.transfer(1, 6, bob, 1)]});
+    let r = post("/api/v1/txs/batch", batch.to_string().into_bytes())
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // Nothing changed: the three are the mempool, the refused ones are unknown.
+    net.wait_for(
+        "the status to show 3 pending",
+        Duration::from_secs(10),
+        || async { net.get(0, "/api/v1/status").await.1["mempool_txs"] == 3 },
+    )
+    .await;
+    let (code, _) = net.get(0, &format!("/api/v1/txs/{}", fourth.id())).await;
+    assert_eq!(code, 404);
 }
 
 /// The document passes a strict outside validator (openapi-spec-validator, installed by

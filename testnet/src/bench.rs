@@ -18,6 +18,8 @@ pub struct Settings {
     pub txs: usize,
     pub rate: f64,
     pub concurrency: usize,
+    /// Transactions per request (1: the single-transaction route).
+    pub batch: usize,
     /// Explorer clients reading beside the load (0: none).
     pub readers: usize,
     pub json: bool,
@@ -41,6 +43,34 @@ async fn post(client: &Client, tx: &SignedTransaction, wait: bool) -> Result<(),
         Err(ClientError::Timeout { .. }) => Err("timeout".into()),
         Err(ClientError::Unreachable { .. }) => Err("unreachable".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Submits `txs` in one batch request; each transaction's outcome (a whole-request failure
+/// counts against each of them).
+async fn post_batch(client: &Client, txs: &[SignedTransaction]) -> Vec<(TxId, Result<(), String>)> {
+    let ids = txs.iter().map(SignedTransaction::id);
+    match client.submit_batch(txs, false).await {
+        Ok(answer) => ids
+            .zip(answer.results)
+            .map(|(id, item)| {
+                let r = match (item.status, item.error) {
+                    (Some(_), _) => Ok(()),
+                    (None, Some(e)) => Err(e.code.to_string()),
+                    (None, None) => Err("no answer".into()),
+                };
+                (id, r)
+            })
+            .collect(),
+        Err(e) => {
+            let code = match e {
+                ClientError::Api(e) => e.code.to_string(),
+                ClientError::Timeout { .. } => "timeout".into(),
+                ClientError::Unreachable { .. } => "unreachable".into(),
+                e => e.to_string(),
+            };
+            ids.map(|id| (id, Err(code.clone()))).collect()
+        }
     }
 }
 
@@ -207,7 +237,23 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     );
     let submitted: Arc<Mutex<HashMap<TxId, Instant>>> = Arc::default();
     let rejected: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let queue = Arc::new(Mutex::new(load.into_iter().enumerate()));
+    // Requests: `batch` transactions each, smaller when paced so one goes every 10 ms.
+    let per_request = if s.rate > 0.0 {
+        s.batch.min(((s.rate / 100.0) as usize).max(1))
+    } else {
+        s.batch
+    }
+    .max(1);
+    let mut chunks = Vec::new();
+    let mut offset = 0;
+    let mut it = load.into_iter().peekable();
+    while it.peek().is_some() {
+        let c: Vec<SignedTransaction> = it.by_ref().take(per_request).collect();
+        let n = c.len();
+        chunks.push((offset, c));
+        offset += n;
+    }
+    let queue = Arc::new(Mutex::new(chunks.into_iter().enumerate()));
     // Readers page the admin's history (every setup transaction) and the bench accounts'.
     let stop_reads = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut read_accounts: Vec<cairn_crypto::PublicKey> =
@@ -226,30 +272,41 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
             bar.clone(),
         );
         let rate = s.rate;
+        let batch = s.batch;
         workers.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some((i, tx)) = next else { return };
+                let Some((req, (first, txs))) = next else {
+                    return;
+                };
                 if rate > 0.0 {
                     tokio::time::sleep_until(
-                        (start + Duration::from_secs_f64(i as f64 / rate)).into(),
+                        (start + Duration::from_secs_f64(first as f64 / rate)).into(),
                     )
                     .await;
                 }
+                let client = &clients[req % clients.len()];
                 let t = Instant::now();
-                match post(&clients[i % clients.len()], &tx, false).await {
-                    Ok(()) => {
-                        if let Ok(mut m) = submitted.lock() {
-                            m.insert(tx.id(), t);
+                let answers: Vec<(TxId, Result<(), String>)> = if txs.len() == 1 && batch == 1 {
+                    vec![(txs[0].id(), post(client, &txs[0], false).await)]
+                } else {
+                    post_batch(client, &txs).await
+                };
+                for (id, r) in answers {
+                    match r {
+                        Ok(()) => {
+                            if let Ok(mut m) = submitted.lock() {
+                                m.insert(id, t);
+                            }
                         }
-                    }
-                    Err(code) => {
-                        if let Ok(mut m) = rejected.lock() {
-                            *m.entry(code).or_default() += 1;
+                        Err(code) => {
+                            if let Ok(mut m) = rejected.lock() {
+                                *m.entry(code).or_default() += 1;
+                            }
                         }
                     }
                 }
-                bar.inc(1);
+                bar.inc(txs.len() as u64);
             }
         }));
     }

@@ -145,6 +145,11 @@ enum Cmd {
         /// Requests in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Transactions per request, through `POST /api/v1/txs/batch` (1: one `POST
+        /// /api/v1/txs` each, the single-transaction path). With `--rate`, a request goes at
+        /// least every 10 ms, so batches are smaller at low rates.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        batch: u64,
         /// Explorer clients reading while the load runs (account histories, block pages,
         /// blocks, event replays from height 1): compare the commit rate with and without.
         #[arg(long, default_value_t = 0)]
@@ -676,6 +681,7 @@ fn main() -> anyhow::Result<()> {
             txs,
             rate,
             concurrency,
+            batch,
             readers,
             json,
         } => {
@@ -696,6 +702,7 @@ fn main() -> anyhow::Result<()> {
                     txs,
                     rate,
                     concurrency,
+                    batch: batch as usize,
                     readers,
                     json,
                 },

@@ -358,6 +358,60 @@ fn wallet_errors_are_clear_and_exit_non_zero() {
     assert_eq!(v.error.code, "insufficient_balance", "{v:?}");
     assert!(v.error.message.contains("cairn account"), "{v:?}");
     assert_eq!(v.exit, 4);
+    // Many signed files at once: one answer each, in order; one refusal makes exit 4.
+    let chain = t.wallet_json::<serde_json::Value>(0, &["status"])["chain_id"]
+        .as_str()
+        .expect("chain id")
+        .to_string();
+    let nonce = t.wallet_json::<serde_json::Value>(0, &["account", "account3"])["nonce"]
+        .as_u64()
+        .expect("nonce");
+    let files: Vec<String> = [
+        ("5", nonce),
+        ("6", nonce + 1),
+        ("999999999999999", nonce + 2),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (amount, n))| {
+        let f = t.path().join(format!("signed{i}.json"));
+        let payload = format!(r#"{{"transfer": {{"to": "account2", "amount": {amount}}}}}"#);
+        let o = t.wallet(
+            0,
+            &[
+                "sign",
+                &payload,
+                "--nonce",
+                &n.to_string(),
+                "--chain-id",
+                &chain,
+                "--from",
+                "account3",
+                "-o",
+                f.to_str().expect("path"),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        f.to_string_lossy().into_owned()
+    })
+    .collect();
+    let mut args = vec!["--json", "submit", "--wait"];
+    args.extend(files.iter().map(String::as_str));
+    let o = t.wallet(0, &args);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    let rows = v.as_array().expect("one row per file");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["status"], "committed", "{v}");
+    assert_eq!(rows[1]["status"], "committed", "{v}");
+    assert_eq!(rows[2]["error"]["code"], "insufficient_balance", "{v}");
+    assert_eq!(rows[2]["file"], files[2]);
     // Bad usage too: exit 2, code "usage", clap's sentence without the usage block.
     let o = t.wallet(0, &["--json", "transfer", "--from", "account1"]);
     assert_eq!(o.status.code(), Some(2));

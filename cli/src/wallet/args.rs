@@ -149,11 +149,15 @@ pub enum Cmd {
         #[arg(long, short)]
         out: PathBuf,
     },
-    /// Submit a signed transaction file.
-    #[command(after_help = "Example:\n  cairn submit tx.json --wait")]
+    /// Submit signed transaction files: one, or many at once (sent in batches of up to 1,024,
+    /// each answered on its own; the exit code is 4 if the node refused any of them).
+    #[command(
+        after_help = "Examples:\n  cairn submit tx.json --wait\n  cairn submit signed/*.json"
+    )]
     Submit {
-        /// The file `sign` wrote.
-        file: PathBuf,
+        /// The files `sign` wrote.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
         /// Wait until final.
         #[arg(long)]
         wait: bool,

@@ -40,6 +40,23 @@ pub struct Fail {
 /// A wallet result.
 pub type R<T> = Result<T, Fail>;
 
+impl Fail {
+    /// A failure whose details the command already printed (one JSON document per run): only
+    /// its exit code remains to be given.
+    pub fn reported(exit: u8) -> Fail {
+        Fail {
+            exit,
+            code: String::new(),
+            msg: String::new(),
+        }
+    }
+
+    /// Whether the details were already printed.
+    pub fn is_reported(&self) -> bool {
+        self.code.is_empty()
+    }
+}
+
 /// A failure of the wallet's own.
 pub fn fail(exit: u8, msg: impl Into<String>) -> Fail {
     let code = match exit {

@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cairn_api::{TxStatus, TxView};
+use cairn_api::{BATCH_TXS_MAX, BatchItem, TxStatus, TxView};
 use cairn_cli::output::SignedFile;
 use cairn_ledger::{Payload, Role, SignedTransaction, Transaction};
 use serde::Deserialize;
 
 use super::args::SendArgs;
 use super::ctx::Ctx;
-use super::fail::{LOCAL, NODE, R, USAGE, fail};
+use super::fail::{Fail, LOCAL, NODE, R, REJECTED, TIMEOUT, USAGE, fail};
 use super::out::{print, short};
 
 /// Signs `payload` with `--from`'s key at its next nonce (or `--nonce`) and submits it.
@@ -174,15 +174,129 @@ pub fn sign(
     Ok(())
 }
 
-/// `cairn submit FILE`.
-pub async fn submit_file(ctx: &Ctx, file: &std::path::Path, wait: bool) -> R<()> {
+/// Reads a file `sign` wrote.
+fn read_signed(file: &std::path::Path) -> R<SignedTransaction> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| fail(USAGE, format!("{}: {e}", file.display())))?;
-    let tx: SignedTransaction = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         fail(
             USAGE,
             format!("{}: not a signed transaction: {e}", file.display()),
         )
-    })?;
-    submit(ctx, &tx, wait).await
+    })
+}
+
+/// One file's outcome in `cairn submit FILE...`.
+#[derive(serde::Serialize)]
+struct FileOutcome {
+    file: PathBuf,
+    #[serde(flatten)]
+    item: BatchItem,
+}
+
+/// `cairn submit FILE...`: one file as a single submission; several (all read before any is
+/// sent) in batches, each answered on its own.
+pub async fn submit_files(ctx: &Ctx, files: &[PathBuf], wait: bool) -> R<()> {
+    let txs = files
+        .iter()
+        .map(|f| read_signed(f))
+        .collect::<R<Vec<SignedTransaction>>>()?;
+    if let [tx] = txs.as_slice() {
+        return submit(ctx, tx, wait).await;
+    }
+    let spinner = (wait && !ctx.json).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!(
+            "waiting for {} transactions to be final",
+            txs.len()
+        ));
+        s.enable_steady_tick(Duration::from_millis(100));
+        s
+    });
+    let mut outcomes = Vec::with_capacity(txs.len());
+    let mut sent = 0;
+    for (chunk, names) in txs.chunks(BATCH_TXS_MAX).zip(files.chunks(BATCH_TXS_MAX)) {
+        let answer = match ctx.client.submit_batch(chunk, wait).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(s) = &spinner {
+                    s.finish_and_clear();
+                }
+                let mut f: Fail = e.into();
+                if sent > 0 {
+                    f.msg = format!(
+                        "{} (the first {sent} files were sent and answered before this)",
+                        f.msg
+                    );
+                }
+                return Err(f);
+            }
+        };
+        sent += chunk.len();
+        outcomes.extend(
+            names
+                .iter()
+                .cloned()
+                .zip(answer.results)
+                .map(|(file, item)| FileOutcome { file, item }),
+        );
+    }
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let refused = outcomes
+        .iter()
+        .filter(|o| o.item.status.is_none() || o.item.status == Some(TxStatus::Rejected))
+        .count();
+    let timed_out = outcomes
+        .iter()
+        .filter(|o| o.item.status == Some(TxStatus::Pending) && o.item.error.is_some())
+        .count();
+    print(ctx.json, &outcomes, |os| {
+        os.iter()
+            .map(|o| {
+                let id = o
+                    .item
+                    .id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let what = match (o.item.status, &o.item.receipt, &o.item.error) {
+                    (Some(TxStatus::Committed), Some(r), _) => {
+                        format!(
+                            "committed {id} at height {} (position {})",
+                            r.height, r.index
+                        )
+                    }
+                    (Some(TxStatus::Pending), _, Some(e)) => {
+                        format!("pending {id}, not final in time ({})", e.message)
+                    }
+                    (Some(TxStatus::Pending), _, None) => format!("submitted {id} (pending)"),
+                    (_, _, Some(e)) => format!("refused {id}: {} ({})", e.message, e.code),
+                    _ => format!("{id}: no answer"),
+                };
+                format!("{}: {what}", o.file.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    // The lines above name each failure; the exit code says there was one.
+    if refused > 0 {
+        if !ctx.json {
+            eprintln!(
+                "error: {refused} of {} transactions were refused or rejected",
+                outcomes.len()
+            );
+        }
+        return Err(Fail::reported(REJECTED));
+    }
+    if timed_out > 0 {
+        if !ctx.json {
+            eprintln!(
+                "error: {timed_out} of {} transactions were not final in time; follow them with `cairn tx ID`",
+                outcomes.len()
+            );
+        }
+        return Err(Fail::reported(TIMEOUT));
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ behind the JSON.";
         super::handlers::blocks,
         super::handlers::block,
         super::submit::submit,
+        super::submit::submit_batch,
         super::handlers::tx,
         super::handlers::account,
         super::handlers::account_txs,

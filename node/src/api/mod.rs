@@ -11,6 +11,7 @@
 pub mod doc;
 mod events;
 mod handlers;
+pub mod intake;
 pub mod server;
 mod submit;
 
@@ -68,8 +69,10 @@ impl Failure {
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Requests to the core (submissions, mempool lookups).
+    /// Requests to the core (mempool lookups).
     pub requests: mpsc::Sender<Request>,
+    /// Submissions: verified in batches, then admitted by the core.
+    pub intake: intake::Intake,
     /// The core's latest status.
     pub status: watch::Receiver<Published>,
     /// Live chain events.
@@ -92,6 +95,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Largest request body.
     pub max_body: usize,
+    /// Largest transaction batch body.
+    pub max_batch_body: usize,
     /// Open event streams (each holds a permit for its whole life).
     pub streams: Arc<Semaphore>,
     /// False once the node is shutting down: submissions are refused.
@@ -123,6 +128,7 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .route("/blocks", get(handlers::blocks))
         .route("/blocks/{id}", get(handlers::block))
         .route("/txs", post(submit::submit))
+        .route("/txs/batch", post(submit::submit_batch))
         .route("/txs/{id}", get(handlers::tx))
         .route("/accounts/{id}", get(handlers::account))
         .route("/accounts/{id}/txs", get(handlers::account_txs))

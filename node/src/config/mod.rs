@@ -84,6 +84,8 @@ pub struct ApiConfig {
     pub listen: String,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Largest body of a transaction batch.
+    pub max_batch_bytes: usize,
     /// Requests served at once; more get `503 overloaded`.
     pub max_concurrent_requests: usize,
     /// Longest `?wait=commit`, in milliseconds.
@@ -165,6 +167,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8000".into(),
             max_body_bytes: 64 << 10,
+            max_batch_bytes: 4 << 20,
             max_concurrent_requests: 1024,
             wait_timeout_ms: 30_000,
             header_timeout_ms: 10_000,
@@ -290,8 +293,8 @@ impl Config {
         if self.api.max_concurrent_requests == 0 || self.mempool.txs_max == 0 {
             return Err("api.max_concurrent_requests and mempool.txs_max must be > 0".into());
         }
-        if self.api.max_body_bytes < 1024 {
-            return Err("api.max_body_bytes must be at least 1024".into());
+        if self.api.max_body_bytes < 1024 || self.api.max_batch_bytes < 1024 {
+            return Err("api.max_body_bytes and api.max_batch_bytes must be at least 1024".into());
         }
         let a = &self.api;
         if a.header_timeout_ms == 0 || a.body_timeout_ms == 0 || a.max_connections == 0 {

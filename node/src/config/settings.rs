@@ -63,6 +63,12 @@ pub const SETTINGS: &[Setting] = &[
         BYTES,
     ),
     s(
+        "api.max_batch_bytes",
+        "Largest body of a `POST /api/v1/txs/batch` (at most 1,024 transactions); larger ones \
+         get 413.",
+        BYTES,
+    ),
+    s(
         "api.max_concurrent_requests",
         "API requests served at once by the whole node; more get 503 at once. The probes \
          (/health, /ready, /metrics) are outside this limit.",

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_crypto::{PublicKey, Signature};
+use cairn_crypto::Signature;
 use cairn_ledger::{
     Block, BlockStore, Mempool, MempoolConfig, SignedTransaction, StateView, TxId, TxRejection,
     VerifiedTransaction, verify_transactions,
@@ -89,7 +89,6 @@ impl VerifiedIds {
 pub struct Admission {
     mempool: Mempool,
     chain_id: Arc<str>,
-    me: PublicKey,
     metrics: Arc<Metrics>,
     verified: VerifiedIds,
     to_verify: Vec<SignedTransaction>,
@@ -109,16 +108,10 @@ pub struct Admission {
 
 impl Admission {
     /// An empty mempool with these limits.
-    pub fn new(
-        config: MempoolConfig,
-        chain_id: &str,
-        me: PublicKey,
-        metrics: Arc<Metrics>,
-    ) -> Admission {
+    pub fn new(config: MempoolConfig, chain_id: &str, metrics: Arc<Metrics>) -> Admission {
         Admission {
             mempool: Mempool::new(config),
             chain_id: chain_id.into(),
-            me,
             metrics,
             verified: VerifiedIds::default(),
             to_verify: Vec::new(),
@@ -212,7 +205,7 @@ impl Admission {
             .map_or(0, |a| a.nonce);
         if signed.tx.nonce == next_nonce
             && !self.mempool.contains(&id)
-            && let Some(r) = chain.dry_run(&tx, self.me).map_err(fatal)?
+            && let Some(r) = chain.dry_run(&tx).map_err(fatal)?
         {
             self.metrics.rejected(r.code());
             return Err(ApiError::rejected(&r));
@@ -341,7 +334,7 @@ impl Admission {
                 .mempool
                 .executable_of(&tx.tx().sender)
                 .is_some_and(|h| h.id() == id);
-            if head && let Some(reason) = chain.dry_run(&tx, self.me)? {
+            if head && let Some(reason) = chain.dry_run(&tx)? {
                 let gone = self.drop_rejected(&[(id, reason)]);
                 for (g, _) in &gone {
                     self.announced.remove(g);
@@ -428,7 +421,7 @@ impl Admission {
                 continue;
             };
             let id = tx.id();
-            if let Some(reason) = chain.dry_run(&tx, self.me)? {
+            if let Some(reason) = chain.dry_run(&tx)? {
                 dropped.extend(self.drop_rejected(&[(id, reason)]));
                 continue;
             }
@@ -506,11 +499,9 @@ mod tests {
     fn setup() -> (TestChain, Chain<MemoryStore>, Admission) {
         let c = TestChain::new(ConsensusKind::Raft, 3, 4, 1_000);
         let chain = Chain::new(Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open"));
-        let me = c.validators[0].public_key();
         let a = Admission::new(
             MempoolConfig::default(),
             &c.genesis.chain_id,
-            me,
             Arc::new(Metrics::new()),
         );
         (c, chain, a)

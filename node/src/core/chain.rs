@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cairn_crypto::PublicKey;
 use cairn_ledger::{
     Block, BlockError, BlockHash, BlockParams, BlockStore, BuiltBlock, CommitCertificate,
     Execution, Height, Ledger, SignedTransaction, Tip, Trust, TxId, TxRejection,
@@ -324,21 +323,8 @@ impl<S: BlockStore> Chain<S> {
 
     /// Tries one transaction against the committed state, as if it were the next block's only
     /// one: `Some(reason)` if it would not execute.
-    pub fn dry_run(
-        &self,
-        tx: &VerifiedTransaction,
-        proposer: PublicKey,
-    ) -> Result<Option<TxRejection>, Fatal> {
-        let dry = self.ledger.build_block(
-            std::slice::from_ref(tx),
-            BlockParams {
-                proposer,
-                round: 0,
-                timestamp_ms: 0,
-                max_txs: 1,
-            },
-        )?;
-        Ok(dry.dropped.into_iter().next().map(|(_, r)| r))
+    pub fn dry_run(&self, tx: &VerifiedTransaction) -> Result<Option<TxRejection>, Fatal> {
+        Ok(self.ledger.dry_run(tx)?)
     }
 }
 

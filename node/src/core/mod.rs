@@ -58,18 +58,25 @@ const SYNC_SERVES_MAX: usize = 4;
 /// Pending transactions are re-announced this often.
 const REANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
-type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+/// A transaction the core admitted: its pending view and, if asked, a receiver of its final
+/// outcome.
+#[derive(Debug)]
+pub struct Admit {
+    /// What the client is told now.
+    pub view: TxView,
+    /// The outcome, when the client waits for it.
+    pub waiter: Option<oneshot::Receiver<TxOutcome>>,
+}
 
 /// What the API asks the core: only what needs the mempool.
 pub enum Request {
-    /// A verified transaction to admit; with `wait`, also a receiver for its final outcome.
-    Submit {
-        /// The transaction.
-        tx: VerifiedTransaction,
-        /// Register a waiter.
-        wait: bool,
-        /// Answer.
-        reply: Reply<(TxView, Option<oneshot::Receiver<TxOutcome>>)>,
+    /// Verified transactions to admit, in order, each with whether its client waits for the
+    /// outcome. One request per intake batch.
+    Admit {
+        /// The transactions and their wait flags.
+        txs: Vec<(VerifiedTransaction, bool)>,
+        /// One answer per transaction, in order.
+        reply: oneshot::Sender<Vec<Result<Admit, ApiError>>>,
     },
     /// A transaction that is not committed: pending here, or recently rejected.
     Uncommitted {
@@ -136,7 +143,6 @@ impl<P: NodeEngine> Core<P> {
                 ..Default::default()
             },
             &genesis.chain_id,
-            me,
             p.metrics.clone(),
         );
         let proposer = Proposer::new(Policy {
@@ -322,18 +328,25 @@ impl<P: NodeEngine> Core<P> {
 
     fn on_request(&mut self, req: Request) -> Result<(), Fatal> {
         match req {
-            Request::Submit { tx, wait, reply } => {
+            Request::Admit { txs, reply } => {
                 let now = self.work.clock.at;
                 let w = &mut self.work;
-                let r = w.admission.submit(tx, &w.chain, now).and_then(|a| {
-                    let rx = if wait {
-                        Some(w.waiters.register(a.view.id)?)
-                    } else {
-                        None
-                    };
-                    Ok((a.view, rx))
-                });
-                let _ = reply.send(r);
+                let answers = txs
+                    .into_iter()
+                    .map(|(tx, wait)| {
+                        let a = w.admission.submit(tx, &w.chain, now)?;
+                        let waiter = if wait {
+                            Some(w.waiters.register(a.view.id)?)
+                        } else {
+                            None
+                        };
+                        Ok(Admit {
+                            view: a.view,
+                            waiter,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(answers);
                 self.work.publish_gossip();
                 self.try_propose()?;
             }
