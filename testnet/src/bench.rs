@@ -20,6 +20,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Transactions per request (1: the single-transaction route).
     pub batch: usize,
+    /// Each node's name and process id (when this machine runs it), for CPU and memory.
+    pub nodes: Vec<(String, Option<u32>)>,
     /// Explorer clients reading beside the load (0: none).
     pub readers: usize,
     pub json: bool,
@@ -127,6 +129,13 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let chain = status.chain_id.clone();
     let n_nodes = apis.len();
 
+    let usage_all = |nodes: &[(String, Option<u32>)]| -> Vec<Option<crate::procstat::Usage>> {
+        nodes
+            .iter()
+            .map(|(_, p)| p.and_then(crate::procstat::usage))
+            .collect()
+    };
+    let at_rest = usage_all(&s.nodes);
     // Setup: fresh member accounts, funded by the admin.
     let say = |m: &str| {
         if !s.json {
@@ -261,6 +270,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     read_accounts.push(admin.public_key());
     let (reads, readers) =
         crate::readers::start(apis.to_vec(), read_accounts, s.readers, stop_reads.clone());
+    let before_load = usage_all(&s.nodes);
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..s.concurrency.max(1) {
@@ -330,6 +340,7 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     }
     bar.finish_and_clear();
     let read_secs = start.elapsed().as_secs_f64();
+    let after_load = usage_all(&s.nodes);
     stop_reads.store(true, std::sync::atomic::Ordering::Relaxed);
     for r in readers {
         r.abort();
@@ -420,15 +431,41 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let agree = heads.windows(2).all(|w| w[0] == w[1]);
 
     let (single, batch) = verification_rates(&chain);
-    // Each transaction is verified once on its own by the node that admits it from the API,
-    // and once in a batch by each other node; all nodes share this machine's cores.
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-    let bound = cores / (1.0 / single + (n_nodes as f64 - 1.0) / batch);
+    // Signature checks per transaction across the network: every PBFT replica verifies each
+    // one; under Raft the node that admits it does, and the leader when that is another node
+    // (followers trust the leader's blocks). Load is spread evenly over the nodes.
+    let n = n_nodes as f64;
+    let checks_per_tx = match status.consensus {
+        cairn_ledger::ConsensusKind::Pbft => n,
+        cairn_ledger::ConsensusKind::Raft => 1.0 + (n - 1.0) / n,
+    };
+    // The all-batch bound: those checks at this machine's batch rate on all its cores.
+    let bound = cores * batch / checks_per_tx;
     let tps = committed.len() as f64 / secs;
     let rejected = rejected
         .lock()
         .map_err(|_| anyhow::anyhow!("lock"))?
         .clone();
+    let per_node: Vec<serde_json::Value> = s
+        .nodes
+        .iter()
+        .zip(at_rest.iter().zip(before_load.iter().zip(&after_load)))
+        .map(|((name, _), (rest, (b, a)))| {
+            let cpu = match (b, a) {
+                (Some(b), Some(a)) => Some(a.cpu_s - b.cpu_s),
+                _ => None,
+            };
+            json!({
+                "node": name,
+                "cpu_s": cpu,
+                "cpu_us_per_tx": cpu.map(|c| c * 1e6 / committed.len().max(1) as f64),
+                "rss_at_rest_mb": rest.map(|u| u.rss_mb),
+                "rss_after_mb": a.map(|u| u.rss_mb),
+                "rss_peak_mb": a.map(|u| u.peak_rss_mb),
+            })
+        })
+        .collect();
     let report = json!({
         "nodes": n_nodes,
         "consensus": status.consensus,
@@ -446,8 +483,11 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         "verify_single_per_s": single,
         "verify_batch_per_s": batch,
         "cores": cores,
+        "signature_checks_per_tx": checks_per_tx,
         "bound_tx_per_s": bound,
         "share_of_bound": tps / bound,
+        "batch": s.batch,
+        "per_node": per_node,
         "nodes_agree_at_height": target,
         "agree": agree,
         "readers": s.readers,
@@ -493,9 +533,24 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
             );
         }
         println!(
-            "  verification   single {single:.0}/s, batch {batch:.0}/s on this machine; every node checks each tx once (the admitting node alone, the others in batches) on {cores} shared cores, so {n_nodes} nodes here are bound by ~{bound:.0} tx/s ({:.0}% reached)",
+            "  verification   single {single:.0}/s, batch {batch:.0}/s per core on this machine; {checks_per_tx:.2} checks per transaction across the network ({}) on {cores} shared cores: all-batch bound ~{bound:.0} tx/s, {:.0}% reached",
+            match status.consensus {
+                cairn_ledger::ConsensusKind::Pbft => "every replica checks each",
+                cairn_ledger::ConsensusKind::Raft => "the admitting node and the leader",
+            },
             100.0 * tps / bound
         );
+        for v in &per_node {
+            let f = |k: &str| v[k].as_f64().map_or("-".to_string(), |x| format!("{x:.0}"));
+            println!(
+                "  {:<14} {} µs CPU per committed tx, RSS {} MB at rest, {} MB after, {} MB peak",
+                v["node"].as_str().unwrap_or("?"),
+                f("cpu_us_per_tx"),
+                f("rss_at_rest_mb"),
+                f("rss_after_mb"),
+                f("rss_peak_mb")
+            );
+        }
         println!(
             "  checks         {} committed twice, {} acknowledged but missing, nodes {} at height {target}",
             twice,

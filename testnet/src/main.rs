@@ -5,6 +5,7 @@
 //! from any shell.
 
 mod bench;
+mod procstat;
 mod readers;
 
 use std::path::{Path, PathBuf};
@@ -703,6 +704,11 @@ fn main() -> anyhow::Result<()> {
                     rate,
                     concurrency,
                     batch: batch as usize,
+                    nodes: st
+                        .nodes
+                        .iter()
+                        .map(|n| (n.name.clone(), pid_of(&dir, &n.name)))
+                        .collect(),
                     readers,
                     json,
                 },

@@ -85,6 +85,7 @@ impl Raft {
                 matched: LogIndex(0),
                 applied: LogIndex(0),
                 active: true,
+                replicating: false,
             };
         }
         // §8: a no-op of the new term lets earlier entries commit (never count replicas of

@@ -68,6 +68,11 @@ struct Progress {
     applied: LogIndex,
     /// Heard from since the last CheckQuorum.
     active: bool,
+    /// The follower's last answer was a success, so entries are sent to it once: `next`
+    /// moves past them when they are sent, not when they are acknowledged (pipelined
+    /// AppendEntries). A refusal (a lost message shows up as one at the next heartbeat) goes
+    /// back to probing: resending from `next` until an answer matches.
+    replicating: bool,
 }
 
 /// The highest term a peer's message may carry. A real cluster never gets near it (a term per

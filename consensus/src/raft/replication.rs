@@ -62,6 +62,9 @@ impl Raft {
             .filter_map(|i| self.certificate_for(i).map(|c| (i, c)))
             .take(max)
             .collect();
+        if pr.replicating && !entries.is_empty() {
+            self.progress[to.index()].next = last.next();
+        }
         out.push(Output::Send {
             to,
             msg: RaftMessage::AppendEntries {
@@ -317,13 +320,16 @@ impl Raft {
         pr.applied = pr.applied.max(applied.min(last));
         if success {
             pr.matched = pr.matched.max(last_index.min(last));
-            pr.next = pr.matched.next();
+            // Entries sent since (pipelined) are not sent again.
+            pr.next = pr.next.max(pr.matched.next());
+            pr.replicating = true;
             self.maybe_commit(out);
             if self.progress[from.index()].next <= last {
                 self.send_append(from, out);
             }
         } else {
             pr.next = last_index.next().max(pr.matched.next()).min(last.next());
+            pr.replicating = false;
             self.send_append(from, out);
         }
         Ok(())

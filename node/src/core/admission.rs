@@ -29,6 +29,7 @@ use cairn_ledger::{
 };
 
 use super::chain::{Chain, TxCheck};
+use super::standby::Standby;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::views::{ApiError, ErrorCode, ReasonView, TxStatus, TxView};
@@ -103,6 +104,8 @@ pub struct Admission {
     schedule: VecDeque<(TxId, Instant)>,
     /// Transactions submitted here: when, for the commit latency metric.
     own: HashMap<TxId, Instant>,
+    /// A Raft follower's unverified copies of others' transactions.
+    standby: Standby,
     accepting: bool,
 }
 
@@ -110,6 +113,7 @@ impl Admission {
     /// An empty mempool with these limits.
     pub fn new(config: MempoolConfig, chain_id: &str, metrics: Arc<Metrics>) -> Admission {
         Admission {
+            standby: Standby::new(config.txs_max, config.bytes_max),
             mempool: Mempool::new(config),
             chain_id: chain_id.into(),
             metrics,
@@ -242,11 +246,23 @@ impl Admission {
         })
     }
 
-    /// Queues gossiped transactions this node does not hold yet for verification.
-    pub fn on_gossip(&mut self, txs: Vec<SignedTransaction>) {
+    /// Queues gossiped transactions this node does not hold yet for verification; a Raft
+    /// follower (`standby`) holds them unverified instead (see [`Standby`]).
+    pub fn on_gossip(&mut self, txs: Vec<SignedTransaction>, standby: bool, now: Instant) {
         for t in txs {
             let id = t.id();
-            if self.mempool.contains(&id) || self.verified.contains(&t) {
+            if self.mempool.contains(&id)
+                || self.verified.contains(&t)
+                || self.standby.contains(&id)
+            {
+                continue;
+            }
+            if standby {
+                if self.standby.insert(id, t) {
+                    // Gossip already spread it; announced again only if it lingers.
+                    self.announced.insert(id, now);
+                    self.schedule.push_back((id, now));
+                }
                 continue;
             }
             if self.to_verify.len() >= TO_VERIFY_MAX {
@@ -256,6 +272,51 @@ impl Admission {
             }
             self.to_verify.push(t);
         }
+    }
+
+    /// No longer a follower: what the standby holds is verified into the mempool.
+    pub fn take_over_standby(&mut self) {
+        if self.standby.is_empty() {
+            return;
+        }
+        for t in self.standby.take_all() {
+            if self.to_verify.len() >= TO_VERIFY_MAX {
+                self.metrics.dropped_gossip.inc();
+                continue;
+            }
+            self.to_verify.push(t);
+        }
+    }
+
+    /// Transactions held unverified for the leader.
+    pub fn standby_len(&self) -> usize {
+        self.standby.len()
+    }
+
+    /// A standby transaction at its sender's next nonce that would not execute now is dropped,
+    /// with its successors (as the leader would drop it): otherwise it would be announced for
+    /// good. Whether it was dropped.
+    fn drop_standby_if_stuck<S: BlockStore>(
+        &mut self,
+        tx: &SignedTransaction,
+        chain: &Chain<S>,
+    ) -> Result<bool, Fatal> {
+        let sender = tx.tx.sender;
+        let next = chain.ledger().account(&sender)?.map_or(0, |a| a.nonce);
+        if tx.tx.nonce != next {
+            return Ok(false);
+        }
+        // The dry run reads state only; the signature is not what is being judged here.
+        if chain
+            .dry_run(&VerifiedTransaction::trusted(tx.clone()))?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        for id in self.standby.drop_from(&sender, next) {
+            self.announced.remove(&id);
+        }
+        Ok(true)
     }
 
     /// A batch to verify now, if a verification slot is free.
@@ -327,7 +388,14 @@ impl Admission {
                 continue; // announced again since
             }
             let Some(tx) = self.mempool.get(&id).cloned() else {
-                self.announced.remove(&id);
+                if let Some(t) = self.standby.get(&id).cloned() {
+                    if !self.drop_standby_if_stuck(&t, chain)? {
+                        self.announce(t, now);
+                        sent += 1;
+                    }
+                } else {
+                    self.announced.remove(&id);
+                }
                 continue;
             };
             let head = self
@@ -413,6 +481,14 @@ impl Admission {
         senders.sort();
         senders.dedup();
         let mut sent = 0;
+        if !self.standby.is_empty() {
+            for s in &senders {
+                let next = chain.ledger().account(s)?.map_or(0, |a| a.nonce);
+                for id in self.standby.drop_stale(s, next) {
+                    self.announced.remove(&id);
+                }
+            }
+        }
         for s in senders {
             if sent >= REANNOUNCE_BUDGET {
                 break;
@@ -439,11 +515,16 @@ impl Admission {
 
     /// A pending or recently rejected transaction, for `GET /txs/{id}`.
     pub fn lookup(&self, id: &TxId) -> Option<TxView> {
-        if let Some(tx) = self.mempool.get(id) {
+        if let Some(tx) = self
+            .mempool
+            .get(id)
+            .map(VerifiedTransaction::signed)
+            .or_else(|| self.standby.get(id))
+        {
             return Some(TxView {
                 id: *id,
                 status: TxStatus::Pending,
-                tx: Some(tx.signed().clone()),
+                tx: Some(tx.clone()),
                 receipt: None,
                 proof: None,
                 reason: None,
@@ -556,7 +637,7 @@ mod tests {
         let to = c.accounts[0].public_key();
         let gap = c.transfer(&c.accounts[1], 1, to, 5);
         // Held by gossip, not submitted here: still this node's to re-announce.
-        a.on_gossip(vec![gap.clone()]);
+        a.on_gossip(vec![gap.clone()], false, Instant::now());
         let batch = a.next_batch().expect("a batch");
         let results = verify_transactions(batch, &c.genesis.chain_id);
         a.on_verified(results, chain.ledger(), t0).expect("io");
@@ -720,13 +801,54 @@ mod tests {
     }
 
     #[test]
+    fn a_raft_follower_holds_gossip_unverified_announces_it_and_verifies_it_only_to_lead() {
+        let (c, mut chain, mut a) = setup();
+        let t0 = Instant::now();
+        let to = c.accounts[0].public_key();
+        let first = c.transfer(&c.accounts[1], 0, to, 5);
+        let second = c.transfer(&c.accounts[1], 1, to, 5);
+        let broke = c.transfer(&c.accounts[2], 0, to, 1_000_000);
+        a.on_gossip(vec![first.clone(), second.clone(), broke.clone()], true, t0);
+        assert!(!a.verifying(), "nothing verified while following");
+        assert_eq!(a.standby_len(), 3);
+        assert_eq!(
+            a.lookup(&second.id()).map(|t| t.status),
+            Some(TxStatus::Pending)
+        );
+        // The first commits: it leaves the standby; the stuck one is dropped, not announced
+        // for good; the second is announced again once it lingers.
+        let built = chain
+            .build(&[v(first.clone())], c.params(1))
+            .expect("build");
+        let cert = c.certify(&built.block);
+        chain
+            .commit(built.block.clone(), cert, &mut NoCheck)
+            .expect("commit");
+        let ids = built.block.tx_ids();
+        a.on_block_committed(&built.block, &ids, &chain, t0)
+            .expect("io");
+        assert_eq!(a.standby_len(), 2);
+        a.reannounce(&chain, t0 + REANNOUNCE_AFTER).expect("io");
+        assert_eq!(gossiped(&mut a), vec![second.id()]);
+        assert_eq!(a.standby_len(), 1, "{} was dropped", broke.id());
+        // Leading now: the rest is verified, then admitted.
+        a.take_over_standby();
+        assert_eq!(a.standby_len(), 0);
+        let batch = a.next_batch().expect("queued for verification");
+        assert_eq!(batch, vec![second.clone()]);
+        let verified = verify_transactions(batch, &c.genesis.chain_id);
+        a.on_verified(verified, chain.ledger(), t0).expect("io");
+        assert!(a.mempool().contains(&second.id()));
+    }
+
+    #[test]
     fn the_verification_queue_is_bounded_in_jobs() {
         let (c, _, mut a) = setup();
         let to = c.accounts[0].public_key();
         let txs: Vec<SignedTransaction> = (0..3000)
             .map(|n| c.transfer(&c.accounts[1], n, to, 1))
             .collect();
-        a.on_gossip(txs);
+        a.on_gossip(txs, false, Instant::now());
         assert_eq!(a.next_batch().map(|b| b.len()), Some(wire::TX_BATCH_MAX));
         assert_eq!(a.next_batch().map(|b| b.len()), Some(wire::TX_BATCH_MAX));
         assert!(a.next_batch().is_none(), "{VERIFY_JOBS} jobs at most");

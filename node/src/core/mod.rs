@@ -23,6 +23,7 @@ pub mod chain;
 pub mod driver;
 mod fetch;
 pub mod proposer;
+mod standby;
 pub mod status;
 pub mod sync;
 pub mod waiters;
@@ -185,6 +186,7 @@ impl<P: NodeEngine> Core<P> {
                 last_reannounce: now,
                 engine: None,
                 executable_since: None,
+                trust_leader: genesis.consensus.kind() == cairn_ledger::ConsensusKind::Raft,
                 cfg: p.config,
             },
             net_events: p.net_events,
@@ -271,6 +273,19 @@ impl<P: NodeEngine> Core<P> {
         result
     }
 
+    /// A Raft follower that knows its leader (another node).
+    fn follows_a_leader(&self) -> bool {
+        let Some(d) = self.driver.as_ref().filter(|_| self.work.trust_leader) else {
+            return false;
+        };
+        let st = d.status();
+        st.role == cairn_consensus::Role::Follower
+            && st
+                .leader
+                .and_then(|l| self.work.validators.get(l.index()))
+                .is_some_and(|k| *k != self.work.me)
+    }
+
     fn steps(&mut self, inputs: Vec<Input<P::Message>>) -> Result<(), Fatal> {
         for i in inputs {
             self.step(i)?;
@@ -288,6 +303,12 @@ impl<P: NodeEngine> Core<P> {
     }
 
     fn on_tick(&mut self) -> Result<(), Fatal> {
+        if self.work.trust_leader && !self.follows_a_leader() {
+            // An election, or this node leads: what it held for the leader is now its own to
+            // verify and order.
+            self.work.admission.take_over_standby();
+            self.work.start_verification();
+        }
         let pending_work = self.work.admission.mempool().has_executable();
         self.step(Input::Tick { pending_work })?;
         self.try_propose()?;
@@ -398,7 +419,10 @@ impl<P: NodeEngine> Core<P> {
             Event::Gossip { from, topic, bytes } => match topic {
                 Topic::Txs => match wire::decode_tx_batch(&bytes) {
                     Ok(TxBatch { txs }) => {
-                        self.work.admission.on_gossip(txs);
+                        // A Raft follower holds others' transactions unverified (standby):
+                        // the leader verifies them, and this node trusts its blocks.
+                        let standby = self.follows_a_leader();
+                        self.work.admission.on_gossip(txs, standby, now);
                         self.work.start_verification();
                     }
                     Err(e) => {
