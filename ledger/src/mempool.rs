@@ -5,6 +5,14 @@
 //! batch) and checks what can be checked against the committed state without executing:
 //! membership and nonce range. Balances are checked when a block is built; a transaction that
 //! stops being valid is dropped with its reason, which [`Mempool::rejection`] keeps for the API.
+//!
+//! **A full mempool still takes what can execute next.** Transactions that wait behind a
+//! nonce gap could otherwise fill it (under load, gossip of a sender's later nonces can arrive
+//! before an earlier one that was refused for room), and then the one transaction that would
+//! unblock them could never get in: a deadlock, not back-pressure. So a transaction that
+//! extends its sender's run of consecutive nonces from the committed next nonce may use a
+//! reserve above the limits ([`RESERVE_DIVISOR`]: an eighth more); such transactions leave
+//! with the next block, so the reserve drains.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -15,6 +23,10 @@ use crate::state::StateView;
 use crate::store::StoreError;
 use crate::transaction::{TxId, VerifiedTransaction};
 use crate::validation::TxRejection;
+
+/// Transactions that can execute next may exceed the limits by a `1 / RESERVE_DIVISOR` share
+/// of them.
+pub const RESERVE_DIVISOR: usize = 8;
 
 /// Mempool limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +205,22 @@ impl Mempool {
         {
             return Ok(Err(TxRejection::NonceInUse { nonce }));
         }
-        if self.by_id.len() >= self.config.txs_max || self.bytes + tx.size() > self.config.bytes_max
-        {
+        // Extends the sender's run of consecutive nonces from its committed next nonce: it can
+        // execute in the next block, so it may use the reserve.
+        let runs_on = self
+            .by_sender
+            .get(&sender)
+            .map_or(0, |m| m.range(account.nonce..nonce).count() as u64)
+            == nonce - account.nonce;
+        let (txs_max, bytes_max) = if runs_on {
+            (
+                self.config.txs_max + self.config.txs_max / RESERVE_DIVISOR,
+                self.config.bytes_max + self.config.bytes_max / RESERVE_DIVISOR,
+            )
+        } else {
+            (self.config.txs_max, self.config.bytes_max)
+        };
+        if self.by_id.len() >= txs_max || self.bytes + tx.size() > bytes_max {
             return Ok(Err(TxRejection::MempoolFull));
         }
         let seq = self.next_seq;

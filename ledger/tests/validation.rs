@@ -407,6 +407,40 @@ fn mempool_rejections() {
         Err(TxRejection::MempoolFull),
         "count limit"
     );
+    // Full of transactions behind a gap, it still takes the one that closes the gap (from a
+    // reserve of an eighth), and nothing else.
+    let mut gapped = Mempool::new(MempoolConfig {
+        txs_max: 8,
+        bytes_max: 1 << 20,
+        nonce_gap_max: 16,
+        rejections_kept: 10,
+    });
+    for n in 2..10 {
+        assert!(
+            gapped
+                .insert(v(c.transfer(u1, n, to, 1)), &l)
+                .expect("io")
+                .is_ok()
+        );
+    }
+    let u2 = &c.accounts[2];
+    assert_eq!(
+        gapped.insert(v(c.transfer(u2, 3, to, 1)), &l).expect("io"),
+        Err(TxRejection::MempoolFull),
+        "behind a gap: no room"
+    );
+    assert!(
+        gapped
+            .insert(v(c.transfer(u1, 1, to, 1)), &l)
+            .expect("io")
+            .is_ok(),
+        "closes the gap: the reserve"
+    );
+    assert_eq!(
+        gapped.insert(v(c.transfer(u2, 0, to, 1)), &l).expect("io"),
+        Err(TxRejection::MempoolFull),
+        "the reserve (an eighth: one here) is used"
+    );
     let mut small = Mempool::new(MempoolConfig {
         bytes_max: first.size() + 10,
         ..MempoolConfig::default()
