@@ -65,8 +65,8 @@ struct VerifiedIds {
 }
 
 impl VerifiedIds {
-    fn insert(&mut self, t: &SignedTransaction) {
-        let k = (t.id(), t.signature);
+    fn insert(&mut self, id: TxId, signature: Signature) {
+        let k = (id, signature);
         if self.set.insert(k) {
             self.order.push_back(k);
             while self.order.len() > VERIFIED_KEPT {
@@ -77,12 +77,12 @@ impl VerifiedIds {
         }
     }
 
-    fn contains(&self, t: &SignedTransaction) -> bool {
-        self.set.contains(&(t.id(), t.signature))
+    fn contains(&self, id: TxId, signature: Signature) -> bool {
+        self.set.contains(&(id, signature))
     }
 
-    fn remove(&mut self, t: &SignedTransaction) {
-        self.set.remove(&(t.id(), t.signature));
+    fn remove(&mut self, id: TxId, signature: Signature) {
+        self.set.remove(&(id, signature));
     }
 }
 
@@ -252,7 +252,7 @@ impl Admission {
         for t in txs {
             let id = t.id();
             if self.mempool.contains(&id)
-                || self.verified.contains(&t)
+                || self.verified.contains(id, t.signature)
                 || self.standby.contains(&id)
             {
                 continue;
@@ -463,7 +463,7 @@ impl Admission {
             .mempool
             .on_block_committed(block, ids, chain.ledger())?;
         for (t, id) in block.txs.iter().zip(ids) {
-            self.verified.remove(t);
+            self.verified.remove(*id, t.signature);
             self.announced.remove(id);
             if let Some(at) = self.own.remove(id) {
                 self.metrics
@@ -545,25 +545,26 @@ impl TxCheck for Admission {
     fn check_block_txs(&mut self, txs: &[SignedTransaction]) -> Result<(), (TxId, TxRejection)> {
         // Known only if this very signed transaction was verified here: the id does not cover
         // the signature.
-        let unknown: Vec<SignedTransaction> = txs
+        // Each id is computed once (an encoding and a hash).
+        let (unknown, ids): (Vec<SignedTransaction>, Vec<TxId>) = txs
             .iter()
-            .filter(|t| {
-                !self.verified.contains(t)
-                    && !self.mempool.get(&t.id()).is_some_and(|m| m.signed() == *t)
+            .map(|t| (t, t.id()))
+            .filter(|(t, id)| {
+                !self.verified.contains(*id, t.signature)
+                    && !self.mempool.get(id).is_some_and(|m| m.signed() == *t)
             })
-            .cloned()
-            .collect();
+            .map(|(t, id)| (t.clone(), id))
+            .unzip();
         if unknown.is_empty() {
             return Ok(());
         }
-        let ids: Vec<TxId> = unknown.iter().map(SignedTransaction::id).collect();
         self.metrics.verified_txs.inc_by(unknown.len() as u64);
         for (r, id) in verify_transactions(unknown, &self.chain_id)
             .into_iter()
             .zip(ids)
         {
             match r {
-                Ok(v) => self.verified.insert(v.signed()),
+                Ok(v) => self.verified.insert(id, v.signed().signature),
                 Err(e) => return Err((id, e)),
             }
         }
