@@ -271,6 +271,9 @@ pub async fn submit_files(ctx: &Ctx, files: &[PathBuf], wait: bool) -> R<()> {
                         format!("pending {id}, not final in time ({})", e.message)
                     }
                     (Some(TxStatus::Pending), _, None) => format!("submitted {id} (pending)"),
+                    (Some(TxStatus::Rejected), _, Some(e)) => {
+                        format!("rejected {id}: {} ({})", e.message, e.code)
+                    }
                     (_, _, Some(e)) => format!("refused {id}: {} ({})", e.message, e.code),
                     _ => format!("{id}: no answer"),
                 };
