@@ -60,7 +60,7 @@ impl NodeEngine for Raft {
     fn unwrap(direct: Direct) -> Option<RaftMessage> {
         match direct {
             Direct::Raft(m) => Some(m),
-            Direct::Pbft(_) => None,
+            Direct::Pbft(_) | Direct::Txs(_) => None,
         }
     }
 
@@ -93,7 +93,7 @@ impl NodeEngine for Pbft {
     fn unwrap(direct: Direct) -> Option<PbftMessage> {
         match direct {
             Direct::Pbft(m) => Some(m),
-            Direct::Raft(_) => None,
+            Direct::Raft(_) | Direct::Txs(_) => None,
         }
     }
 

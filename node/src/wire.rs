@@ -28,6 +28,9 @@ pub enum Direct {
     Raft(RaftMessage),
     /// PBFT.
     Pbft(PbftMessage),
+    /// Transactions a validator admitted, announced to each other validator once, directly
+    /// (re-announcements go through gossip, which relays them around a missing link).
+    Txs(TxBatch),
 }
 
 /// A gossip message on the transactions topic.
@@ -66,7 +69,29 @@ pub struct SyncResponse {
 
 /// Decodes a direct message.
 pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
-    codec::decode_limited(bytes, DIRECT_BYTES_MAX)
+    let d: Direct = codec::decode_limited(bytes, DIRECT_BYTES_MAX)?;
+    if let Direct::Txs(b) = &d {
+        check_tx_batch(b, bytes.len())?;
+    }
+    Ok(d)
+}
+
+/// A transaction batch holds at most [`TX_BATCH_MAX`] transactions in at most
+/// [`GOSSIP_BYTES_MAX`] bytes, however it arrives.
+fn check_tx_batch(b: &TxBatch, len: usize) -> Result<(), CodecError> {
+    if len > GOSSIP_BYTES_MAX {
+        return Err(CodecError::TooLarge {
+            len,
+            max: GOSSIP_BYTES_MAX,
+        });
+    }
+    if b.txs.len() > TX_BATCH_MAX {
+        return Err(CodecError::TooLarge {
+            len: b.txs.len(),
+            max: TX_BATCH_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// Decodes a transaction batch.
@@ -152,5 +177,12 @@ mod tests {
             txs: batch.txs[..3].to_vec(),
         };
         assert_eq!(decode_tx_batch(&codec::encode(&ok)).expect("decode"), ok);
+        // The same bounds hold for a batch sent directly.
+        assert!(decode_direct(&codec::encode(&Direct::Txs(batch))).is_err());
+        let direct = Direct::Txs(ok);
+        assert_eq!(
+            decode_direct(&codec::encode(&direct)).expect("decode"),
+            direct
+        );
     }
 }

@@ -48,6 +48,17 @@ pub const REANNOUNCE_BUDGET: usize = wire::TX_BATCH_MAX;
 /// A resubmission re-announces at most this often.
 const RESUBMIT_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
+/// How an announcement travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to each other validator: a transaction's first announcement, so each one
+    /// crosses each link once.
+    Direct,
+    /// Through gossip, whose mesh relays it to validators this node has no link to: every
+    /// announcement after the first (the first may have been lost or missed a validator).
+    Gossip,
+}
+
 /// A verified submission's result.
 #[derive(Debug)]
 pub struct Admitted {
@@ -96,8 +107,9 @@ pub struct Admission {
     verifying: usize,
     outbox: Vec<SignedTransaction>,
     outbox_bytes: usize,
-    /// Batches ready to publish.
-    ready: Vec<Vec<SignedTransaction>>,
+    outbox_route: Route,
+    /// Batches ready to publish, each with its route.
+    ready: Vec<(Vec<SignedTransaction>, Route)>,
     /// When each pending transaction was last announced, and the order to look at them in
     /// (entries superseded by a later announcement are skipped).
     announced: HashMap<TxId, Instant>,
@@ -122,6 +134,7 @@ impl Admission {
             verifying: 0,
             outbox: Vec::new(),
             outbox_bytes: 0,
+            outbox_route: Route::Direct,
             ready: Vec::new(),
             announced: HashMap::new(),
             schedule: VecDeque::new(),
@@ -140,16 +153,18 @@ impl Admission {
         self.accepting = false;
     }
 
-    fn announce(&mut self, tx: SignedTransaction, now: Instant) {
+    fn announce(&mut self, tx: SignedTransaction, now: Instant, route: Route) {
         let id = tx.id();
         self.announced.insert(id, now);
         self.schedule.push_back((id, now));
         let size = tx.encoded_len();
         if self.outbox.len() >= wire::TX_BATCH_MAX
             || self.outbox_bytes + size > wire::GOSSIP_BYTES_MAX - 4096
+            || route != self.outbox_route
         {
             self.flush();
         }
+        self.outbox_route = route;
         self.outbox_bytes += size;
         self.outbox.push(tx);
     }
@@ -164,13 +179,14 @@ impl Admission {
     /// Moves the outbox into a batch ready to publish.
     pub fn flush(&mut self) {
         if !self.outbox.is_empty() {
-            self.ready.push(std::mem::take(&mut self.outbox));
+            self.ready
+                .push((std::mem::take(&mut self.outbox), self.outbox_route));
             self.outbox_bytes = 0;
         }
     }
 
     /// Batches to publish now.
-    pub fn take_ready(&mut self) -> Vec<Vec<SignedTransaction>> {
+    pub fn take_ready(&mut self) -> Vec<(Vec<SignedTransaction>, Route)> {
         std::mem::take(&mut self.ready)
     }
 
@@ -221,12 +237,12 @@ impl Admission {
         {
             Ok(_) => {
                 self.own.insert(id, now);
-                self.announce(signed.clone(), now);
+                self.announce(signed.clone(), now, Route::Direct);
             }
             Err(TxRejection::Duplicate) => {
                 // The client may know better than this node that the others never got it.
                 if !self.announced_lately(&id, now) {
-                    self.announce(signed.clone(), now);
+                    self.announce(signed.clone(), now, Route::Gossip);
                 }
             }
             Err(r) => {
@@ -390,7 +406,7 @@ impl Admission {
             let Some(tx) = self.mempool.get(&id).cloned() else {
                 if let Some(t) = self.standby.get(&id).cloned() {
                     if !self.drop_standby_if_stuck(&t, chain)? {
-                        self.announce(t, now);
+                        self.announce(t, now, Route::Gossip);
                         sent += 1;
                     }
                 } else {
@@ -410,7 +426,7 @@ impl Admission {
                 dropped.extend(gone);
                 continue;
             }
-            self.announce(tx.into_signed(), now);
+            self.announce(tx.into_signed(), now, Route::Gossip);
             sent += 1;
         }
         if sent > 0 {
@@ -502,7 +518,7 @@ impl Admission {
                 continue;
             }
             if !self.announced_lately(&id, now) {
-                self.announce(tx.into_signed(), now);
+                self.announce(tx.into_signed(), now, Route::Gossip);
                 sent += 1;
             }
         }
@@ -597,7 +613,7 @@ mod tests {
         a.flush();
         a.take_ready()
             .into_iter()
-            .flatten()
+            .flat_map(|(b, _)| b)
             .map(|t| t.id())
             .collect()
     }
@@ -840,6 +856,22 @@ mod tests {
         let verified = verify_transactions(batch, &c.genesis.chain_id);
         a.on_verified(verified, chain.ledger(), t0).expect("io");
         assert!(a.mempool().contains(&second.id()));
+    }
+
+    #[test]
+    fn a_first_announcement_goes_direct_and_later_ones_through_gossip() {
+        let (c, chain, mut a) = setup();
+        let t0 = Instant::now();
+        let tx = c.transfer(&c.accounts[1], 1, c.accounts[0].public_key(), 1);
+        a.submit(v(tx.clone()), &chain, t0).expect("admitted");
+        a.flush();
+        let first = a.take_ready();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].1, Route::Direct);
+        a.reannounce(&chain, t0 + REANNOUNCE_AFTER).expect("io");
+        let later = a.take_ready();
+        assert_eq!(later.len(), 1);
+        assert_eq!((later[0].0.clone(), later[0].1), (vec![tx], Route::Gossip));
     }
 
     #[test]

@@ -273,6 +273,15 @@ impl<P: NodeEngine> Core<P> {
         result
     }
 
+    /// Transactions another node announced (directly, or relayed by gossip).
+    fn on_txs(&mut self, txs: Vec<cairn_ledger::SignedTransaction>, now: Instant) {
+        // A Raft follower holds others' transactions unverified (standby): the leader
+        // verifies them, and this node trusts its blocks.
+        let standby = self.follows_a_leader();
+        self.work.admission.on_gossip(txs, standby, now);
+        self.work.start_verification();
+    }
+
     /// A Raft follower that knows its leader (another node).
     fn follows_a_leader(&self) -> bool {
         let Some(d) = self.driver.as_ref().filter(|_| self.work.trust_leader) else {
@@ -393,7 +402,14 @@ impl<P: NodeEngine> Core<P> {
                     // Observers have no say in consensus.
                     return Ok(());
                 };
-                let msg = match wire::decode_direct(&bytes).map(P::unwrap) {
+                let direct = match wire::decode_direct(&bytes) {
+                    Ok(wire::Direct::Txs(TxBatch { txs })) => {
+                        self.on_txs(txs, now);
+                        return Ok(());
+                    }
+                    other => other.map(P::unwrap),
+                };
+                let msg = match direct {
                     Ok(Some(m)) => m,
                     Ok(None) => {
                         self.work.metrics.bad_messages.inc();
@@ -418,13 +434,7 @@ impl<P: NodeEngine> Core<P> {
             }
             Event::Gossip { from, topic, bytes } => match topic {
                 Topic::Txs => match wire::decode_tx_batch(&bytes) {
-                    Ok(TxBatch { txs }) => {
-                        // A Raft follower holds others' transactions unverified (standby):
-                        // the leader verifies them, and this node trusts its blocks.
-                        let standby = self.follows_a_leader();
-                        self.work.admission.on_gossip(txs, standby, now);
-                        self.work.start_verification();
-                    }
+                    Ok(TxBatch { txs }) => self.on_txs(txs, now),
                     Err(e) => {
                         self.work.metrics.bad_messages.inc();
                         let _ = self

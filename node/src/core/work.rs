@@ -16,7 +16,7 @@ use cairn_ledger::{
 use cairn_p2p::{Client, Topic};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
-use super::admission::Admission;
+use super::admission::{Admission, Route};
 use super::chain::{Chain, CommitOutcome, Committed, TrustLeader, Validation};
 use super::driver::{Effect, Effects};
 use super::proposer::{Pending, Proposer};
@@ -28,7 +28,7 @@ use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::views::{BlockSummary, ChainEvent, Published, ReasonView, ReceiptView, StatusView};
-use crate::wire::{Announce, TxBatch};
+use crate::wire::{Announce, Direct, TxBatch};
 
 /// Most bytes of transactions in a block this node builds: a block must fit in one consensus
 /// message (`wire::DIRECT_BYTES_MAX`, 8 MiB, which a Raft append shares among up to three
@@ -203,11 +203,24 @@ impl Work {
         }
     }
 
+    /// Sends the announcements ready: first ones straight to each other validator (each
+    /// transaction crosses each link once, encoded once), later ones through gossip, whose
+    /// mesh relays them to a validator this node has no link to.
     pub(super) fn publish_gossip(&mut self) {
-        for txs in self.admission.take_ready() {
-            let _ = self
-                .net
-                .publish(Topic::Txs, codec::encode(&TxBatch { txs }));
+        for (txs, route) in self.admission.take_ready() {
+            match route {
+                Route::Direct => {
+                    let bytes = codec::encode(&Direct::Txs(TxBatch { txs }));
+                    for k in &self.validators {
+                        self.send(*k, bytes.clone());
+                    }
+                }
+                Route::Gossip => {
+                    let _ = self
+                        .net
+                        .publish(Topic::Txs, codec::encode(&TxBatch { txs }));
+                }
+            }
         }
     }
 
