@@ -2,8 +2,9 @@
 //! blocking threads, then admitted by the core in one request per batch.
 //!
 //! Handlers only read and decode bodies. Each hands its transactions (one from `POST /txs`,
-//! up to [`BATCH_TXS_MAX`] from `POST /txs/batch`) to the intake's queue. The intake takes
-//! everything queued, up to [`INTAKE_BATCH_MAX`] transactions, verifies the signatures in one
+//! up to [`BATCH_TXS_MAX`] from `POST /txs/batch`) to the intake's queue, after taking its
+//! share of [`INTAKE_TXS_MAX`]. The intake takes what is queued until it holds at least
+//! [`INTAKE_BATCH_MAX`] transactions (one more submission may pass it), verifies the signatures in one
 //! batch (ZIP-215: the same answer as one by one, at a fraction of the cost), and sends what
 //! passed to the core as one `Request::Admit`. At most [`INTAKE_JOBS`] batches are in
 //! flight; what arrives meanwhile waits and joins the next one, so the busier the node, the
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use cairn_api::BATCH_TXS_MAX;
 use cairn_ledger::{SignedTransaction, verify_transactions};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::core::{Admit, Request};
 use crate::metrics::Metrics;
@@ -28,6 +29,12 @@ pub const INTAKE_JOBS: usize = 2;
 pub const INTAKE_BATCH_MAX: usize = 2 * BATCH_TXS_MAX;
 /// Submissions (requests, not transactions) queued for the intake.
 pub const INTAKE_QUEUE: usize = 1024;
+/// Transactions the intake holds at once, queued or being verified and admitted. A
+/// submission takes its share before it is queued and gives it back once answered, even if
+/// its client has gone: so what clients send, or abandon, cannot grow the node's memory.
+pub const INTAKE_TXS_MAX: usize = 16 * BATCH_TXS_MAX;
+/// How long a submission waits for that share before it is told 503.
+const INTAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a submission gets back: one answer per transaction, in order.
 pub type Answers = Vec<Result<Admit, ApiError>>;
@@ -36,12 +43,15 @@ struct Job {
     txs: Vec<SignedTransaction>,
     wait: bool,
     reply: oneshot::Sender<Answers>,
+    /// Its share of [`INTAKE_TXS_MAX`], given back when the job is dropped.
+    _slots: OwnedSemaphorePermit,
 }
 
 /// The handlers' side of the intake.
 #[derive(Clone)]
 pub struct Intake {
     jobs: mpsc::Sender<Job>,
+    slots: Arc<Semaphore>,
 }
 
 impl Intake {
@@ -53,7 +63,10 @@ impl Intake {
     ) -> Intake {
         let (jobs, rx) = mpsc::channel(INTAKE_QUEUE);
         tokio::spawn(run(rx, requests, chain_id.into(), metrics));
-        Intake { jobs }
+        Intake {
+            jobs,
+            slots: Arc::new(Semaphore::new(INTAKE_TXS_MAX)),
+        }
     }
 
     /// Verifies and admits `txs`; with `wait`, each admitted one comes with a receiver of its
@@ -63,13 +76,24 @@ impl Intake {
         txs: Vec<SignedTransaction>,
         wait: bool,
     ) -> Result<Answers, ApiError> {
+        let busy = || {
+            ApiError::unavailable("the node is verifying as many submissions as it can hold; retry")
+        };
+        let n = u32::try_from(txs.len().clamp(1, BATCH_TXS_MAX)).map_err(|_| busy())?;
+        let slots = tokio::time::timeout(INTAKE_WAIT, self.slots.clone().acquire_many_owned(n))
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .try_send(Job { txs, wait, reply })
+            .try_send(Job {
+                txs,
+                wait,
+                reply,
+                _slots: slots,
+            })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ApiError::unavailable(
-                    "the node is verifying as many submissions as it can queue; retry",
-                ),
+                mpsc::error::TrySendError::Full(_) => busy(),
                 mpsc::error::TrySendError::Closed(_) => {
                     ApiError::unavailable("the node is shutting down")
                 }

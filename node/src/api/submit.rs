@@ -138,6 +138,7 @@ async fn submit_inner(
     }
     let body = read_body(&s, body, s.max_body).await?;
     let signed = parse_submission(&body)?;
+    drop(body);
     let admit = s
         .intake
         .submit(vec![signed], wait)
@@ -287,6 +288,8 @@ async fn submit_batch_inner(
         .is_some_and(|v| v.starts_with("application/octet-stream"));
     let body = read_body(&s, body, s.max_batch_body).await?;
     let parsed = parse_batch(&body, binary)?;
+    // Decoded: the bytes are not held while the batch is admitted and waited for.
+    drop(body);
     let mut answers: Vec<Option<BatchItem>> = Vec::with_capacity(parsed.len());
     let mut txs = Vec::new();
     for p in parsed {

@@ -22,10 +22,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_crypto::Signature;
+use cairn_crypto::{PublicKey, Signature};
 use cairn_ledger::{
-    Block, BlockStore, Mempool, MempoolConfig, SignedTransaction, StateView, TxId, TxRejection,
-    VerifiedTransaction, verify_transactions,
+    Block, BlockStore, Mempool, MempoolConfig, Payload, SignedTransaction, StateView, TxId,
+    TxRejection, VerifiedTransaction, verify_transactions,
 };
 
 use super::chain::{Chain, TxCheck};
@@ -264,7 +264,15 @@ impl Admission {
 
     /// Queues gossiped transactions this node does not hold yet for verification; a Raft
     /// follower (`standby`) holds them unverified instead (see [`Standby`]).
-    pub fn on_gossip(&mut self, txs: Vec<SignedTransaction>, standby: bool, now: Instant) {
+    pub fn on_gossip(
+        &mut self,
+        txs: Vec<SignedTransaction>,
+        standby: bool,
+        state: &impl StateView,
+        now: Instant,
+    ) -> Result<(), Fatal> {
+        // Senders' committed nonces and membership, read once per batch (standby only).
+        let mut accounts: HashMap<PublicKey, (u64, bool)> = HashMap::new();
         for t in txs {
             let id = t.id();
             if self.mempool.contains(&id)
@@ -274,7 +282,19 @@ impl Admission {
                 continue;
             }
             if standby {
-                if self.standby.insert(id, t) {
+                let sender = t.tx.sender;
+                let (next, member) = match accounts.get(&sender) {
+                    Some(a) => *a,
+                    None => {
+                        let a = state
+                            .account(&sender)?
+                            .map_or((0, false), |a| (a.nonce, a.is_member()));
+                        accounts.insert(sender, a);
+                        a
+                    }
+                };
+                // A committed nonce or a non-member would only be announced for nothing.
+                if t.tx.nonce >= next && member && self.standby.insert(id, t) {
                     // Gossip already spread it; announced again only if it lingers.
                     self.announced.insert(id, now);
                     self.schedule.push_back((id, now));
@@ -288,19 +308,16 @@ impl Admission {
             }
             self.to_verify.push(t);
         }
+        Ok(())
     }
 
-    /// No longer a follower: what the standby holds is verified into the mempool.
+    /// No longer a follower: what the standby holds is verified into the mempool, as much as
+    /// the verification queue takes now; the rest stays for the next tick.
     pub fn take_over_standby(&mut self) {
-        if self.standby.is_empty() {
-            return;
-        }
-        for t in self.standby.take_all() {
-            if self.to_verify.len() >= TO_VERIFY_MAX {
-                self.metrics.dropped_gossip.inc();
-                continue;
-            }
-            self.to_verify.push(t);
+        let room = TO_VERIFY_MAX.saturating_sub(self.to_verify.len());
+        if room > 0 && !self.standby.is_empty() {
+            let taken = self.standby.take(room);
+            self.to_verify.extend(taken);
         }
     }
 
@@ -318,7 +335,16 @@ impl Admission {
         chain: &Chain<S>,
     ) -> Result<bool, Fatal> {
         let sender = tx.tx.sender;
-        let next = chain.ledger().account(&sender)?.map_or(0, |a| a.nonce);
+        let account = chain.ledger().account(&sender)?;
+        let next = account.as_ref().map_or(0, |a| a.nonce);
+        if tx.tx.nonce < next || !account.is_some_and(|a| a.is_member()) {
+            // Committed meanwhile (another transaction took the nonce), or the sender is no
+            // longer a member: it can never execute.
+            for id in self.standby.drop_stale(&sender, tx.tx.nonce + 1) {
+                self.announced.remove(&id);
+            }
+            return Ok(true);
+        }
         if tx.tx.nonce != next {
             return Ok(false);
         }
@@ -504,6 +530,14 @@ impl Admission {
                     self.announced.remove(&id);
                 }
             }
+            // A removed member's transactions can no longer execute.
+            for t in &block.txs {
+                if let Payload::RemoveMember { account } = &t.tx.payload {
+                    for id in self.standby.drop_from(account, 0) {
+                        self.announced.remove(&id);
+                    }
+                }
+            }
         }
         for s in senders {
             if sent >= REANNOUNCE_BUDGET {
@@ -654,7 +688,8 @@ mod tests {
         let to = c.accounts[0].public_key();
         let gap = c.transfer(&c.accounts[1], 1, to, 5);
         // Held by gossip, not submitted here: still this node's to re-announce.
-        a.on_gossip(vec![gap.clone()], false, Instant::now());
+        a.on_gossip(vec![gap.clone()], false, chain.ledger(), Instant::now())
+            .expect("io");
         let batch = a.next_batch().expect("a batch");
         let results = verify_transactions(batch, &c.genesis.chain_id);
         a.on_verified(results, chain.ledger(), t0).expect("io");
@@ -825,7 +860,13 @@ mod tests {
         let first = c.transfer(&c.accounts[1], 0, to, 5);
         let second = c.transfer(&c.accounts[1], 1, to, 5);
         let broke = c.transfer(&c.accounts[2], 0, to, 1_000_000);
-        a.on_gossip(vec![first.clone(), second.clone(), broke.clone()], true, t0);
+        a.on_gossip(
+            vec![first.clone(), second.clone(), broke.clone()],
+            true,
+            chain.ledger(),
+            t0,
+        )
+        .expect("io");
         assert!(!a.verifying(), "nothing verified while following");
         assert_eq!(a.standby_len(), 3);
         assert_eq!(
@@ -845,6 +886,10 @@ mod tests {
         a.on_block_committed(&built.block, &ids, &chain, t0)
             .expect("io");
         assert_eq!(a.standby_len(), 2);
+        // A late copy of the committed one is not taken in again.
+        a.on_gossip(vec![first.clone()], true, chain.ledger(), t0)
+            .expect("io");
+        assert_eq!(a.standby_len(), 2, "a committed nonce is not held");
         a.reannounce(&chain, t0 + REANNOUNCE_AFTER).expect("io");
         assert_eq!(gossiped(&mut a), vec![second.id()]);
         assert_eq!(a.standby_len(), 1, "{} was dropped", broke.id());
@@ -876,12 +921,13 @@ mod tests {
 
     #[test]
     fn the_verification_queue_is_bounded_in_jobs() {
-        let (c, _, mut a) = setup();
+        let (c, chain, mut a) = setup();
         let to = c.accounts[0].public_key();
         let txs: Vec<SignedTransaction> = (0..3000)
             .map(|n| c.transfer(&c.accounts[1], n, to, 1))
             .collect();
-        a.on_gossip(txs, false, Instant::now());
+        a.on_gossip(txs, false, chain.ledger(), Instant::now())
+            .expect("io");
         assert_eq!(a.next_batch().map(|b| b.len()), Some(wire::TX_BATCH_MAX));
         assert_eq!(a.next_batch().map(|b| b.len()), Some(wire::TX_BATCH_MAX));
         assert!(a.next_batch().is_none(), "{VERIFY_JOBS} jobs at most");

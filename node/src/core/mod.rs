@@ -274,12 +274,18 @@ impl<P: NodeEngine> Core<P> {
     }
 
     /// Transactions another node announced (directly, or relayed by gossip).
-    fn on_txs(&mut self, txs: Vec<cairn_ledger::SignedTransaction>, now: Instant) {
+    fn on_txs(
+        &mut self,
+        txs: Vec<cairn_ledger::SignedTransaction>,
+        now: Instant,
+    ) -> Result<(), Fatal> {
         // A Raft follower holds others' transactions unverified (standby): the leader
         // verifies them, and this node trusts its blocks.
         let standby = self.follows_a_leader();
-        self.work.admission.on_gossip(txs, standby, now);
-        self.work.start_verification();
+        let w = &mut self.work;
+        w.admission.on_gossip(txs, standby, w.chain.ledger(), now)?;
+        w.start_verification();
+        Ok(())
     }
 
     /// A Raft follower that knows its leader (another node).
@@ -365,8 +371,11 @@ impl<P: NodeEngine> Core<P> {
                     .into_iter()
                     .map(|(tx, wait)| {
                         let a = w.admission.submit(tx, &w.chain, now)?;
+                        // Admitted either way: if no waiter can be registered (too many
+                        // clients wait), the client hears "pending" rather than a refusal
+                        // of a transaction that is in the mempool.
                         let waiter = if wait {
-                            Some(w.waiters.register(a.view.id)?)
+                            w.waiters.register(a.view.id).ok()
                         } else {
                             None
                         };
@@ -403,10 +412,7 @@ impl<P: NodeEngine> Core<P> {
                     return Ok(());
                 };
                 let direct = match wire::decode_direct(&bytes) {
-                    Ok(wire::Direct::Txs(TxBatch { txs })) => {
-                        self.on_txs(txs, now);
-                        return Ok(());
-                    }
+                    Ok(wire::Direct::Txs(TxBatch { txs })) => return self.on_txs(txs, now),
                     other => other.map(P::unwrap),
                 };
                 let msg = match direct {
@@ -434,7 +440,7 @@ impl<P: NodeEngine> Core<P> {
             }
             Event::Gossip { from, topic, bytes } => match topic {
                 Topic::Txs => match wire::decode_tx_batch(&bytes) {
-                    Ok(TxBatch { txs }) => self.on_txs(txs, now),
+                    Ok(TxBatch { txs }) => self.on_txs(txs, now)?,
                     Err(e) => {
                         self.work.metrics.bad_messages.inc();
                         let _ = self

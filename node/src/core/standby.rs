@@ -112,11 +112,16 @@ impl Standby {
         gone
     }
 
-    /// Everything held, emptying the standby.
-    pub fn take_all(&mut self) -> Vec<SignedTransaction> {
-        self.by_sender.clear();
-        self.bytes = 0;
-        self.txs.drain().map(|(_, (t, _))| t).collect()
+    /// Up to `n` held transactions, which leave the standby (each sender's lowest nonces
+    /// first, so what is taken can execute).
+    pub fn take(&mut self, n: usize) -> Vec<SignedTransaction> {
+        let ids: Vec<TxId> = self
+            .by_sender
+            .values()
+            .flat_map(|slots| slots.values().copied())
+            .take(n)
+            .collect();
+        ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
     /// How many are held.
@@ -161,8 +166,11 @@ mod tests {
         assert_eq!(s.drop_stale(&sender, 1), vec![t(1, 0).id()]);
         assert_eq!(s.drop_from(&sender, 1), vec![t(1, 1).id()]);
         assert_eq!(s.len(), 1);
-        assert_eq!(s.take_all().len(), 1);
+        assert_eq!(s.take(5).len(), 1);
         assert!(s.is_empty());
-        assert!(s.insert(t(1, 5).id(), t(1, 5)), "room again after take_all");
+        assert!(s.insert(t(1, 5).id(), t(1, 5)), "room again after take");
+        assert!(s.insert(t(1, 6).id(), t(1, 6)));
+        assert_eq!(s.take(1), vec![t(1, 5)], "lowest nonce first");
+        assert_eq!(s.len(), 1);
     }
 }

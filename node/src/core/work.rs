@@ -207,15 +207,17 @@ impl Work {
     /// transaction crosses each link once, encoded once), later ones through gossip, whose
     /// mesh relays them to a validator this node has no link to.
     pub(super) fn publish_gossip(&mut self) {
+        // An observer's direct messages are not taken by validators: it gossips only.
+        let validator = self.validators.contains(&self.me);
         for (txs, route) in self.admission.take_ready() {
             match route {
-                Route::Direct => {
+                Route::Direct if validator => {
                     let bytes = codec::encode(&Direct::Txs(TxBatch { txs }));
                     for k in &self.validators {
                         self.send(*k, bytes.clone());
                     }
                 }
-                Route::Gossip => {
+                Route::Direct | Route::Gossip => {
                     let _ = self
                         .net
                         .publish(Topic::Txs, codec::encode(&TxBatch { txs }));
