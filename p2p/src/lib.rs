@@ -539,7 +539,16 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     for a in &cfg.listen {
-        swarm.listen_on(parse_addr(a)?).map_err(setup)?;
+        swarm.listen_on(parse_addr(a)?).map_err(|e| {
+            // The transport's own text can be empty: name the address and every cause.
+            let mut why = format!("cannot listen on {a}: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            P2pError::Setup(why)
+        })?;
     }
     let topics = [
         (

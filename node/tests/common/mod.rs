@@ -33,12 +33,26 @@ async fn answer(method: &str, path: &str, r: reqwest::Response) -> (u16, Value) 
     (code, v)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the node to take).
+/// A free TCP port on 127.0.0.1 (bound, then released for the node to take), below the
+/// kernel's ephemeral range (32768 and up here): a port the kernel handed out for a port-0
+/// bind would be free again at once, and the source port of any outgoing connection (nodes
+/// open many) could take it before the node binds it. Ports below the range are only ever
+/// taken on request; each is handed out once per test process, tests in other processes
+/// start elsewhere in the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n.wrapping_mul(7)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// One node process.
