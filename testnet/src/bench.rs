@@ -1,6 +1,6 @@
 //! `cairn-testnet bench`: load a running testnet and measure it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -244,8 +244,15 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    // Each transaction's sender and nonce, to tell a loss from a transaction stranded behind
+    // a nonce the network refused (it waits for that nonce, which this client never resends).
+    let slot: HashMap<TxId, (cairn_crypto::PublicKey, u64)> = load
+        .iter()
+        .map(|t| (t.id(), (t.tx.sender, t.tx.nonce)))
+        .collect();
     let submitted: Arc<Mutex<HashMap<TxId, Instant>>> = Arc::default();
     let rejected: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let refused: Arc<Mutex<HashSet<TxId>>> = Arc::default();
     // Requests: `batch` transactions each, smaller when paced so one goes every 10 ms.
     let per_request = if s.rate > 0.0 {
         s.batch.min(((s.rate / 100.0) as usize).max(1))
@@ -274,11 +281,12 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..s.concurrency.max(1) {
-        let (clients, queue, submitted, rejected, bar) = (
+        let (clients, queue, submitted, rejected, refused, bar) = (
             clients.clone(),
             queue.clone(),
             submitted.clone(),
             rejected.clone(),
+            refused.clone(),
             bar.clone(),
         );
         let rate = s.rate;
@@ -313,6 +321,9 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
                             if let Ok(mut m) = rejected.lock() {
                                 *m.entry(code).or_default() += 1;
                             }
+                            if let Ok(mut m) = refused.lock() {
+                                m.insert(id);
+                            }
                         }
                     }
                 }
@@ -324,7 +335,27 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         w.await?;
     }
     let submit_secs = start.elapsed().as_secs_f64();
-    let accepted: HashMap<TxId, Instant> = submitted.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut accepted: HashMap<TxId, Instant> =
+        submitted.lock().map(|m| m.clone()).unwrap_or_default();
+    // A transaction accepted after an earlier nonce of its sender was refused can only wait
+    // in the mempool (a client would resend the refused one): it is set apart, not awaited
+    // and not counted as lost unless it commits.
+    let mut first_refused: HashMap<cairn_crypto::PublicKey, u64> = HashMap::new();
+    for id in refused.lock().map(|m| m.clone()).unwrap_or_default() {
+        if let Some((sender, nonce)) = slot.get(&id) {
+            let n = first_refused.entry(*sender).or_insert(*nonce);
+            *n = (*n).min(*nonce);
+        }
+    }
+    let stranded: HashMap<TxId, Instant> = accepted
+        .iter()
+        .filter(|(id, _)| {
+            slot.get(*id)
+                .is_some_and(|(s, n)| first_refused.get(s).is_some_and(|r| n > r))
+        })
+        .map(|(id, at)| (*id, *at))
+        .collect();
+    accepted.retain(|id, _| !stranded.contains_key(id));
     bar.set_message("waiting for commits");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -407,6 +438,10 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
     };
     let twice = commits.values().filter(|c| c.1 > 1).count();
     let missing = accepted.len() - committed.len();
+    let stranded_committed = stranded
+        .keys()
+        .filter(|id| commits.contains_key(id))
+        .count();
 
     // Agreement: every node at one height has one head.
     let mut heads = Vec::new();
@@ -475,6 +510,8 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
         "committed": committed.len(),
         "committed_more_than_once": twice,
         "acknowledged_but_missing": missing,
+        "accepted_behind_a_refused_nonce": stranded.len(),
+        "of_those_committed": stranded_committed,
         "seconds": secs,
         "submit_seconds": submit_secs,
         "submitted_tx_per_s": total as f64 / submit_secs,
@@ -525,6 +562,12 @@ pub async fn run(apis: &[String], admin: SigningKey, s: Settings) -> anyhow::Res
             total as f64 / submit_secs
         );
         println!("  rejected       {}", json!(rejected));
+        if !stranded.is_empty() {
+            println!(
+                "  stranded       {} accepted behind an earlier nonce that was rejected ({stranded_committed} of them committed); not counted above",
+                stranded.len()
+            );
+        }
         if s.readers > 0 {
             println!(
                 "  reads          {} readers: {reads_ok} answered ({:.0}/s), {reads_failed} failed, {replayed} blocks replayed from height 1",
