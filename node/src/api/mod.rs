@@ -13,7 +13,7 @@ mod events;
 mod handlers;
 pub mod intake;
 pub mod server;
-mod submit;
+pub mod submit;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
