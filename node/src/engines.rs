@@ -7,7 +7,7 @@ use cairn_consensus::raft::{Raft, RaftConfig, RaftMessage};
 use cairn_consensus::{NodeId, Protocol};
 use cairn_ledger::{ConsensusConfig, Genesis};
 
-use crate::wire::Direct;
+use crate::wire::{Direct, EngineMessage};
 
 /// What the node needs from an engine beyond [`Protocol`].
 pub trait NodeEngine:
@@ -16,8 +16,8 @@ pub trait NodeEngine:
     /// The engine's parameters for validator `me`, with genesis timing turned into ticks of
     /// `tick_ms`. `None` if the genesis names the other engine.
     fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<Self::Config>;
-    /// The message in the wire envelope.
-    fn wrap(msg: Self::Message) -> Direct;
+    /// The message as the wire tags it.
+    fn wrap(msg: Self::Message) -> EngineMessage;
     /// The message out of the envelope, if it is this engine's.
     fn unwrap(direct: Direct) -> Option<Self::Message>;
     /// The term or view a message shows its sender working in, if it shows one.
@@ -53,14 +53,14 @@ impl NodeEngine for Raft {
         })
     }
 
-    fn wrap(msg: RaftMessage) -> Direct {
-        Direct::Raft(msg)
+    fn wrap(msg: RaftMessage) -> EngineMessage {
+        EngineMessage::Raft(msg)
     }
 
     fn unwrap(direct: Direct) -> Option<RaftMessage> {
         match direct {
             Direct::Raft(m) => Some(m),
-            Direct::Pbft(_) | Direct::Txs(_) => None,
+            _ => None,
         }
     }
 
@@ -86,14 +86,14 @@ impl NodeEngine for Pbft {
         })
     }
 
-    fn wrap(msg: PbftMessage) -> Direct {
-        Direct::Pbft(msg)
+    fn wrap(msg: PbftMessage) -> EngineMessage {
+        EngineMessage::Pbft(msg)
     }
 
     fn unwrap(direct: Direct) -> Option<PbftMessage> {
         match direct {
             Direct::Pbft(m) => Some(m),
-            Direct::Raft(_) | Direct::Txs(_) => None,
+            _ => None,
         }
     }
 

@@ -5,7 +5,7 @@
 use cairn_consensus::pbft::PbftMessage;
 use cairn_consensus::raft::RaftMessage;
 use cairn_crypto::codec::{self, CodecError};
-use cairn_ledger::{Block, BlockHash, CommitCertificate, Height, SignedTransaction};
+use cairn_ledger::{Block, BlockHash, CommitCertificate, Height, SignedTransaction, TxId};
 use serde::{Deserialize, Serialize};
 
 /// Largest direct (consensus) message: a PBFT pre-prepare or a Raft append carries blocks.
@@ -31,6 +31,80 @@ pub enum Direct {
     /// Transactions a validator admitted, announced to each other validator once, directly
     /// (re-announcements go through gossip, which relays them around a missing link).
     Txs(TxBatch),
+    /// A consensus message whose blocks' transactions travel as ids (see [`Compact`]).
+    Compact(Compact),
+    /// Asks the sender of a compact message for the transactions of one of its blocks that
+    /// the receiver could not find.
+    WantTxs(WantTxs),
+    /// The answer to [`WantTxs`].
+    BlockTxs(BlockTxs),
+}
+
+/// A consensus message (`Raft` or `Pbft`) sent with its blocks' transactions taken out, each
+/// replaced by its id: the receiver holds most of them already, since every transaction is
+/// announced to each validator when it is admitted. So a transaction crosses each link about
+/// once. The receiver puts the transactions back from what it holds and asks the sender for
+/// the rest ([`WantTxs`]) before the engine sees the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compact {
+    /// The message, every block in it (see [`blocks_mut`]) with no transactions.
+    pub message: EngineMessage,
+    /// For each of those blocks, in order, its transactions' ids.
+    pub ids: Vec<Vec<TxId>>,
+}
+
+/// The consensus message inside a [`Compact`] (a type of its own: a decoder must never
+/// recurse on what a peer sends).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EngineMessage {
+    /// Raft.
+    Raft(RaftMessage),
+    /// PBFT.
+    Pbft(PbftMessage),
+}
+
+impl EngineMessage {
+    /// As the direct message it stands for.
+    pub fn into_direct(self) -> Direct {
+        match self {
+            EngineMessage::Raft(m) => Direct::Raft(m),
+            EngineMessage::Pbft(m) => Direct::Pbft(m),
+        }
+    }
+}
+
+/// Transactions of the block `block` at `height`, by position in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WantTxs {
+    /// The block's height.
+    pub height: Height,
+    /// Its hash.
+    pub block: BlockHash,
+    /// Positions wanted, ascending.
+    pub at: Vec<u32>,
+}
+
+/// Transactions of a block, by position, answering [`WantTxs`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockTxs {
+    /// The block's hash.
+    pub block: BlockHash,
+    /// `(position, transaction)`.
+    pub txs: Vec<(u32, SignedTransaction)>,
+}
+
+/// The blocks a consensus message carries that travel compactly: a PBFT pre-prepare's and a
+/// Raft append's (the messages every block goes out in; the rare NEW-VIEW goes whole).
+pub fn blocks_mut(d: &mut EngineMessage) -> Vec<&mut Block> {
+    match d {
+        EngineMessage::Pbft(PbftMessage::PrePrepare { block, .. }) => vec![block],
+        EngineMessage::Raft(RaftMessage::AppendEntries { entries, .. }) => entries
+            .iter_mut()
+            .filter_map(|e| e.block.as_mut())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// A gossip message on the transactions topic.
@@ -69,9 +143,21 @@ pub struct SyncResponse {
 
 /// Decodes a direct message.
 pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
-    let d: Direct = codec::decode_limited(bytes, DIRECT_BYTES_MAX)?;
-    if let Direct::Txs(b) = &d {
-        check_tx_batch(b, bytes.len())?;
+    let mut d: Direct = codec::decode_limited(bytes, DIRECT_BYTES_MAX)?;
+    match &mut d {
+        Direct::Txs(b) => check_tx_batch(b, bytes.len())?,
+        Direct::Compact(c) => {
+            // Its blocks are empty, with one id list for each.
+            let ids = c.ids.len();
+            let blocks = blocks_mut(&mut c.message);
+            if blocks.len() != ids || blocks.iter().any(|b| !b.txs.is_empty()) {
+                return Err(CodecError::Malformed {
+                    reason: "a compact message has one id list per block, and empty blocks"
+                        .into(),
+                });
+            }
+        }
+        Direct::Raft(_) | Direct::Pbft(_) | Direct::WantTxs(_) | Direct::BlockTxs(_) => {}
     }
     Ok(d)
 }

@@ -116,6 +116,8 @@ pub struct ConsensusConfig {
     pub block_interval_ms: u64,
     /// Propose blocks without transactions every `block_interval_ms`.
     pub empty_blocks: bool,
+    /// Send the blocks this node proposes as transaction ids (`wire::Compact`).
+    pub compact_blocks: bool,
 }
 
 /// `[mempool]`.
@@ -185,6 +187,7 @@ impl Default for ConsensusConfig {
             block_txs_max: 2000,
             block_interval_ms: 5,
             empty_blocks: false,
+            compact_blocks: true,
         }
     }
 }

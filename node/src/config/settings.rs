@@ -124,6 +124,13 @@ pub const SETTINGS: &[Setting] = &[
         None,
     ),
     s(
+        "consensus.compact_blocks",
+        "Send proposed blocks as transaction ids; receivers take the transactions from their \
+         mempools and ask for the few they miss. Every node understands both forms; turn it \
+         off only while nodes older than this form are still in the network.",
+        None,
+    ),
+    s(
         "mempool.txs_max",
         "Most pending transactions held; more are refused with mempool_full.",
         None,

@@ -403,6 +403,30 @@ impl Admission {
         Ok(())
     }
 
+    /// The transactions with these ids that this node holds (the mempool, a Raft follower's
+    /// standby, the queue to verify), one answer per id: to put a compact block back together.
+    pub fn find_txs(&self, ids: &[TxId]) -> Vec<Option<SignedTransaction>> {
+        let mut found: Vec<Option<SignedTransaction>> = ids
+            .iter()
+            .map(|id| {
+                self.mempool
+                    .get(id)
+                    .map(|v| v.signed().clone())
+                    .or_else(|| self.standby.get(id).cloned())
+            })
+            .collect();
+        if found.iter().any(Option::is_none) && !self.to_verify.is_empty() {
+            let queued: HashMap<TxId, &SignedTransaction> =
+                self.to_verify.iter().map(|t| (t.id(), t)).collect();
+            for (slot, id) in found.iter_mut().zip(ids) {
+                if slot.is_none() {
+                    *slot = queued.get(id).map(|t| (*t).clone());
+                }
+            }
+        }
+        found
+    }
+
     /// Whether a verification is running or waiting.
     pub fn verifying(&self) -> bool {
         self.verifying > 0 || !self.to_verify.is_empty()

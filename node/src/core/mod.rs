@@ -20,6 +20,7 @@
 
 pub mod admission;
 pub mod chain;
+pub mod compact;
 pub mod driver;
 mod fetch;
 pub mod proposer;
@@ -187,6 +188,7 @@ impl<P: NodeEngine> Core<P> {
                 engine: None,
                 executable_since: None,
                 trust_leader: genesis.consensus.kind() == cairn_ledger::ConsensusKind::Raft,
+                compact: compact::Compactor::new(p.config.consensus.compact_blocks),
                 cfg: p.config,
             },
             net_events: p.net_events,
@@ -413,6 +415,24 @@ impl<P: NodeEngine> Core<P> {
                 };
                 let direct = match wire::decode_direct(&bytes) {
                     Ok(wire::Direct::Txs(TxBatch { txs })) => return self.on_txs(txs, now),
+                    Ok(wire::Direct::Compact(c)) => match self.work.receive_compact(from, c) {
+                        Some(m) => Ok(P::unwrap(m.into_direct())),
+                        None => return Ok(()),
+                    },
+                    Ok(wire::Direct::WantTxs(w)) => {
+                        self.work.answer_want(from, &w)?;
+                        return Ok(());
+                    }
+                    Ok(wire::Direct::BlockTxs(b)) => {
+                        let (whole, unused) = self.work.compact.on_block_txs(from, b);
+                        if !unused.is_empty() {
+                            self.on_txs(unused, now)?;
+                        }
+                        match whole {
+                            Some(m) => Ok(P::unwrap(m.into_direct())),
+                            None => return Ok(()),
+                        }
+                    }
                     other => other.map(P::unwrap),
                 };
                 let msg = match direct {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cairn_consensus::{Input, Output};
 use cairn_crypto::{PublicKey, codec};
 use cairn_ledger::{
-    BlockParams, BlockStore, ConsensusWrite, RocksReader, RocksStore, TxId, TxRejection,
+    BlockParams, BlockStore, ChainRead, ConsensusWrite, RocksReader, RocksStore, TxId, TxRejection,
     VerifiedTransaction,
 };
 use cairn_p2p::{Client, Topic};
@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use super::admission::{Admission, Route};
 use super::chain::{Chain, CommitOutcome, Committed, TrustLeader, Validation};
+use super::compact::{self, Compactor, Received};
 use super::driver::{Effect, Effects};
 use super::proposer::{Pending, Proposer};
 use super::status::{Health, Observed, Peer};
@@ -28,7 +29,7 @@ use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::views::{BlockSummary, ChainEvent, Published, ReasonView, ReceiptView, StatusView};
-use crate::wire::{Announce, Direct, TxBatch};
+use crate::wire::{self, Announce, Direct, TxBatch};
 
 /// Most bytes of transactions in a block this node builds: a block must fit in one consensus
 /// message (`wire::DIRECT_BYTES_MAX`, 8 MiB, which a Raft append shares among up to three
@@ -89,6 +90,8 @@ pub(super) struct Work {
     /// them (the crash-fault model trusts it), so a follower does not verify them again.
     /// Blocks from block sync are verified whatever the engine.
     pub(super) trust_leader: bool,
+    /// Blocks sent as ids, and received ones waiting for transactions.
+    pub(super) compact: Compactor,
 }
 
 impl<P: NodeEngine> Effects<P> for Work {
@@ -108,11 +111,12 @@ impl<P: NodeEngine> Effects<P> for Work {
         match o {
             Output::Send { to, msg } => {
                 if let Some(k) = self.validators.get(to.index()).copied() {
-                    self.send(k, codec::encode(&P::wrap(msg)));
+                    let bytes = codec::encode(&self.compact.compact(P::wrap(msg)));
+                    self.send(k, bytes);
                 }
             }
             Output::Broadcast { msg } => {
-                let bytes = codec::encode(&P::wrap(msg));
+                let bytes = codec::encode(&self.compact.compact(P::wrap(msg)));
                 for k in self.validators.clone() {
                     self.send(k, bytes.clone());
                 }
@@ -197,6 +201,46 @@ impl<P: NodeEngine> Effects<P> for Work {
 }
 
 impl Work {
+    /// A compact message from a validator: whole if this node holds every transaction in it;
+    /// otherwise it waits, and the sender is asked for the rest.
+    pub(super) fn receive_compact(
+        &mut self,
+        from: PublicKey,
+        c: wire::Compact,
+    ) -> Option<wire::EngineMessage> {
+        let admission = &self.admission;
+        match self.compact.receive(from, c, |ids| admission.find_txs(ids)) {
+            Received::Whole(m) => Some(m),
+            Received::Asks(asks) => {
+                self.metrics.compact_asks.inc_by(asks.len() as u64);
+                for w in asks {
+                    self.send(from, codec::encode(&Direct::WantTxs(w)));
+                }
+                None
+            }
+        }
+    }
+
+    /// A validator misses transactions of a block this node sent: from the blocks kept, or,
+    /// once the block is committed, from the store.
+    pub(super) fn answer_want(&mut self, from: PublicKey, want: &wire::WantTxs) -> Result<(), Fatal> {
+        let answer = match self.compact.answer(want) {
+            Some(a) => Some(a),
+            None => self
+                .chain
+                .ledger()
+                .store()
+                .block(want.height)
+                .map_err(|source| Fatal::Read { source })?
+                .filter(|b| b.hash() == want.block)
+                .map(|b| compact::pick(want, &b.txs)),
+        };
+        if let Some(a) = answer {
+            self.send(from, codec::encode(&Direct::BlockTxs(a)));
+        }
+        Ok(())
+    }
+
     pub(super) fn send(&self, to: PublicKey, bytes: Vec<u8>) {
         if to != self.me && self.net.is_connected(&to) {
             let _ = self.net.send(to, bytes);

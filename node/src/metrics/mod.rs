@@ -44,6 +44,9 @@ pub struct Metrics {
     pub round_changes: Counter,
     /// Transaction signatures verified.
     pub verified_txs: Counter,
+    /// Compact blocks received with transactions this node did not hold, asked of their
+    /// sender.
+    pub compact_asks: Counter,
     /// Undecodable messages from peers.
     pub bad_messages: Counter,
     /// Gossiped transactions dropped because the verification queue was full.
@@ -110,6 +113,7 @@ impl Metrics {
             consensus_refused: Family::default(),
             round_changes: Counter::default(),
             verified_txs: Counter::default(),
+            compact_asks: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
             refused_connections: Counter::default(),
@@ -163,6 +167,11 @@ impl Metrics {
             "verified_signatures",
             "Transaction signatures verified",
             m.verified_txs.clone(),
+        );
+        registry.register(
+            "compact_block_asks",
+            "Blocks received as ids with transactions missing here, asked of their sender",
+            m.compact_asks.clone(),
         );
         registry.register(
             "bad_peer_messages",
