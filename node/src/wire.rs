@@ -5,6 +5,7 @@
 use cairn_consensus::pbft::PbftMessage;
 use cairn_consensus::raft::RaftMessage;
 use cairn_crypto::codec::{self, CodecError};
+use cairn_ledger::block::BLOCK_TXS_MAX;
 use cairn_ledger::{Block, BlockHash, CommitCertificate, Height, SignedTransaction, TxId};
 use serde::{Deserialize, Serialize};
 
@@ -152,12 +153,24 @@ pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
             let blocks = blocks_mut(&mut c.message);
             if blocks.len() != ids || blocks.iter().any(|b| !b.txs.is_empty()) {
                 return Err(CodecError::Malformed {
-                    reason: "a compact message has one id list per block, and empty blocks"
+                    reason: "a compact message has one id list per block, and empty blocks".into(),
+                });
+            }
+        }
+        Direct::WantTxs(w) => {
+            // Each position once, within a block: an answer is never larger than the block.
+            let ascending = w.at.windows(2).all(|p| p[0] < p[1]);
+            let in_block =
+                w.at.last()
+                    .is_none_or(|&last| (last as usize) < BLOCK_TXS_MAX);
+            if !ascending || !in_block {
+                return Err(CodecError::Malformed {
+                    reason: "transactions are asked for by ascending position within a block"
                         .into(),
                 });
             }
         }
-        Direct::Raft(_) | Direct::Pbft(_) | Direct::WantTxs(_) | Direct::BlockTxs(_) => {}
+        Direct::Raft(_) | Direct::Pbft(_) | Direct::BlockTxs(_) => {}
     }
     Ok(d)
 }
@@ -270,5 +283,24 @@ mod tests {
             decode_direct(&codec::encode(&direct)).expect("decode"),
             direct
         );
+    }
+
+    #[test]
+    fn a_request_for_transactions_asks_for_each_position_once() {
+        let chain =
+            cairn_ledger::testkit::TestChain::new(cairn_ledger::ConsensusKind::Pbft, 4, 2, 1);
+        let want = |at: Vec<u32>| {
+            codec::encode(&Direct::WantTxs(WantTxs {
+                height: 3,
+                block: chain.genesis.hash(),
+                at,
+            }))
+        };
+        assert!(decode_direct(&want(vec![0, 2, 7])).is_ok());
+        assert!(decode_direct(&want(vec![])).is_ok());
+        // Repeating a position would make the answer larger than the block.
+        assert!(decode_direct(&want(vec![2; 1000])).is_err());
+        assert!(decode_direct(&want(vec![3, 1])).is_err());
+        assert!(decode_direct(&want(vec![BLOCK_TXS_MAX as u32])).is_err());
     }
 }

@@ -22,6 +22,9 @@ use crate::wire::{self, BlockTxs, Compact, Direct, EngineMessage, WantTxs};
 
 /// Blocks sent whose transactions are kept for the receivers that ask.
 pub const SENT_KEPT: usize = 8;
+/// How far below the tip a block's transactions are still read from the store for a peer
+/// that asks.
+pub const STORE_ANSWERS: u64 = 64;
 
 /// A block sent: its transactions and their ids.
 struct Sent {
@@ -55,7 +58,9 @@ struct Waiting {
     blocks: Vec<Slots>,
 }
 
-/// What became of a compact message.
+/// What became of a compact message. (Returned once and matched at once: boxing the message
+/// would add an allocation per message and save nothing.)
+#[allow(clippy::large_enum_variant)]
 pub enum Received {
     /// Complete: on to the engine.
     Whole(EngineMessage),
@@ -296,7 +301,11 @@ mod tests {
         let ids: Vec<TxId> = txs.iter().map(SignedTransaction::id).collect();
         assert_eq!(cm.ids, vec![ids]);
         let full = cairn_crypto::codec::encode(&m.clone().into_direct()).len();
-        assert!(bytes.len() < full, "{} bytes compact, {full} whole", bytes.len());
+        assert!(
+            bytes.len() < full,
+            "{} bytes compact, {full} whole",
+            bytes.len()
+        );
         // The receiver holds all but the first two.
         let held: HashMap<TxId, SignedTransaction> =
             txs[2..].iter().map(|t| (t.id(), t.clone())).collect();
@@ -318,7 +327,10 @@ mod tests {
         let mut wrong = answer.clone();
         wrong.txs[0].1 = txs[4].clone();
         wrong.txs.truncate(1);
-        assert_eq!(receiver.on_block_txs(peer, wrong), (None, vec![txs[4].clone()]));
+        assert_eq!(
+            receiver.on_block_txs(peer, wrong),
+            (None, vec![txs[4].clone()])
+        );
         let other = c.validators[1].public_key();
         let (whole, unused) = receiver.on_block_txs(other, answer.clone());
         assert!(whole.is_none());
@@ -352,7 +364,10 @@ mod tests {
         let mut cm = compact_of(Compactor::default().compact(m.clone()));
         cm.ids.push(Vec::new());
         let two_lists = cairn_crypto::codec::encode(&Direct::Compact(cm));
-        assert!(wire::decode_direct(&two_lists).is_err(), "one list per block");
+        assert!(
+            wire::decode_direct(&two_lists).is_err(),
+            "one list per block"
+        );
         // A block that still carries its transactions.
         let full = Direct::Compact(Compact {
             message: m,

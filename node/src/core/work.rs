@@ -222,10 +222,18 @@ impl Work {
     }
 
     /// A validator misses transactions of a block this node sent: from the blocks kept, or,
-    /// once the block is committed, from the store.
-    pub(super) fn answer_want(&mut self, from: PublicKey, want: &wire::WantTxs) -> Result<(), Fatal> {
+    /// for one of the last [`compact::STORE_ANSWERS`] committed blocks, from the store (older
+    /// ones are block sync's, which reads off this task).
+    pub(super) fn answer_want(
+        &mut self,
+        from: PublicKey,
+        want: &wire::WantTxs,
+    ) -> Result<(), Fatal> {
+        let tip = self.chain.tip().height;
+        let recent = want.height <= tip && tip - want.height < compact::STORE_ANSWERS;
         let answer = match self.compact.answer(want) {
             Some(a) => Some(a),
+            None if !recent => None,
             None => self
                 .chain
                 .ledger()
