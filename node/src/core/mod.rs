@@ -388,6 +388,9 @@ impl<P: NodeEngine> Core<P> {
                     })
                     .collect();
                 let _ = reply.send(answers);
+                // Announced now rather than at the next tick (the intake already batches),
+                // and before any block that may carry them goes out.
+                self.work.admission.flush();
                 self.work.publish_gossip();
                 self.try_propose()?;
             }
