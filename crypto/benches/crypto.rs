@@ -1,7 +1,7 @@
-//! Signature verification: ZIP-215 single vs batch (ed25519-consensus) vs `verify_strict`
+//! Signature verification: ZIP-215 single vs batch (ed25519-zebra) vs `verify_strict`
 //! one at a time (ed25519-dalek), plus hashing and codec costs.
 //!
-//! `cargo bench -p cairn-crypto --bench crypto`
+//! `cargo bench --workspace --bench crypto`
 
 use cairn_crypto::{Hash, PublicKey, Signature, SigningKey, verify_batch};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

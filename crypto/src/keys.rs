@@ -1,8 +1,8 @@
 //! ed25519 keys and signatures under one network-wide validity rule: ZIP-215.
 //!
-//! ZIP-215 (as implemented by `ed25519-consensus`) fixes what a valid signature is, byte for
-//! byte: `A` and `R` may be any encoding that decodes to a curve point (non-canonical encodings
-//! and small-order points included), `s` must be canonical (`s < ℓ`), and the check is the
+//! ZIP-215 (as implemented by `ed25519-zebra`, where the rule was defined) fixes what a valid
+//! signature is, byte for byte: `A` and `R` may be any encoding that decodes to a curve point
+//! (non-canonical encodings and small-order points included), `s` must be canonical (`s < ℓ`), and the check is the
 //! cofactored equation `[8][s]B = [8]R + [8][k]A`. Under that rule single and batch
 //! verification accept exactly the same set of signatures, which is why Cairn uses it:
 //! a node that verifies in batches and a node that verifies one by one never disagree.
@@ -49,18 +49,20 @@ pub fn signing_bytes(domain: Domain, chain_id: &str, message: &[u8]) -> Vec<u8> 
 
 /// An ed25519 secret key. `Debug` never prints the secret.
 #[derive(Clone)]
-pub struct SigningKey(ed25519_consensus::SigningKey);
+pub struct SigningKey(ed25519_zebra::SigningKey);
 
 impl SigningKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Self {
-        SigningKey(ed25519_consensus::SigningKey::new(rand_core::OsRng))
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        SigningKey::from_seed(seed)
     }
 
     /// The key with this 32-byte seed (RFC 8032 secret key). Deterministic: for tests, test
     /// vectors and key files.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        SigningKey(ed25519_consensus::SigningKey::from(seed))
+        SigningKey(ed25519_zebra::SigningKey::from(seed))
     }
 
     /// The 32-byte seed, for writing a key file. Handle with care.
@@ -70,7 +72,7 @@ impl SigningKey {
 
     /// The public half.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verification_key().to_bytes())
+        PublicKey(self.0.verification_key().into())
     }
 
     /// Signs `message` in `domain` on chain `chain_id` (see [`signing_bytes`]).
@@ -104,15 +106,15 @@ impl PublicKey {
 
     /// Verifies a signature over exactly these bytes, under the ZIP-215 rule.
     pub fn verify_raw(&self, bytes: &[u8], signature: &Signature) -> Result<(), SignatureError> {
-        let vk = ed25519_consensus::VerificationKey::try_from(self.0)
+        let vk = ed25519_zebra::VerificationKey::try_from(self.0)
             .map_err(|_| SignatureError::MalformedKey)?;
-        vk.verify(&ed25519_consensus::Signature::from(signature.0), bytes)
+        vk.verify(&ed25519_zebra::Signature::from_bytes(&signature.0), bytes)
             .map_err(|_| SignatureError::Invalid)
     }
 
     /// Whether the bytes decode to a curve point (a key that could ever verify anything).
     pub fn is_valid_point(&self) -> bool {
-        ed25519_consensus::VerificationKey::try_from(self.0).is_ok()
+        ed25519_zebra::VerificationKey::try_from(self.0).is_ok()
     }
 }
 

@@ -9,6 +9,7 @@
 //!   (the binary body decoded, stateless checks, one batch signature verification). n from 1
 //!   to 2,048 shows what batching saves: a paced load arrives in small batches, and large
 //!   batches also share each sender's key between its transactions.
+//! - `intake/1024_one_bad`: the same with one bad signature, found by halving the batch.
 //! - `core/submit_1024`: the core's part of admitting 1,024 verified transactions from 256
 //!   senders (already committed?, nonce look-up, a dry run for the next nonce, mempool
 //!   insertion, the announcement).
@@ -63,6 +64,22 @@ fn intake(c: &mut Criterion) {
             })
         });
     }
+    // One bad signature among 1,024 (a client's, in a merged batch): the batch fails, and the
+    // bad one is found by halving rather than by checking the other 1,023 one by one.
+    let mut one_bad = txs.clone();
+    one_bad[700].signature.0[40] ^= 0x10;
+    g.throughput(Throughput::Elements(one_bad.len() as u64));
+    g.bench_function("1024_one_bad", |b| {
+        b.iter_batched(
+            || one_bad.clone(),
+            |t| {
+                let v = verify_transactions(t, chain.chain_id());
+                assert_eq!(v.iter().filter(|r| r.is_err()).count(), 1);
+                black_box(v)
+            },
+            BatchSize::LargeInput,
+        )
+    });
     // Two client batches merged, as the intake does when it is busy.
     let doubled: Vec<SignedTransaction> = txs.iter().chain(&txs).cloned().collect();
     g.throughput(Throughput::Elements(doubled.len() as u64));
