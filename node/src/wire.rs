@@ -148,12 +148,15 @@ pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
     match &mut d {
         Direct::Txs(b) => check_tx_batch(b, bytes.len())?,
         Direct::Compact(c) => {
-            // Its blocks are empty, with one id list for each.
+            // Its blocks are empty, with one id list for each, no longer than a block may be.
             let ids = c.ids.len();
+            let too_long = c.ids.iter().any(|l| l.len() > BLOCK_TXS_MAX);
             let blocks = blocks_mut(&mut c.message);
-            if blocks.len() != ids || blocks.iter().any(|b| !b.txs.is_empty()) {
+            if too_long || blocks.len() != ids || blocks.iter().any(|b| !b.txs.is_empty()) {
                 return Err(CodecError::Malformed {
-                    reason: "a compact message has one id list per block, and empty blocks".into(),
+                    reason: "a compact message has one id list per block, each no longer than \
+                             a block, and empty blocks"
+                        .into(),
                 });
             }
         }

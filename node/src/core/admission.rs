@@ -103,7 +103,8 @@ pub struct Admission {
     chain_id: Arc<str>,
     metrics: Arc<Metrics>,
     verified: VerifiedIds,
-    to_verify: Vec<SignedTransaction>,
+    /// Waiting for verification, with their ids (computed once, on arrival).
+    to_verify: Vec<(TxId, SignedTransaction)>,
     verifying: usize,
     outbox: Vec<SignedTransaction>,
     outbox_bytes: usize,
@@ -306,7 +307,7 @@ impl Admission {
                 self.metrics.dropped_gossip.inc();
                 continue;
             }
-            self.to_verify.push(t);
+            self.to_verify.push((id, t));
         }
         Ok(())
     }
@@ -368,7 +369,7 @@ impl Admission {
         }
         let take = self.to_verify.len().min(wire::TX_BATCH_MAX);
         self.verifying += 1;
-        Some(self.to_verify.drain(..take).collect())
+        Some(self.to_verify.drain(..take).map(|(_, t)| t).collect())
     }
 
     /// A verified batch is back: admits what passed.
@@ -417,7 +418,7 @@ impl Admission {
             .collect();
         if found.iter().any(Option::is_none) && !self.to_verify.is_empty() {
             let queued: HashMap<TxId, &SignedTransaction> =
-                self.to_verify.iter().map(|t| (t.id(), t)).collect();
+                self.to_verify.iter().map(|(id, t)| (*id, t)).collect();
             for (slot, id) in found.iter_mut().zip(ids) {
                 if slot.is_none() {
                     *slot = queued.get(id).map(|t| (*t).clone());

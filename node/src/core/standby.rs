@@ -114,14 +114,16 @@ impl Standby {
 
     /// Up to `n` held transactions, which leave the standby (each sender's lowest nonces
     /// first, so what is taken can execute).
-    pub fn take(&mut self, n: usize) -> Vec<SignedTransaction> {
+    pub fn take(&mut self, n: usize) -> Vec<(TxId, SignedTransaction)> {
         let ids: Vec<TxId> = self
             .by_sender
             .values()
             .flat_map(|slots| slots.values().copied())
             .take(n)
             .collect();
-        ids.iter().filter_map(|id| self.remove(id)).collect()
+        ids.iter()
+            .filter_map(|id| Some((*id, self.remove(id)?)))
+            .collect()
     }
 
     /// How many are held.
@@ -170,7 +172,11 @@ mod tests {
         assert!(s.is_empty());
         assert!(s.insert(t(1, 5).id(), t(1, 5)), "room again after take");
         assert!(s.insert(t(1, 6).id(), t(1, 6)));
-        assert_eq!(s.take(1), vec![t(1, 5)], "lowest nonce first");
+        assert_eq!(
+            s.take(1),
+            vec![(t(1, 5).id(), t(1, 5))],
+            "lowest nonce first"
+        );
         assert_eq!(s.len(), 1);
     }
 }
