@@ -89,35 +89,33 @@ fn batch_passes(items: &[ed25519_zebra::batch::Item]) -> bool {
     batch.verify(SystemRandom).is_ok()
 }
 
-/// The bad signatures in `items`, a batch known to fail, found by halving: when the first
-/// half passes, the bad ones are all in the second, which needs no batch of its own. One bad
-/// signature among n costs about n more signatures checked in batches, instead of n single
+/// The bad signatures in `items`, a batch known to fail, found by halving: when one half
+/// passes, the bad ones are all in the other, which needs no batch of its own. One bad
+/// signature among n costs about n more signatures checked in batches instead of n single
 /// checks (several times dearer each), so a client that slips a bad signature into a busy
-/// node's merged batch does not make it verify everyone else's one by one.
+/// node's merged batch does not make it verify everyone else's one by one. When both halves
+/// fail, bad signatures are many: the rest is checked one by one, as before.
 fn find_bad(
     items: &[ed25519_zebra::batch::Item],
     offset: usize,
     bad: &mut Vec<(usize, SignatureError)>,
 ) {
-    if items.len() < SINGLE_BELOW {
-        for (i, item) in items.iter().enumerate() {
-            match item.clone().verify_single() {
-                Ok(()) => {}
-                Err(ed25519_zebra::Error::MalformedPublicKey) => {
-                    bad.push((offset + i, SignatureError::MalformedKey))
-                }
-                Err(_) => bad.push((offset + i, SignatureError::Invalid)),
-            }
+    if items.len() >= SINGLE_BELOW {
+        let (left, right) = items.split_at(items.len() / 2);
+        if batch_passes(left) {
+            return find_bad(right, offset + left.len(), bad);
         }
-        return;
+        if batch_passes(right) {
+            return find_bad(left, offset, bad);
+        }
     }
-    let (left, right) = items.split_at(items.len() / 2);
-    if batch_passes(left) {
-        find_bad(right, offset + left.len(), bad);
-    } else {
-        find_bad(left, offset, bad);
-        if !batch_passes(right) {
-            find_bad(right, offset + left.len(), bad);
+    for (i, item) in items.iter().enumerate() {
+        match item.clone().verify_single() {
+            Ok(()) => {}
+            Err(ed25519_zebra::Error::MalformedPublicKey) => {
+                bad.push((offset + i, SignatureError::MalformedKey))
+            }
+            Err(_) => bad.push((offset + i, SignatureError::Invalid)),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use cairn_consensus::pbft::PbftMessage;
 use cairn_consensus::raft::RaftMessage;
+use cairn_crypto::Signature;
 use cairn_crypto::codec::{self, CodecError};
 use cairn_ledger::block::BLOCK_TXS_MAX;
 use cairn_ledger::{Block, BlockHash, CommitCertificate, Height, SignedTransaction, TxId};
@@ -42,17 +43,23 @@ pub enum Direct {
 }
 
 /// A consensus message (`Raft` or `Pbft`) sent with its blocks' transactions taken out, each
-/// replaced by its id: the receiver holds most of them already, since every transaction is
-/// announced to each validator when it is admitted. So a transaction crosses each link about
-/// once. The receiver puts the transactions back from what it holds and asks the sender for
-/// the rest ([`WantTxs`]) before the engine sees the message.
+/// replaced by its [`TxKey`]: the receiver holds most of them already, since every
+/// transaction is announced to each validator when it is admitted. So a transaction crosses
+/// each link about once. The receiver puts the transactions back from what it holds and asks
+/// the sender for the rest ([`WantTxs`]) before the engine sees the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compact {
     /// The message, every block in it (see [`blocks_mut`]) with no transactions.
     pub message: EngineMessage,
-    /// For each of those blocks, in order, its transactions' ids.
-    pub ids: Vec<Vec<TxId>>,
+    /// For each of those blocks, in order, its transactions' keys.
+    pub ids: Vec<Vec<TxKey>>,
 }
+
+/// One signed transaction, named: its id and its signature. The id covers the unsigned
+/// transaction only (and a block's transaction root covers ids), so without the signature a
+/// copy of a pending transaction carrying a different signature could be put into a block in
+/// place of the one its proposer sent.
+pub type TxKey = (TxId, Signature);
 
 /// The consensus message inside a [`Compact`] (a type of its own: a decoder must never
 /// recurse on what a peer sends).
@@ -148,7 +155,7 @@ pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
     match &mut d {
         Direct::Txs(b) => check_tx_batch(b, bytes.len())?,
         Direct::Compact(c) => {
-            // Its blocks are empty, with one id list for each, no longer than a block may be.
+            // Its blocks are empty, with one key list for each, no longer than a block may be.
             let ids = c.ids.len();
             let too_long = c.ids.iter().any(|l| l.len() > BLOCK_TXS_MAX);
             let blocks = blocks_mut(&mut c.message);
@@ -173,7 +180,16 @@ pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
                 });
             }
         }
-        Direct::Raft(_) | Direct::Pbft(_) | Direct::BlockTxs(_) => {}
+        Direct::BlockTxs(b) => {
+            // No more than a block holds: what fills nothing goes on as announced transactions.
+            if b.txs.len() > BLOCK_TXS_MAX {
+                return Err(CodecError::TooLarge {
+                    len: b.txs.len(),
+                    max: BLOCK_TXS_MAX,
+                });
+            }
+        }
+        Direct::Raft(_) | Direct::Pbft(_) => {}
     }
     Ok(d)
 }

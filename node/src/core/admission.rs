@@ -39,6 +39,9 @@ use crate::wire;
 pub const VERIFY_JOBS: usize = 2;
 /// Gossiped transactions waiting for verification, at most.
 const TO_VERIFY_MAX: usize = 50_000;
+/// Most id comparisons spent looking for a compact block's missing transactions in the
+/// queue to verify.
+const QUEUE_SEARCH_MAX: usize = 1 << 16;
 /// Most transaction ids remembered as verified.
 const VERIFIED_KEPT: usize = 200_000;
 /// A pending transaction is announced again after this long.
@@ -404,24 +407,32 @@ impl Admission {
         Ok(())
     }
 
-    /// The transactions with these ids that this node holds (the mempool, a Raft follower's
-    /// standby, the queue to verify), one answer per id: to put a compact block back together.
-    pub fn find_txs(&self, ids: &[TxId]) -> Vec<Option<SignedTransaction>> {
-        let mut found: Vec<Option<SignedTransaction>> = ids
+    /// The signed transactions named by these keys (id and signature) that this node holds:
+    /// in the mempool, a Raft follower's standby, or the queue to verify (searched only while
+    /// that costs at most [`QUEUE_SEARCH_MAX`] comparisons, so a peer's compact block naming
+    /// unknown transactions costs the consensus task little). One answer per key: to put a
+    /// compact block back together. A copy with another signature is not an answer.
+    pub fn find_txs(&self, keys: &[wire::TxKey]) -> Vec<Option<SignedTransaction>> {
+        let mut found: Vec<Option<SignedTransaction>> = keys
             .iter()
-            .map(|id| {
+            .map(|(id, sig)| {
                 self.mempool
                     .get(id)
-                    .map(|v| v.signed().clone())
-                    .or_else(|| self.standby.get(id).cloned())
+                    .map(VerifiedTransaction::signed)
+                    .or_else(|| self.standby.get(id))
+                    .filter(|t| t.signature == *sig)
+                    .cloned()
             })
             .collect();
-        if found.iter().any(Option::is_none) && !self.to_verify.is_empty() {
-            let queued: HashMap<TxId, &SignedTransaction> =
-                self.to_verify.iter().map(|(id, t)| (*id, t)).collect();
-            for (slot, id) in found.iter_mut().zip(ids) {
+        let missing = found.iter().filter(|f| f.is_none()).count();
+        if missing > 0 && missing.saturating_mul(self.to_verify.len()) <= QUEUE_SEARCH_MAX {
+            for (slot, (id, sig)) in found.iter_mut().zip(keys) {
                 if slot.is_none() {
-                    *slot = queued.get(id).map(|t| (*t).clone());
+                    *slot = self
+                        .to_verify
+                        .iter()
+                        .find(|(i, t)| i == id && t.signature == *sig)
+                        .map(|(_, t)| t.clone());
                 }
             }
         }

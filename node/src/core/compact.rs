@@ -16,9 +16,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use cairn_crypto::PublicKey;
-use cairn_ledger::{Block, BlockHash, Height, SignedTransaction, TxId};
+use cairn_ledger::{Block, BlockHash, Height, SignedTransaction};
 
-use crate::wire::{self, BlockTxs, Compact, Direct, EngineMessage, WantTxs};
+use crate::wire::{self, BlockTxs, Compact, Direct, EngineMessage, TxKey, WantTxs};
 
 /// Blocks sent whose transactions are kept for the receivers that ask.
 pub const SENT_KEPT: usize = 8;
@@ -26,18 +26,18 @@ pub const SENT_KEPT: usize = 8;
 /// that asks.
 pub const STORE_ANSWERS: u64 = 64;
 
-/// A block sent: its transactions and their ids.
+/// A block sent: its transactions and their keys.
 struct Sent {
     hash: BlockHash,
     txs: Vec<SignedTransaction>,
-    ids: Vec<TxId>,
+    ids: Vec<TxKey>,
 }
 
 /// A block of a waiting message.
 struct Slots {
     hash: BlockHash,
     height: Height,
-    ids: Vec<TxId>,
+    ids: Vec<TxKey>,
     txs: Vec<Option<SignedTransaction>>,
 }
 
@@ -109,15 +109,15 @@ impl Compactor {
         }
     }
 
-    /// Takes the block's transactions out, keeps them, and returns their ids (computed once
+    /// Takes the block's transactions out, keeps them, and returns their keys (computed once
     /// per block, however many peers it goes to).
-    fn keep(&mut self, b: &mut Block) -> Vec<TxId> {
+    fn keep(&mut self, b: &mut Block) -> Vec<TxKey> {
         let hash = b.hash();
         let txs = std::mem::take(&mut b.txs);
         if let Some(s) = self.sent.iter().find(|s| s.hash == hash) {
             return s.ids.clone();
         }
-        let ids: Vec<TxId> = txs.iter().map(SignedTransaction::id).collect();
+        let ids: Vec<TxKey> = txs.iter().map(|t| (t.id(), t.signature)).collect();
         if self.sent.len() >= SENT_KEPT {
             self.sent.pop_front();
         }
@@ -136,15 +136,15 @@ impl Compactor {
     }
 
     /// A compact message from `from`. `find` looks up what this node holds, one answer per
-    /// id asked.
+    /// key asked: the signed transaction with that id and that signature, or nothing.
     pub fn receive(
         &mut self,
         from: PublicKey,
         c: Compact,
-        find: impl FnOnce(&[TxId]) -> Vec<Option<SignedTransaction>>,
+        find: impl FnOnce(&[TxKey]) -> Vec<Option<SignedTransaction>>,
     ) -> Received {
         let Compact { mut message, ids } = c;
-        let all: Vec<TxId> = ids.iter().flatten().copied().collect();
+        let all: Vec<TxKey> = ids.iter().flatten().copied().collect();
         let mut found = find(&all).into_iter();
         let mut blocks = Vec::with_capacity(ids.len());
         for (b, ids) in wire::blocks_mut(&mut message).into_iter().zip(ids) {
@@ -180,7 +180,7 @@ impl Compactor {
 
     /// `from` answered: its waiting message if this completes it, and the transactions that
     /// filled no slot (the message they were for was replaced by a later one, or they are not
-    /// what its ids name), for the caller to treat as announced ones. So a transaction fetched
+    /// what its keys name), for the caller to treat as announced ones. So a transaction fetched
     /// is never lost to a race, and the next block that needs it finds it here.
     pub fn on_block_txs(
         &mut self,
@@ -198,7 +198,9 @@ impl Compactor {
         for (at, tx) in answer.txs {
             let i = at as usize;
             match (slots.txs.get_mut(i), slots.ids.get(i)) {
-                (Some(slot @ None), Some(id)) if tx.id() == *id => *slot = Some(tx),
+                (Some(slot @ None), Some((id, sig))) if tx.signature == *sig && tx.id() == *id => {
+                    *slot = Some(tx)
+                }
                 _ => unused.push(tx),
             }
         }
@@ -298,8 +300,8 @@ mod tests {
         let wire_form = sender.compact(m.clone());
         let bytes = cairn_crypto::codec::encode(&wire_form);
         let cm = compact_of(wire::decode_direct(&bytes).expect("decodes"));
-        let ids: Vec<TxId> = txs.iter().map(SignedTransaction::id).collect();
-        assert_eq!(cm.ids, vec![ids]);
+        let keys: Vec<TxKey> = txs.iter().map(|t| (t.id(), t.signature)).collect();
+        assert_eq!(cm.ids, vec![keys]);
         let full = cairn_crypto::codec::encode(&m.clone().into_direct()).len();
         assert!(
             bytes.len() < full,
@@ -307,12 +309,14 @@ mod tests {
             bytes.len()
         );
         // The receiver holds all but the first two.
-        let held: HashMap<TxId, SignedTransaction> =
-            txs[2..].iter().map(|t| (t.id(), t.clone())).collect();
+        let held: HashMap<TxKey, SignedTransaction> = txs[2..]
+            .iter()
+            .map(|t| ((t.id(), t.signature), t.clone()))
+            .collect();
         let peer = c.validators[0].public_key();
         let mut receiver = Compactor::default();
-        let asks = match receiver.receive(peer, cm, |ids| {
-            ids.iter().map(|i| held.get(i).cloned()).collect()
+        let asks = match receiver.receive(peer, cm, |keys| {
+            keys.iter().map(|k| held.get(k).cloned()).collect()
         }) {
             Received::Asks(a) => a,
             Received::Whole(_) => panic!("two are missing"),
@@ -348,9 +352,9 @@ mod tests {
         let cm = compact_of(sender.compact(m.clone()));
         let mut receiver = Compactor::default();
         let peer = c.validators[0].public_key();
-        match receiver.receive(peer, cm, |ids| {
-            ids.iter()
-                .map(|i| txs.iter().find(|t| t.id() == *i).cloned())
+        match receiver.receive(peer, cm, |keys| {
+            keys.iter()
+                .map(|k| txs.iter().find(|t| (t.id(), t.signature) == *k).cloned())
                 .collect()
         }) {
             Received::Whole(w) => assert_eq!(w, m),

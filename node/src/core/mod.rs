@@ -423,7 +423,7 @@ impl<P: NodeEngine> Core<P> {
                         None => return Ok(()),
                     },
                     Ok(wire::Direct::WantTxs(w)) => {
-                        self.work.answer_want(from, &w)?;
+                        self.work.answer_want(from, w);
                         return Ok(());
                     }
                     Ok(wire::Direct::BlockTxs(b)) => {

@@ -222,31 +222,34 @@ impl Work {
     }
 
     /// A validator misses transactions of a block this node sent: from the blocks kept, or,
-    /// for one of the last [`compact::STORE_ANSWERS`] committed blocks, from the store (older
-    /// ones are block sync's, which reads off this task).
-    pub(super) fn answer_want(
-        &mut self,
-        from: PublicKey,
-        want: &wire::WantTxs,
-    ) -> Result<(), Fatal> {
-        let tip = self.chain.tip().height;
-        let recent = want.height <= tip && tip - want.height < compact::STORE_ANSWERS;
-        let answer = match self.compact.answer(want) {
-            Some(a) => Some(a),
-            None if !recent => None,
-            None => self
-                .chain
-                .ledger()
-                .store()
-                .block(want.height)
-                .map_err(|source| Fatal::Read { source })?
-                .filter(|b| b.hash() == want.block)
-                .map(|b| compact::pick(want, &b.txs)),
-        };
-        if let Some(a) = answer {
+    /// for one of the last [`compact::STORE_ANSWERS`] committed blocks, from the store, read
+    /// on the reader threads like a block sync request (and, like one, not answered when four
+    /// are being served or the readers' queue is full: the engines send again what is in
+    /// flight, and the asker asks again).
+    pub(super) fn answer_want(&mut self, from: PublicKey, want: wire::WantTxs) {
+        if let Some(a) = self.compact.answer(&want) {
             self.send(from, codec::encode(&Direct::BlockTxs(a)));
+            return;
         }
-        Ok(())
+        let tip = self.chain.tip().height;
+        if want.height > tip || tip - want.height >= compact::STORE_ANSWERS {
+            return;
+        }
+        let Ok(permit) = self.serving.clone().try_acquire_owned() else {
+            return;
+        };
+        let (reader, net) = (self.reader.clone(), self.net.clone());
+        let _ = self.reads.try_spawn(move || {
+            let _permit = permit;
+            match reader.block(want.height) {
+                Ok(Some(b)) if b.hash() == want.block => {
+                    let answer = compact::pick(&want, &b.txs);
+                    let _ = net.send(from, codec::encode(&Direct::BlockTxs(answer)));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read a block for a peer"),
+            }
+        });
     }
 
     pub(super) fn send(&self, to: PublicKey, bytes: Vec<u8>) {
