@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use cairn_crypto::{Hash, PublicKey, codec};
 
+use crate::ahead::AheadView;
 use crate::block::{
     BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation,
 };
@@ -123,20 +124,34 @@ pub enum BlockError {
 }
 
 /// The result of executing a block: what committing it will write. Only the ledger makes
-/// one, so [`Ledger::commit`] can trust that its writes are the block's.
+/// one, so [`Ledger::commit`] can trust that its writes are the block's. Executions of blocks
+/// not committed yet, each on the one before, are what later blocks can be built and executed
+/// on ([`Ledger::build_block_on`], [`Ledger::execute_block_on`]).
 #[derive(Debug, Clone)]
 pub struct Execution {
-    block_hash: BlockHash,
+    /// The block's parent: what the tip must be when it commits.
+    parent: BlockHash,
+    /// The tip once the block is committed.
+    tip: Tip,
     tx_ids: Vec<TxId>,
     writes: WriteSet,
-    state_root: Hash,
     receipts: Vec<Receipt>,
 }
 
 impl Execution {
     /// The block executed.
     pub fn block_hash(&self) -> BlockHash {
-        self.block_hash
+        self.tip.hash
+    }
+
+    /// The block it executed on.
+    pub fn parent(&self) -> BlockHash {
+        self.parent
+    }
+
+    /// The ledger's tip once the block is committed.
+    pub fn tip(&self) -> Tip {
+        self.tip
     }
 
     /// Its transaction ids, in order.
@@ -151,7 +166,7 @@ impl Execution {
 
     /// Root after the block.
     pub fn state_root(&self) -> Hash {
-        self.state_root
+        self.tip.state_root
     }
 
     /// One receipt per transaction.
@@ -309,9 +324,38 @@ impl<S: BlockStore> Ledger<S> {
         candidates: &[VerifiedTransaction],
         params: BlockParams,
     ) -> Result<BuiltBlock, StoreError> {
-        let height = self.tip.height + 1;
+        self.build_block_on(&[], candidates, params)
+    }
+
+    /// The tip once the blocks of `ahead` are committed.
+    fn tip_after(&self, ahead: &[&Execution]) -> Tip {
+        debug_assert!(
+            chained(self.tip.hash, ahead),
+            "executions ahead must each be on the one before"
+        );
+        ahead.last().map_or(self.tip, |e| e.tip)
+    }
+
+    /// The state once the blocks of `ahead` (executions of blocks after the tip, each on the
+    /// one before) are committed: what the mempool picks the next block's candidates from.
+    pub fn view_on<'a>(&'a self, ahead: &[&'a Execution]) -> AheadView<'a, S> {
+        AheadView::new(&self.store, ahead)
+    }
+
+    /// [`Ledger::build_block`] on top of blocks not committed yet: `ahead` holds their
+    /// executions, the first on the tip and each on the one before. The block built commits
+    /// only after them.
+    pub fn build_block_on(
+        &self,
+        ahead: &[&Execution],
+        candidates: &[VerifiedTransaction],
+        params: BlockParams,
+    ) -> Result<BuiltBlock, StoreError> {
+        let parent = self.tip_after(ahead);
+        let height = parent.height + 1;
         let max = params.max_txs.min(BLOCK_TXS_MAX);
-        let mut overlay = Overlay::new(&self.store);
+        let view = self.view_on(ahead);
+        let mut overlay = Overlay::new(&view);
         let mut txs = Vec::new();
         let mut ids = Vec::new();
         let mut receipts = Vec::new();
@@ -339,26 +383,31 @@ impl<S: BlockStore> Ledger<S> {
             }
         }
         let writes = overlay.into_writes();
-        let state_root = next_state_root(&self.tip.state_root, height, &writes);
+        let state_root = next_state_root(&parent.state_root, height, &writes);
         let header = BlockHeader {
             chain_id: self.genesis.chain_id.clone(),
             height,
-            prev_hash: self.tip.hash,
-            timestamp_ms: params.timestamp_ms.max(self.tip.timestamp_ms),
+            prev_hash: parent.hash,
+            timestamp_ms: params.timestamp_ms.max(parent.timestamp_ms),
             tx_root: Block::tx_root_of(&ids),
             tx_count: ids.len() as u32,
             state_root,
             proposer: params.proposer,
             round: params.round,
         };
-        let block_hash = header.hash();
+        let tip = Tip {
+            height,
+            hash: header.hash(),
+            state_root,
+            timestamp_ms: header.timestamp_ms,
+        };
         Ok(BuiltBlock {
             block: Block { header, txs },
             execution: Execution {
-                block_hash,
+                parent: parent.hash,
+                tip,
                 tx_ids: ids,
                 writes,
-                state_root,
                 receipts,
             },
             dropped,
@@ -367,27 +416,39 @@ impl<S: BlockStore> Ledger<S> {
 
     /// Checks a proposed or fetched block against the tip and executes it, without writing.
     pub fn execute_block(&self, block: &Block, trust: Trust) -> Result<Execution, BlockError> {
+        self.execute_block_on(&[], block, trust)
+    }
+
+    /// [`Ledger::execute_block`] on top of blocks not committed yet (`ahead`, as for
+    /// [`Ledger::build_block_on`]).
+    pub fn execute_block_on(
+        &self,
+        ahead: &[&Execution],
+        block: &Block,
+        trust: Trust,
+    ) -> Result<Execution, BlockError> {
+        let parent = self.tip_after(ahead);
         let h = &block.header;
         if h.chain_id != self.genesis.chain_id {
             return Err(BlockError::WrongChain {
                 got: h.chain_id.clone(),
             });
         }
-        if h.height != self.tip.height + 1 {
+        if h.height != parent.height + 1 {
             return Err(BlockError::WrongHeight {
-                expected: self.tip.height + 1,
+                expected: parent.height + 1,
                 got: h.height,
             });
         }
-        if h.prev_hash != self.tip.hash {
+        if h.prev_hash != parent.hash {
             return Err(BlockError::WrongParent {
-                expected: self.tip.hash,
+                expected: parent.hash,
                 got: h.prev_hash,
             });
         }
-        if h.timestamp_ms < self.tip.timestamp_ms {
+        if h.timestamp_ms < parent.timestamp_ms {
             return Err(BlockError::TimestampBeforeParent {
-                parent: self.tip.timestamp_ms,
+                parent: parent.timestamp_ms,
                 got: h.timestamp_ms,
             });
         }
@@ -430,7 +491,8 @@ impl<S: BlockStore> Ledger<S> {
         if Block::tx_root_of(&ids) != h.tx_root {
             return Err(BlockError::TxRootMismatch);
         }
-        let mut overlay = Overlay::new(&self.store);
+        let view = self.view_on(ahead);
+        let mut overlay = Overlay::new(&view);
         let mut receipts = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
             if trust == Trust::PreVerified {
@@ -455,7 +517,7 @@ impl<S: BlockStore> Ledger<S> {
             }
         }
         let writes = overlay.into_writes();
-        let computed = next_state_root(&self.tip.state_root, h.height, &writes);
+        let computed = next_state_root(&parent.state_root, h.height, &writes);
         if computed != h.state_root {
             return Err(BlockError::StateRootMismatch {
                 claimed: h.state_root,
@@ -463,10 +525,15 @@ impl<S: BlockStore> Ledger<S> {
             });
         }
         Ok(Execution {
-            block_hash: block.hash(),
+            parent: parent.hash,
+            tip: Tip {
+                height: h.height,
+                hash: block.hash(),
+                state_root: computed,
+                timestamp_ms: h.timestamp_ms,
+            },
             tx_ids: ids,
             writes,
-            state_root: computed,
             receipts,
         })
     }
@@ -478,21 +545,18 @@ impl<S: BlockStore> Ledger<S> {
         certificate: CommitCertificate,
         execution: Execution,
     ) -> Result<Vec<Receipt>, BlockError> {
-        if execution.block_hash != block.hash()
-            || execution.state_root != block.header.state_root
+        // An execution made on top of a block that did not commit is not this block's.
+        if execution.tip.hash != block.hash()
+            || execution.tip.state_root != block.header.state_root
+            || execution.parent != self.tip.hash
             || block.header.height != self.tip.height + 1
         {
             return Err(BlockError::ExecutionMismatch);
         }
-        let tip = Tip {
-            height: block.header.height,
-            hash: execution.block_hash,
-            state_root: execution.state_root,
-            timestamp_ms: block.header.timestamp_ms,
-        };
+        let tip = execution.tip;
         let commit = BlockCommit {
             block,
-            hash: execution.block_hash,
+            hash: tip.hash,
             certificate,
             tx_ids: execution.tx_ids,
             writes: execution.writes,
@@ -540,6 +604,16 @@ impl<S: BlockStore> StateView for Ledger<S> {
     fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.record(owner, key)
     }
+}
+
+/// Whether `ahead` is a chain of executions starting on `tip`.
+fn chained(tip: BlockHash, ahead: &[&Execution]) -> bool {
+    let mut parent = tip;
+    ahead.iter().all(|e| {
+        let ok = e.parent == parent;
+        parent = e.tip.hash;
+        ok
+    })
 }
 
 /// Encoded header size apart from the chain id's bytes: the chain id's length prefix and the

@@ -14,6 +14,7 @@
 //! off, so that its dependency tree holds no storage engine.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod ahead;
 pub mod audit;
 pub mod block;
 pub mod certificate;
@@ -27,6 +28,7 @@ pub mod testkit;
 pub mod transaction;
 pub mod validation;
 
+pub use ahead::AheadView;
 pub use block::{Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation};
 pub use certificate::{
     CertificateError, CommitCertificate, CommitVote, PbftCertificate, PbftCommitStatement,

@@ -96,6 +96,11 @@ impl Mempool {
         }
     }
 
+    /// How many transactions were ever inserted: it changes whenever one arrives.
+    pub fn arrivals(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Whether some pending transaction could go into the next block (its sender's next
     /// nonce); transactions behind a nonce gap do not count. O(1).
     pub fn has_executable(&self) -> bool {

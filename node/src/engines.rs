@@ -7,6 +7,7 @@ use cairn_consensus::raft::{Raft, RaftConfig, RaftMessage};
 use cairn_consensus::{NodeId, Protocol};
 use cairn_ledger::{ConsensusConfig, Genesis};
 
+use crate::config::ConsensusConfig as ConsensusSettings;
 use crate::wire::{Direct, EngineMessage};
 
 /// What the node needs from an engine beyond [`Protocol`].
@@ -14,8 +15,8 @@ pub trait NodeEngine:
     Protocol<Message: Send, PersistOp: Send, Config: Send> + Send + 'static
 {
     /// The engine's parameters for validator `me`, with genesis timing turned into ticks of
-    /// `tick_ms`. `None` if the genesis names the other engine.
-    fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<Self::Config>;
+    /// the node's `tick_ms`. `None` if the genesis names the other engine.
+    fn config(genesis: &Genesis, me: NodeId, node: &ConsensusSettings) -> Option<Self::Config>;
     /// The message as the wire tags it.
     fn wrap(msg: Self::Message) -> EngineMessage;
     /// The message out of the envelope, if it is this engine's.
@@ -30,10 +31,11 @@ fn ticks(ms: u64, tick_ms: u64) -> u64 {
 }
 
 impl NodeEngine for Raft {
-    fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<RaftConfig> {
+    fn config(genesis: &Genesis, me: NodeId, node: &ConsensusSettings) -> Option<RaftConfig> {
         let ConsensusConfig::Raft(p) = &genesis.consensus else {
             return None;
         };
+        let tick_ms = node.tick_ms;
         let min = ticks(p.election_timeout_min_ms, tick_ms).max(2);
         Some(RaftConfig {
             chain_id: genesis.chain_id.clone(),
@@ -44,6 +46,7 @@ impl NodeEngine for Raft {
             heartbeat_ticks: ticks(p.heartbeat_interval_ms, tick_ms),
             max_entries_per_message: 3,
             compact_after: 32,
+            blocks_in_flight: node.blocks_in_flight,
             // Only spreads election timeouts between nodes: the time is a fine seed.
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -70,10 +73,11 @@ impl NodeEngine for Raft {
 }
 
 impl NodeEngine for Pbft {
-    fn config(genesis: &Genesis, me: NodeId, tick_ms: u64) -> Option<PbftConfig> {
+    fn config(genesis: &Genesis, me: NodeId, node: &ConsensusSettings) -> Option<PbftConfig> {
         let ConsensusConfig::Pbft(p) = &genesis.consensus else {
             return None;
         };
+        let tick_ms = node.tick_ms;
         Some(PbftConfig {
             chain_id: genesis.chain_id.clone(),
             validators: genesis.validator_set(),
@@ -81,6 +85,7 @@ impl NodeEngine for Pbft {
             checkpoint_interval: p.checkpoint_interval,
             view_change_ticks: ticks(p.view_change_timeout_ms, tick_ms),
             retransmit_ticks: ticks(p.view_change_timeout_ms / 4, tick_ms),
+            blocks_in_flight: node.blocks_in_flight,
             planted_bug_small_quorum: false,
             planted_bug_unbounded_checkpoints: false,
         })

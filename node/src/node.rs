@@ -171,7 +171,7 @@ fn restore<P: NodeEngine>(s: &Start) -> anyhow::Result<Option<P>> {
             s.home.data().display()
         )
     })?;
-    let cfg = P::config(&s.genesis, NodeId(index as u32), s.config.consensus.tick_ms)
+    let cfg = P::config(&s.genesis, NodeId(index as u32), &s.config.consensus)
         .context("the genesis names another engine")?;
     Ok(Some(P::restore(
         cfg,

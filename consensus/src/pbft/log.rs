@@ -22,6 +22,9 @@ pub(super) struct Slot {
     /// `None` until the caller answered `Validate`.
     pub(super) validated: Option<bool>,
     pub(super) asked: bool,
+    /// This replica proposed it in this view, built on its own ledger (not re-proposed from
+    /// a view change): a pipelining primary builds its next block only on such blocks.
+    pub(super) built_here: bool,
     pub(super) prepares: BTreeMap<NodeId, Signed<Vote>>,
     pub(super) commits: BTreeMap<NodeId, CommitVote>,
     pub(super) my_prepare: Option<Signed<Vote>>,
@@ -35,6 +38,7 @@ impl Slot {
             pre_prepare: None,
             validated: None,
             asked: false,
+            built_here: false,
             prepares: BTreeMap::new(),
             commits: BTreeMap::new(),
             my_prepare: None,

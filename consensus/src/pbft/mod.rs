@@ -5,7 +5,10 @@
 //!   next sequence number (= block height); replicas validate the block against their ledger
 //!   before they PREPARE; 2f+1 matching prepares (the pre-prepare counts as the primary's)
 //!   make it *prepared*, and the replica COMMITs; 2f+1 matching commits make it *committed*
-//!   and are its commit certificate. One block is in flight at a time.
+//!   and are its commit certificate. Up to `blocks_in_flight` blocks are in flight, each built
+//!   on the one before; a replica commits (signs COMMIT for) h+1 only after it committed, or
+//!   signed COMMIT for, h in the same view, which keeps a view change's re-proposals gap-free
+//!   (see `normal` and ARCHITECTURE.md).
 //! - Checkpoints (§4.3): every K blocks replicas sign the block hash; 2f+1 make a stable
 //!   checkpoint, which moves the low watermark and garbage-collects the log. Messages outside
 //!   the window (low, low + 2K] are dropped. A replica behind a stable checkpoint syncs blocks.
@@ -16,8 +19,8 @@
 //!   every replica recomputes and checks before entering the view.
 //! - Every message is signed and checked; [`safety`] is the only code that signs, and it never
 //!   signs two digests for one (kind, view, seq), across restarts too.
-//! - Lost messages: the in-flight slot's messages are re-sent every few ticks; a replica that
-//!   sees a pre-prepare beyond its next height catches up by block sync.
+//! - Lost messages: the in-flight slots' messages are re-sent every few ticks; a replica that
+//!   sees a pre-prepare beyond the blocks that may be in flight catches up by block sync.
 //! - Bounded state: whatever up to f Byzantine replicas send, a replica keeps at most the
 //!   bounds written next to each field of [`Pbft`] (and listed in ARCHITECTURE.md);
 //!   [`Protocol::footprint`] states them and the simulator checks them.
@@ -73,6 +76,10 @@ pub struct PbftConfig {
     pub view_change_ticks: u64,
     /// Re-send in-flight messages every this many ticks.
     pub retransmit_ticks: u64,
+    /// Most blocks a primary keeps pre-prepared above the committed height (pipelining: it
+    /// proposes h+1 while h is being agreed on); 1 is one block at a time. Backups take up to
+    /// this many beyond their next height before they suspect they fell behind.
+    pub blocks_in_flight: usize,
     /// Test only: a planted bug (quorums of f+1 instead of 2f+1) that the simulator must
     /// catch. Never set outside tests.
     #[doc(hidden)]
@@ -257,6 +264,11 @@ impl Pbft {
     /// The sequence number to order next.
     fn next_seq(&self) -> Seq {
         Seq::at(self.height).next()
+    }
+
+    /// Most blocks in flight (at least 1).
+    fn depth(&self) -> u64 {
+        self.cfg.blocks_in_flight.max(1) as u64
     }
 
     /// K, the checkpoint interval.

@@ -1,7 +1,9 @@
 //! Normal-case operation (Castro & Liskov, OSDI '99, §4.2): the primary's PRE-PREPARE, the
 //! replicas' PREPARE once the block validates against their ledger, COMMIT once prepared (2f+1
 //! matching prepares, the pre-prepare counting as the primary's), and delivery in sequence
-//! order once 2f+1 matching commits make the block's commit certificate.
+//! order once 2f+1 matching commits make the block's commit certificate. Pipelined: up to
+//! `blocks_in_flight` blocks, each on the one before, with the ordering rules of
+//! [`Pbft::advance_slot`].
 
 use cairn_ledger::{Block, BlockHash};
 
@@ -11,30 +13,44 @@ use super::{Out, Pbft, PbftPersist, VoteKind, certificate};
 use crate::{NodeId, Output, Refusal, Seq, View};
 
 impl Pbft {
-    pub(super) fn maybe_propose(&mut self, out: &mut Out) {
-        let in_flight = self
-            .slots
-            .range(self.next_seq()..)
-            .any(|(_, s)| s.pre_prepare.is_some());
-        // A primary restarted into its view (it rejoins through a relayed NEW-VIEW) may have
-        // pre-prepared the next height before it crashed; it cannot sign another block there,
-        // so it asks for none and lets the others' timers replace it.
-        let pre_prepared = self
-            .safety
-            .signed(VoteKind::PrePrepare, self.view, self.next_seq());
-        if self.active
-            && self.is_primary()
-            && !self.proposal_requested
-            && self.syncing.is_none()
-            && !in_flight
-            && !pre_prepared
-        {
-            self.proposal_requested = true;
-            out.push(Output::RequestProposal {
-                height: self.height + 1,
-                round: self.view.0,
-            });
+    /// Where this primary's next block goes, if it may propose one now: up to
+    /// `blocks_in_flight` of its own blocks of this view may be pre-prepared above the
+    /// committed height, and the next one is built on the newest of them. Blocks re-proposed
+    /// by a view change commit first (the caller built nothing on them). Returns the sequence
+    /// number and the digest of the block to build on, if that block is not committed yet.
+    fn next_block_slot(&self) -> Option<(Seq, Option<BlockHash>)> {
+        let mut seq = self.next_seq();
+        let mut parent = None;
+        for (q, slot) in self.slots.range(seq..) {
+            let Some(vote) = slot.vote() else { break };
+            if *q != seq || !slot.built_here {
+                return None;
+            }
+            parent = Some(vote.digest);
+            seq = seq.next();
         }
+        let in_flight = seq.0 - self.next_seq().0;
+        (in_flight < self.depth() && self.in_window(seq)).then_some((seq, parent))
+    }
+
+    pub(super) fn maybe_propose(&mut self, out: &mut Out) {
+        if !self.active || !self.is_primary() || self.proposal_requested || self.syncing.is_some() {
+            return;
+        }
+        let Some((seq, _)) = self.next_block_slot() else {
+            return;
+        };
+        // A primary restarted into its view (it rejoins through a relayed NEW-VIEW) may have
+        // pre-prepared this height before it crashed; it cannot sign another block there,
+        // so it asks for none and lets the others' timers replace it.
+        if self.safety.signed(VoteKind::PrePrepare, self.view, seq) {
+            return;
+        }
+        self.proposal_requested = true;
+        out.push(Output::RequestProposal {
+            height: seq.height(),
+            round: self.view.0,
+        });
     }
 
     pub(super) fn on_propose(&mut self, block: Block, out: &mut Out) -> Result<(), Refusal> {
@@ -45,11 +61,14 @@ impl Pbft {
             return Ok(());
         }
         let seq = Seq::at(block.header.height);
-        if !self.proposal_requested || seq != self.next_seq() {
+        let Some((want, parent)) = self.next_block_slot() else {
             return Err(Refusal::Unrequested);
-        }
-        if !self.in_window(seq) {
-            return Err(Refusal::OutsideWindow);
+        };
+        if !self.proposal_requested
+            || seq != want
+            || parent.is_some_and(|p| p != block.header.prev_hash)
+        {
+            return Err(Refusal::Unrequested);
         }
         self.proposal_requested = false;
         let vote = Vote {
@@ -70,8 +89,11 @@ impl Pbft {
         // The primary built the block on its own ledger: it is valid.
         slot.validated = Some(true);
         slot.asked = true;
+        slot.built_here = true;
         self.slots.insert(seq, slot);
         self.advance(seq, out);
+        // Pipelining: the next block may be built while this one is agreed on.
+        self.maybe_propose(out);
         Ok(())
     }
 
@@ -128,8 +150,9 @@ impl Pbft {
         }
         let slot = self.slots.entry(v.seq).or_insert_with(Slot::new);
         slot.pre_prepare = Some((vote, block));
-        if v.seq > self.next_seq() {
-            // Others are ahead: fetch the committed blocks in between.
+        if v.seq.0 >= self.next_seq().0 + self.depth() {
+            // Beyond the blocks a primary may have in flight: others are ahead; fetch the
+            // committed blocks in between.
             self.sync_to(from, v.seq.height() - 1, out);
         }
         self.advance(v.seq, out);
@@ -219,18 +242,74 @@ impl Pbft {
         Ok(())
     }
 
+    /// Moves slot `seq`, and the slots after it that its progress unblocks, as far as their
+    /// messages allow.
+    pub(super) fn advance(&mut self, mut seq: Seq, out: &mut Out) {
+        // Each pass that leaves its slot validated may let the next one validate or commit;
+        // the window bounds the walk.
+        for _ in 0..=self.window() {
+            if !self.advance_slot(seq, out) {
+                return;
+            }
+            seq = seq.next();
+            if !self.slots.contains_key(&seq) {
+                return;
+            }
+        }
+    }
+
+    /// What slot `seq`'s block needs of the slot before it (`seq` above the next height):
+    /// `(validated, committed)`: whether the block before is validated here in this view and
+    /// is this block's parent, and whether this replica signed COMMIT for it in this view.
+    fn parent_state(&self, seq: Seq, block: &Block) -> (bool, bool) {
+        if seq <= self.next_seq() {
+            return (true, true);
+        }
+        let Some(before) = self.slots.get(&Seq(seq.0 - 1)) else {
+            return (false, false);
+        };
+        let is_parent = before
+            .vote()
+            .is_some_and(|v| v.digest == block.header.prev_hash);
+        let validated = is_parent && before.validated == Some(true);
+        let committed = validated
+            && before
+                .my_commit
+                .as_ref()
+                .is_some_and(|c| View(c.body.view) == self.view);
+        (validated, committed)
+    }
+
     /// Moves slot `seq` as far as its messages allow: validate, prepare, commit, deliver.
-    pub(super) fn advance(&mut self, seq: Seq, out: &mut Out) {
+    /// Returns whether the slot is validated (the next slot may then go on).
+    ///
+    /// Pipelining: a block above the next height is validated only once its parent, the block
+    /// of the slot before, is validated here in this view (the caller executes it on top of
+    /// that one), and this replica signs COMMIT for it only once it signed COMMIT for the parent
+    /// in this view (or committed it). So whoever signs COMMIT for h is prepared at every
+    /// height from its committed one up to h in this view, with blocks that chain: a block
+    /// committed at h leaves prepared certificates at f+1 honest replicas for every height below
+    /// it down to where they committed, and a view change re-proposes them without a gap.
+    fn advance_slot(&mut self, seq: Seq, out: &mut Out) -> bool {
         let me = self.cfg.me;
         let quorum = self.quorum();
         let primary = self.primary(self.view);
         let next = self.next_seq();
-        let Some(slot) = self.slots.get_mut(&seq) else {
-            return;
+        let (parent_validated, parent_committed) = match self.slots.get(&seq) {
+            Some(slot) => match &slot.pre_prepare {
+                Some((_, block)) => self.parent_state(seq, block),
+                None => return false,
+            },
+            None => return false,
         };
-        let Some(vote) = slot.vote() else { return };
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return false;
+        };
+        let Some(vote) = slot.vote() else {
+            return false;
+        };
         if slot.validated.is_none() {
-            if !slot.asked && seq <= next && self.syncing.is_none() {
+            if !slot.asked && parent_validated && self.syncing.is_none() {
                 slot.asked = true;
                 if let Some((_, block)) = &slot.pre_prepare {
                     out.push(Output::Validate {
@@ -238,10 +317,10 @@ impl Pbft {
                     });
                 }
             }
-            return;
+            return false;
         }
         if slot.validated != Some(true) {
-            return;
+            return false;
         }
         if me != primary && slot.my_prepare.is_none() {
             match self.safety.prepare(vote) {
@@ -255,7 +334,10 @@ impl Pbft {
                     slot.prepares.insert(me, p.clone());
                     slot.my_prepare = Some(p);
                 }
-                Err(r) => return self.refuse(r),
+                Err(r) => {
+                    self.refuse(r);
+                    return true;
+                }
             }
         }
         let prepares: Vec<Signed<Vote>> = slot
@@ -265,7 +347,7 @@ impl Pbft {
             .cloned()
             .collect();
         if prepares.len() + 1 < quorum {
-            return;
+            return true;
         }
         // Prepared: the certificate must survive a crash before we commit (§4.4 needs it).
         if self
@@ -285,6 +367,9 @@ impl Pbft {
             self.prepared.insert(seq, proof);
         }
         if slot.my_commit.is_none() {
+            if !parent_committed {
+                return true;
+            }
             match self.safety.commit(vote) {
                 Ok(c) => {
                     out.push(Output::Persist {
@@ -296,7 +381,10 @@ impl Pbft {
                     slot.commits.insert(me, c.clone());
                     slot.my_commit = Some(c);
                 }
-                Err(r) => return self.refuse(r),
+                Err(r) => {
+                    self.refuse(r);
+                    return true;
+                }
             }
         }
         let commits: Vec<CommitVote> = slot
@@ -313,14 +401,14 @@ impl Pbft {
         // be applying the synced blocks at these heights (it answers with `Synced`, and the
         // slot commits then if it is still the next one).
         if commits.len() < quorum || slot.committed || seq != next || self.syncing.is_some() {
-            return;
+            return true;
         }
         let Some(certificate) = certificate::commit_certificate(&commits, &self.cfg.validators)
         else {
-            return;
+            return true;
         };
         let Some((_, block)) = slot.pre_prepare.clone() else {
-            return;
+            return true;
         };
         slot.committed = true;
         // Release-mode invariants the caller relies on: heights are delivered contiguously,
@@ -338,7 +426,7 @@ impl Pbft {
         if seq.height().is_multiple_of(self.interval()) {
             self.sign_checkpoint(seq, vote.digest, out);
         }
-        self.advance(seq.next(), out);
         self.maybe_propose(out);
+        true
     }
 }

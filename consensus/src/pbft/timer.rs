@@ -6,7 +6,7 @@
 
 use super::message::PbftMessage;
 use super::{Out, Pbft};
-use crate::Output;
+use crate::{Output, Seq};
 
 impl Pbft {
     pub(super) fn on_tick(&mut self, out: &mut Out) {
@@ -45,7 +45,7 @@ impl Pbft {
         self.maybe_propose(out);
     }
 
-    /// Re-sends what this replica said about the in-flight slot, its latest checkpoint, and
+    /// Re-sends what this replica said about the in-flight slots, its latest checkpoint, and
     /// its view change or new view: the network may have lost them.
     fn resend(&mut self, out: &mut Out) {
         self.relayed.clear();
@@ -65,7 +65,9 @@ impl Pbft {
                 msg: PbftMessage::NewView(Box::new(nv.clone())),
             });
         }
-        if let Some(slot) = self.slots.get(&self.next_seq()) {
+        let next = self.next_seq();
+        let last = Seq(next.0 + self.depth() - 1);
+        for slot in self.slots.range(next..=last).map(|(_, s)| s) {
             if self.is_primary()
                 && let Some((vote, block)) = &slot.pre_prepare
             {

@@ -58,7 +58,8 @@ pub struct Decision {
     /// Its digest, if any.
     pub low_digest: Option<BlockHash>,
     /// For each sequence number above `low`, in order and without gaps, the prepared
-    /// certificate of the highest view: these blocks are proposed again.
+    /// certificate of the highest view, each block built on the one before (the first on the
+    /// checkpoint's block): these blocks are proposed again.
     pub reproposals: Vec<PreparedProof>,
 }
 
@@ -85,10 +86,18 @@ pub fn decide(vcs: &[Signed<ViewChange>]) -> Decision {
             }
         }
     }
-    // Heights are contiguous: re-propose from low + 1 up to the first gap.
+    // Heights are contiguous: re-propose from low + 1 up to the first gap, or the first
+    // block not built on the one chosen before it. Neither can hide a committed block: a block
+    // committed at h leaves, in any quorum of view changes, certificates for every height
+    // from the checkpoint to h whose blocks chain (see `normal::advance_slot`).
     let mut reproposals = Vec::new();
     let mut next = low.next();
+    let mut parent = best.map(|p| p.checkpoint.digest);
     while let Some(p) = by_seq.get(&next) {
+        if parent.is_some_and(|d| d != p.block.header.prev_hash) {
+            break;
+        }
+        parent = Some(p.pre_prepare.body.digest);
         reproposals.push((*p).clone());
         next = next.next();
     }

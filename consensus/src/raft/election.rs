@@ -99,6 +99,9 @@ impl Raft {
         );
         self.maybe_commit(out);
         self.broadcast_append(out);
+        // Nothing of an earlier term left to commit: the first block need not wait for the
+        // no-op.
+        self.maybe_request_proposal(out);
     }
 
     pub(super) fn up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {

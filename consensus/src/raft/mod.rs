@@ -50,6 +50,9 @@ pub struct RaftConfig {
     pub max_entries_per_message: usize,
     /// Applied entries kept in the log before compaction.
     pub compact_after: u64,
+    /// Most blocks a leader keeps in its log above what is committed and applied: it asks for
+    /// block h+1 while h (up to this many) replicates. 1 is one block at a time.
+    pub blocks_in_flight: usize,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
     /// Test only: a planted bug (grant a vote even after voting for someone else in the same
@@ -88,9 +91,10 @@ pub struct Raft {
     term: Term,
     voted_for: Option<NodeId>,
     /// The log above the snapshot point: at most 2 × `compact_after` applied entries (then it
-    /// is compacted), plus those not yet applied. A leader appends one block at a time, so
-    /// beyond what is committed a log holds at most a no-op and a block per term since the
-    /// last commit; and each AppendEntries brings at most `max_entries_per_message`.
+    /// is compacted), plus those not yet applied. A leader keeps at most `blocks_in_flight`
+    /// blocks above what is applied, so beyond what is committed a log holds at most a no-op
+    /// and that many blocks per term since the last commit; and each AppendEntries brings at
+    /// most `max_entries_per_message`.
     log: RaftLog,
     // Volatile.
     role: Role,
@@ -253,10 +257,11 @@ impl Protocol for Raft {
         let n = self.cfg.validators.len();
         let keep = self.cfg.compact_after.max(1) as usize;
         let batch = self.cfg.max_entries_per_message;
-        // Terms since the entry at the commit index: each may have left a no-op and a block.
+        // Terms since the entry at the commit index: each may have left a no-op and the
+        // blocks in flight.
         let committed_term = self.log.term_at(self.commit_index).unwrap_or_default();
         let terms = self.term.since(committed_term) as usize + 1;
-        let log = 2 * keep + 2 * batch + 2 * terms;
+        let log = 2 * keep + 2 * batch + (1 + self.cfg.blocks_in_flight.max(1)) * terms;
         vec![
             Held::messages("votes", self.votes.len(), n),
             Held::messages("certificates", self.certificates.len(), log),

@@ -1,13 +1,18 @@
 //! Log replication and commitment (Ongaro & Ousterhout, §5.3 and §5.4).
 //!
-//! The leader appends one block at a time (it asks for a proposal only when everything in its
-//! log is committed and applied, so every block is built on the committed tip) and replicates
+//! The leader keeps up to `blocks_in_flight` blocks of its own term in its log above what is
+//! committed and applied (pipelining: each built on the one before, or on the committed tip;
+//! entries of earlier terms commit and apply first, so a block is never built on one that may
+//! still lose) and replicates
 //! with AppendEntries; an entry of the current term stored by a majority commits, with every
 //! entry before it (§5.4.2, Figure 8); a new leader's no-op lets earlier terms' entries commit
 //! (§8). Certificates: the leader signs `(chain, height, block hash, term)` for each committed
 //! block and ships the signature to followers with AppendEntries.
 
-use cairn_ledger::{Block, CommitCertificate, ConsensusKind, RaftCertificate, RaftCommitStatement};
+use cairn_ledger::{
+    Block, BlockHash, CommitCertificate, ConsensusKind, Height, RaftCertificate,
+    RaftCommitStatement,
+};
 
 use super::{Entry, Out, Raft, RaftMessage, RaftPersist};
 use crate::{LogIndex, NodeId, Output, Refusal, Role, Term};
@@ -152,14 +157,52 @@ impl Raft {
         self.maybe_request_proposal(out);
     }
 
-    pub(super) fn maybe_request_proposal(&mut self, out: &mut Out) {
-        if self.role == Role::Leader
-            && !self.proposal_requested
-            && self.applied == self.log.last_index()
+    /// Where the next block goes, if this leader may ask for one now: at most
+    /// `blocks_in_flight` of its blocks wait above the applied index, and entries of earlier
+    /// terms there must be applied first, so the next block is built on the committed tip or
+    /// on this leader's own blocks of this term, which nothing but a new leader can replace.
+    /// Returns the next block's height and the hash of the block it must extend, if that block
+    /// is not committed yet.
+    fn next_block_slot(&self) -> Option<(Height, Option<BlockHash>)> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let first = self.applied.next();
+        let last = self.log.last_index();
+        if first <= last && self.log.term_at(first) != Some(self.term) {
+            return None;
+        }
+        let mut count = 0;
+        let mut newest: Option<&Block> = None;
+        let mut index = first;
+        while index <= last {
+            if let Some(b) = self.log.entry(index).and_then(|e| e.block.as_ref()) {
+                count += 1;
+                newest = Some(b);
+            }
+            index = index.next();
+        }
+        if count >= self.cfg.blocks_in_flight.max(1)
+            || newest.is_some_and(|b| b.header.height <= self.applied_height)
         {
+            // Full, or the ledger got to those heights another way (block sync): they apply
+            // (or are skipped) first.
+            return None;
+        }
+        Some(match newest {
+            Some(b) => (b.header.height + 1, Some(b.hash())),
+            None => (self.applied_height + 1, None),
+        })
+    }
+
+    pub(super) fn maybe_request_proposal(&mut self, out: &mut Out) {
+        if self.proposal_requested {
+            return;
+        }
+        if let Some((height, _)) = self.next_block_slot() {
             self.proposal_requested = true;
             out.push(Output::RequestProposal {
-                height: self.applied_height + 1,
+                height,
                 round: self.term.0,
             });
         }
@@ -170,9 +213,12 @@ impl Raft {
             out.push(Output::NotLeader { hint: self.leader });
             return Ok(());
         }
+        let Some((height, parent)) = self.next_block_slot() else {
+            return Err(Refusal::Unrequested);
+        };
         if !self.proposal_requested
-            || block.header.height != self.applied_height + 1
-            || self.applied != self.log.last_index()
+            || block.header.height != height
+            || parent.is_some_and(|p| p != block.header.prev_hash)
         {
             return Err(Refusal::Unrequested);
         }
@@ -186,6 +232,8 @@ impl Raft {
         );
         self.maybe_commit(out);
         self.broadcast_append(out);
+        // Pipelining: the next block may be built while this one replicates.
+        self.maybe_request_proposal(out);
         Ok(())
     }
 

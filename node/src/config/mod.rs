@@ -118,7 +118,13 @@ pub struct ConsensusConfig {
     pub empty_blocks: bool,
     /// Send the blocks this node proposes as transaction ids (`wire::Compact`).
     pub compact_blocks: bool,
+    /// Most blocks this node, as leader or primary, keeps in flight: it builds block h+1 while
+    /// h is being agreed on (1: one block at a time).
+    pub blocks_in_flight: usize,
 }
+
+/// The most `consensus.blocks_in_flight` may be.
+pub const BLOCKS_IN_FLIGHT_MAX: usize = 8;
 
 /// `[mempool]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +194,7 @@ impl Default for ConsensusConfig {
             block_interval_ms: 5,
             empty_blocks: false,
             compact_blocks: true,
+            blocks_in_flight: 2,
         }
     }
 }
@@ -285,6 +292,11 @@ impl Config {
             return Err(format!(
                 "consensus.block_txs_max must be in 1..={}",
                 cairn_ledger::block::BLOCK_TXS_MAX
+            ));
+        }
+        if !(1..=BLOCKS_IN_FLIGHT_MAX).contains(&self.consensus.blocks_in_flight) {
+            return Err(format!(
+                "consensus.blocks_in_flight must be in 1..={BLOCKS_IN_FLIGHT_MAX}"
             ));
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {

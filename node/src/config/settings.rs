@@ -131,6 +131,14 @@ pub const SETTINGS: &[Setting] = &[
         None,
     ),
     s(
+        "consensus.blocks_in_flight",
+        "Most blocks a leader or primary keeps in flight: it builds the next block while the one \
+         before is being agreed on, each on top of the last. 1 builds every block on the \
+         committed tip. A PBFT backup also takes up to this many pre-prepares beyond its next \
+         height before it decides it fell behind and syncs, so use one value network-wide.",
+        None,
+    ),
+    s(
         "mempool.txs_max",
         "Most pending transactions held; more are refused with mempool_full.",
         None,

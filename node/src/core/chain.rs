@@ -3,6 +3,12 @@
 //!
 //! - A block is executed once: executions of blocks built or validated here are kept by hash
 //!   (a few at a time) and reused when the block commits.
+//! - A pipelining leader builds block h+1 before h commits: the blocks it built and has not
+//!   seen commit are kept in order (`ahead`), the next one is built on top of them, and each
+//!   commits with the execution made then. A commit of any other block at their height means
+//!   they lost (a new leader), and they are dropped; their transactions never left the
+//!   mempool. A PBFT replica likewise validates block h+1 on its execution of block h when h
+//!   is validated here and not committed yet.
 //! - Transaction signatures are verified once per node: only those of transactions this node
 //!   has not verified yet are checked, in one batch ([`TxCheck`]), before a block executes.
 //! - Consensus can run ahead of the ledger (after a restart or a partition): validations and
@@ -26,8 +32,11 @@ const HELD_VALIDATION_HEIGHTS: usize = 64;
 const HELD_VALIDATIONS_PER_HEIGHT: usize = 8;
 /// Most commits held above the next height.
 const HELD_COMMITS: usize = 64;
-/// Most executions kept for reuse.
-const EXECUTIONS_KEPT: usize = 16;
+/// Most executions of validated blocks kept for reuse (and to validate blocks built on them).
+const EXECUTIONS_KEPT: usize = 32;
+/// Most blocks built ahead of the tip (the node's `consensus.blocks_in_flight` is at most
+/// this; a request beyond it waits for commits).
+const AHEAD_MAX: usize = crate::config::BLOCKS_IN_FLIGHT_MAX;
 
 /// Verifies, in one batch, the signatures of a block's transactions this node has not
 /// verified before, and remembers them.
@@ -85,6 +94,11 @@ pub enum CommitOutcome {
 pub struct Chain<S: BlockStore> {
     ledger: Ledger<S>,
     executions: HashMap<BlockHash, Execution>,
+    /// Executions of blocks built here and not committed yet, the first on the tip and each
+    /// on the one before (at most [`AHEAD_MAX`]).
+    ahead: Vec<Execution>,
+    /// How many transactions the blocks ahead hold.
+    ahead_txs: usize,
     held_validations: BTreeMap<Height, Vec<Block>>,
     held_commits: BTreeMap<Height, (Block, CommitCertificate)>,
 }
@@ -103,6 +117,8 @@ impl<S: BlockStore> Chain<S> {
         Chain {
             ledger,
             executions: HashMap::new(),
+            ahead: Vec::new(),
+            ahead_txs: 0,
             held_validations: BTreeMap::new(),
             held_commits: BTreeMap::new(),
         }
@@ -116,6 +132,41 @@ impl<S: BlockStore> Chain<S> {
     /// The newest committed block.
     pub fn tip(&self) -> Tip {
         self.ledger.tip()
+    }
+
+    /// The height the ledger reaches once the blocks built here commit.
+    pub fn built_to(&self) -> Height {
+        self.ahead
+            .last()
+            .map_or(self.tip().height, |e| e.tip().height)
+    }
+
+    /// How many transactions the blocks built here and not committed yet hold.
+    pub fn ahead_txs(&self) -> usize {
+        self.ahead_txs
+    }
+
+    /// The state once the blocks built here commit: what the next block's candidates are
+    /// picked from.
+    pub fn view_ahead(&self) -> cairn_ledger::AheadView<'_, S> {
+        let ahead: Vec<&Execution> = self.ahead.iter().collect();
+        self.ledger.view_on(&ahead)
+    }
+
+    /// The engine asks for the block at `height` again (a new term or view): the blocks built
+    /// at or above it will not commit.
+    pub fn drop_ahead_from(&mut self, height: Height) {
+        let keep = self
+            .ahead
+            .iter()
+            .take_while(|e| e.tip().height < height)
+            .count();
+        self.ahead.truncate(keep);
+        self.count_ahead();
+    }
+
+    fn count_ahead(&mut self) {
+        self.ahead_txs = self.ahead.iter().map(|e| e.tx_ids().len()).sum();
     }
 
     /// The store, for the consensus engine's writes.
@@ -133,29 +184,71 @@ impl<S: BlockStore> Chain<S> {
 
     fn keep_execution(&mut self, exec: Execution) {
         if self.executions.len() >= EXECUTIONS_KEPT {
-            self.executions.clear();
+            let tip = self.tip().height;
+            self.executions.retain(|_, e| e.tip().height > tip);
+            if self.executions.len() >= EXECUTIONS_KEPT {
+                self.executions.clear();
+            }
         }
         self.executions.insert(exec.block_hash(), exec);
     }
 
-    /// Executes the next block, verifying first the signatures not verified here yet.
+    /// An execution of the block with this hash, validated or built here, not committed yet.
+    fn execution_of(&self, hash: &BlockHash) -> Option<&Execution> {
+        self.executions
+            .get(hash)
+            .or_else(|| self.ahead.iter().find(|e| e.block_hash() == *hash))
+    }
+
+    /// The executions `block` is built on, from the one on the tip up to its parent, when its
+    /// parent is a block validated (or built) here and not committed yet. `Err` if that chain
+    /// leads to a block that lost its height; `Ok(None)` if this node lacks a link.
+    fn executions_under(&self, block: &Block) -> Result<Option<Vec<&Execution>>, String> {
+        let tip = self.tip();
+        let mut chain = Vec::new();
+        let mut hash = block.header.prev_hash;
+        while hash != tip.hash {
+            let Some(e) = self.execution_of(&hash) else {
+                return Ok(None);
+            };
+            if e.tip().height <= tip.height {
+                return Err(format!(
+                    "built on block {} at height {}, which did not commit",
+                    e.block_hash(),
+                    e.tip().height
+                ));
+            }
+            chain.push(e);
+            hash = e.parent();
+        }
+        chain.reverse();
+        Ok(Some(chain))
+    }
+
+    /// Executes `block` on `under` (executions of the blocks between the tip and it), verifying
+    /// first the signatures not verified here yet.
     fn execute(
         &self,
+        under: &[&Execution],
         block: &Block,
         txs: &mut impl TxCheck,
     ) -> Result<Result<Execution, String>, Fatal> {
         if let Err((id, why)) = txs.check_block_txs(&block.txs) {
             return Ok(Err(format!("transaction {id}: {why}")));
         }
-        match self.ledger.execute_block(block, Trust::PreVerified) {
+        match self
+            .ledger
+            .execute_block_on(under, block, Trust::PreVerified)
+        {
             Ok(e) => Ok(Ok(e)),
             Err(e) => split(e).map(Err),
         }
     }
 
     /// Checks a proposed block: at a held height it must be the block held; at the next it
-    /// must come from a validator, carry a sane time and execute. Above the next height it is
-    /// held (bounded: a faulty proposer cannot grow this).
+    /// must come from a validator, carry a sane time and execute. Above the next height it
+    /// executes on the blocks validated here below it (pipelined consensus), or, when this node
+    /// lacks one of them, it is held (bounded: a faulty proposer cannot grow this).
     pub fn validate(
         &mut self,
         block: Block,
@@ -175,7 +268,15 @@ impl<S: BlockStore> Chain<S> {
                 Validation::Invalid(format!("the ledger holds another block at {h}"))
             });
         }
+        let mut under = Vec::new();
         if h > tip.height + 1 {
+            match self.executions_under(&block) {
+                Ok(Some(chain)) => under = chain,
+                Err(why) => return Ok(Validation::Invalid(why)),
+                Ok(None) => {}
+            }
+        }
+        if h > tip.height + 1 && under.is_empty() {
             if self.held_validations.len() < HELD_VALIDATION_HEIGHTS
                 || self.held_validations.contains_key(&h)
             {
@@ -194,7 +295,8 @@ impl<S: BlockStore> Chain<S> {
         if block.header.timestamp_ms > now_ms.saturating_add(CLOCK_DRIFT_MAX_MS) {
             return Ok(Validation::Invalid("timestamped in the future".into()));
         }
-        Ok(match self.execute(&block, txs)? {
+        let executed = self.execute(&under, &block, txs)?;
+        Ok(match executed {
             Ok(exec) => {
                 self.keep_execution(exec);
                 Validation::Valid
@@ -267,7 +369,18 @@ impl<S: BlockStore> Chain<S> {
     ) -> Result<Committed, Fatal> {
         let h = block.header.height;
         let hash = block.hash();
-        let exec = match self.executions.remove(&hash) {
+        let built_here = self.ahead.first().is_some_and(|e| e.block_hash() == hash);
+        let reused = if built_here {
+            let e = self.ahead.remove(0);
+            self.count_ahead();
+            Some(e)
+        } else {
+            // Another block at this height: what was built ahead was built on a loser.
+            self.ahead.clear();
+            self.ahead_txs = 0;
+            self.executions.remove(&hash)
+        };
+        let exec = match reused {
             Some(e) => e,
             None => {
                 // Signatures of transactions this node never saw are checked too.
@@ -283,7 +396,8 @@ impl<S: BlockStore> Chain<S> {
                 }
             }
         };
-        self.executions.clear();
+        // Executions of blocks still above the new tip stay: blocks in flight commit with them.
+        self.executions.retain(|_, e| e.tip().height > h);
         let ids = exec.tx_ids().to_vec();
         match self.ledger.commit(block.clone(), cert, exec) {
             Ok(_) => Ok(Committed { block, hash, ids }),
@@ -322,15 +436,35 @@ impl<S: BlockStore> Chain<S> {
         Ok(Ok(committed))
     }
 
-    /// Builds the next block from `candidates`, keeping its execution for the commit.
+    /// Builds the next block from `candidates` on top of the tip and the blocks built here
+    /// before it, keeping its execution for the commit. The caller hands it to the engine;
+    /// `None` if [`AHEAD_MAX`] blocks are already waiting.
     pub fn build(
         &mut self,
         candidates: &[VerifiedTransaction],
         params: BlockParams,
-    ) -> Result<BuiltBlock, Fatal> {
-        let built = self.ledger.build_block(candidates, params)?;
-        self.keep_execution(built.execution.clone());
-        Ok(built)
+    ) -> Result<Option<BuiltBlock>, Fatal> {
+        if self.ahead.len() >= AHEAD_MAX {
+            return Ok(None);
+        }
+        let ahead: Vec<&Execution> = self.ahead.iter().collect();
+        let built = self.ledger.build_block_on(&ahead, candidates, params)?;
+        Ok(Some(built))
+    }
+
+    /// The block just built goes to the engine: keep its execution for its commit, on top of
+    /// the ones before it.
+    pub fn built(&mut self, execution: Execution) {
+        if self.ahead.len() < AHEAD_MAX && execution.parent() == self.built_to_hash() {
+            self.ahead_txs += execution.tx_ids().len();
+            self.ahead.push(execution);
+        }
+    }
+
+    fn built_to_hash(&self) -> BlockHash {
+        self.ahead
+            .last()
+            .map_or(self.tip().hash, |e| e.block_hash())
     }
 
     /// Tries one transaction against the committed state, as if it were the next block's only
@@ -341,172 +475,4 @@ impl<S: BlockStore> Chain<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cairn_ledger::testkit::TestChain;
-    use cairn_ledger::{ConsensusKind, MemoryStore};
-
-    /// Verifies every transaction it is shown and counts them.
-    #[derive(Default)]
-    struct CountingCheck {
-        verified: usize,
-    }
-
-    impl TxCheck for CountingCheck {
-        fn check_block_txs(
-            &mut self,
-            txs: &[SignedTransaction],
-        ) -> Result<(), (TxId, TxRejection)> {
-            for t in txs {
-                t.verify_signature()
-                    .map_err(|_| (t.id(), TxRejection::BadSignature))?;
-                self.verified += 1;
-            }
-            Ok(())
-        }
-    }
-
-    fn setup() -> (TestChain, Chain<MemoryStore>, Chain<MemoryStore>) {
-        let c = TestChain::new(ConsensusKind::Pbft, 4, 3, 1_000);
-        let a = Chain::new(Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("a"));
-        let b = Chain::new(Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("b"));
-        (c, a, b)
-    }
-
-    fn next(c: &TestChain, chain: &mut Chain<MemoryStore>, nonce: u64) -> Block {
-        let tx = c.transfer(&c.accounts[1], nonce, c.accounts[2].public_key(), 1);
-        let h = chain.tip().height + 1;
-        chain
-            .build(&[VerifiedTransaction::trusted(tx)], c.params(h))
-            .expect("build")
-            .block
-    }
-
-    #[test]
-    fn a_validated_block_executes_once_and_commits() {
-        let (c, mut a, mut b) = setup();
-        let block = next(&c, &mut a, 0);
-        let mut check = CountingCheck::default();
-        assert_eq!(
-            b.validate(block.clone(), u64::MAX / 2, &mut check)
-                .expect("io"),
-            Validation::Valid
-        );
-        let cert = c.certify(&block);
-        match b.commit(block.clone(), cert, &mut check).expect("io") {
-            CommitOutcome::Applied(done) => {
-                assert_eq!(done.len(), 1);
-                assert_eq!(done[0].hash, block.hash());
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            check.verified, 1,
-            "verified at validation, not again at commit"
-        );
-        // The same block again is already held; another block at that height is invalid.
-        assert!(matches!(
-            b.commit(block.clone(), c.certify(&block), &mut check)
-                .expect("io"),
-            CommitOutcome::AlreadyHeld
-        ));
-        let mut other = block.clone();
-        other.header.timestamp_ms += 1;
-        assert!(matches!(
-            b.validate(other, u64::MAX / 2, &mut check).expect("io"),
-            Validation::Invalid(_)
-        ));
-    }
-
-    #[test]
-    fn blocks_ahead_of_the_ledger_are_held_then_applied_in_order() {
-        let (c, mut a, mut b) = setup();
-        let mut check = CountingCheck::default();
-        let mut blocks = Vec::new();
-        for n in 0..3 {
-            let block = next(&c, &mut a, n);
-            let cert = c.certify(&block);
-            a.commit(block.clone(), cert.clone(), &mut check)
-                .expect("io");
-            blocks.push((block, cert));
-        }
-        // Validation of 3 and commit of 3 arrive before the ledger has 1 and 2.
-        assert_eq!(
-            b.validate(blocks[2].0.clone(), u64::MAX / 2, &mut check)
-                .expect("io"),
-            Validation::Later
-        );
-        assert!(matches!(
-            b.commit(blocks[2].0.clone(), blocks[2].1.clone(), &mut check)
-                .expect("io"),
-            CommitOutcome::Held(3)
-        ));
-        // Block sync brings 1; a wrong certificate is the peer's fault; then 2 unblocks 3.
-        let (b1, c1) = blocks[0].clone();
-        let mut forged = c1.clone();
-        if let CommitCertificate::Pbft(p) = &mut forged {
-            p.votes.truncate(1);
-        }
-        assert!(
-            b.apply_synced(b1.clone(), forged, &mut check)
-                .expect("io")
-                .is_err()
-        );
-        b.apply_synced(b1, c1, &mut check).expect("io").expect("ok");
-        assert!(b.take_ready_validations().is_empty(), "3 is not next yet");
-        let (b2, c2) = blocks[1].clone();
-        b.apply_synced(b2, c2, &mut check).expect("io").expect("ok");
-        assert_eq!(b.take_ready_validations().len(), 1, "3 is next now");
-        let done = b.apply_held(&mut check).expect("io");
-        assert_eq!(done.len(), 1);
-        assert_eq!(b.tip().height, 3);
-        assert_eq!(b.tip().hash, a.tip().hash);
-    }
-
-    #[test]
-    fn a_synced_block_with_an_altered_signature_blames_the_peer() {
-        let (c, mut a, mut b) = setup();
-        let mut check = CountingCheck::default();
-        let block = next(&c, &mut a, 0);
-        let cert = c.certify(&block);
-        let mut altered = block.clone();
-        altered.txs[0].signature.0[63] ^= 0x40;
-        assert_eq!(
-            altered.hash(),
-            block.hash(),
-            "the hash does not cover signatures"
-        );
-        assert!(
-            b.apply_synced(altered, cert.clone(), &mut check)
-                .expect("not fatal")
-                .is_err()
-        );
-        assert_eq!(b.tip().height, 0);
-        b.apply_synced(block, cert, &mut check)
-            .expect("io")
-            .expect("the real one applies");
-        // Consensus committing another block at a height the ledger holds is fatal.
-        let mut other = next(&c, &mut a, 1);
-        other.header.height = 1;
-        let cert = c.certify(&other);
-        assert!(matches!(
-            b.commit(other, cert, &mut check),
-            Err(Fatal::Fork { height: 1, .. })
-        ));
-    }
-
-    #[test]
-    fn a_committed_block_that_does_not_execute_is_fatal() {
-        let (c, mut a, mut b) = setup();
-        let mut check = CountingCheck::default();
-        let block = next(&c, &mut a, 0);
-        let mut bad = block.clone();
-        bad.header.state_root = cairn_crypto::Hash::ZERO;
-        let cert = c.certify(&bad);
-        assert!(matches!(
-            b.commit(bad, cert, &mut check),
-            Err(Fatal::Diverged { height: 1, .. })
-        ));
-        assert_eq!(b.tip().height, 0);
-    }
-}
+mod tests;

@@ -183,6 +183,7 @@ impl<P: NodeEngine> Core<P> {
                 clock: Clock::read(),
                 tip_since: now,
                 last_block_at: None,
+                nothing_to_build: None,
                 last_announce: now,
                 last_reannounce: now,
                 engine: None,

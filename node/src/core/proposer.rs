@@ -3,9 +3,10 @@
 //! The engine asks once per height (`RequestProposal`); the request is parked here until the
 //! mempool holds a full block (`block_txs_max` transactions that could execute now), or holds
 //! any such transaction and `block_interval_ms` has passed since the request. With
-//! `empty_blocks`, an empty block goes out every interval. A request for a height above the
-//! ledger's next one (the ledger is catching up with the engine) waits for the ledger, since
-//! the engine will not ask again.
+//! `empty_blocks`, an empty block goes out every interval. A pipelining leader asks for block
+//! h+1 while h is in flight; heights count from what the ledger will hold once the blocks
+//! built here commit (`built_to`). A request above the next such height (the ledger is
+//! catching up with the engine) waits for the ledger, since the engine will not ask again.
 
 use std::time::{Duration, Instant};
 
@@ -79,14 +80,20 @@ impl Proposer {
         self.parked = self.parked.filter(|p| p.height > height);
     }
 
-    /// `(height, round)` to build now, if it is time.
-    pub fn due(&mut self, tip: Height, pending: Pending, now: Instant) -> Option<(Height, u64)> {
+    /// `(height, round)` to build now, if it is time. `built_to`: the ledger's height once the
+    /// blocks built here commit; `pending`: what the mempool holds beyond those blocks.
+    pub fn due(
+        &mut self,
+        built_to: Height,
+        pending: Pending,
+        now: Instant,
+    ) -> Option<(Height, u64)> {
         let p = self.parked?;
-        if p.height <= tip {
+        if p.height <= built_to {
             self.parked = None;
             return None;
         }
-        if p.height > tip + 1 {
+        if p.height > built_to + 1 {
             return None;
         }
         let waited = now.saturating_duration_since(p.since) >= self.policy.block_interval;

@@ -80,6 +80,9 @@ pub(super) struct Work {
     pub(super) clock: Clock,
     pub(super) tip_since: Instant,
     pub(super) last_block_at: Option<Instant>,
+    /// What the last build that found nothing to propose saw: (tip height, height built
+    /// to, mempool arrivals). Building again is pointless until one of them changes.
+    pub(super) nothing_to_build: Option<(cairn_ledger::Height, cairn_ledger::Height, u64)>,
     pub(super) last_announce: Instant,
     pub(super) last_reannounce: Instant,
     /// The engine's status as last published (commits republish the status with it).
@@ -146,6 +149,8 @@ impl<P: NodeEngine> Effects<P> for Work {
             }
             Output::RequestProposal { height, round } => {
                 if height > self.chain.tip().height {
+                    // Blocks built at or above it will not commit (a new term or view).
+                    self.chain.drop_ahead_from(height);
                     self.proposer.park(height, round, now);
                     if let Some(block) = self.try_build()? {
                         follow_up.push_back(Input::Propose { block });
@@ -309,21 +314,30 @@ impl Work {
     /// Builds the block the engine asked for, if the policy says it is time.
     pub(super) fn try_build(&mut self) -> Result<Option<cairn_ledger::Block>, Fatal> {
         let mempool = self.admission.mempool();
+        // Transactions in blocks built here and not committed yet are still in the mempool
+        // (until their block commits), but no later block can take them.
+        let txs = mempool.len().saturating_sub(self.chain.ahead_txs());
         let pending = Pending {
-            txs: mempool.len(),
-            executable: mempool.has_executable(),
+            txs,
+            executable: mempool.has_executable() && txs > 0,
         };
-        let tip = self.chain.tip().height;
-        let Some((height, round)) = self.proposer.due(tip, pending, self.clock.at) else {
+        let built_to = self.chain.built_to();
+        let Some((height, round)) = self.proposer.due(built_to, pending, self.clock.at) else {
             return Ok(None);
         };
+        // What the last try saw: the tip, the blocks built ahead, and arrivals.
+        let seen = (self.chain.tip().height, built_to, mempool.arrivals());
+        if !self.proposer.policy().empty_blocks && self.nothing_to_build == Some(seen) {
+            // The last try found nothing that executes, and nothing has changed since.
+            return Ok(None);
+        }
         let policy = self.proposer.policy();
         let candidates = self.admission.candidates(
-            self.chain.ledger(),
+            &self.chain.view_ahead(),
             policy.block_txs_max,
             BLOCK_TX_BYTES_MAX,
         )?;
-        let built = self.chain.build(
+        let Some(built) = self.chain.build(
             &candidates,
             BlockParams {
                 proposer: self.me,
@@ -331,14 +345,21 @@ impl Work {
                 timestamp_ms: self.clock.unix_ms,
                 max_txs: policy.block_txs_max,
             },
-        )?;
+        )?
+        else {
+            return Ok(None);
+        };
         debug_assert_eq!(built.block.header.height, height);
         let dropped = self.admission.drop_rejected(&built.dropped);
         self.on_dropped(&dropped);
         if built.block.txs.is_empty() && !policy.empty_blocks {
-            // Everything pending was dropped: nothing to propose after all.
+            // Everything pending was dropped or waits behind a nonce gap (or is in the blocks
+            // built ahead): nothing to propose until a commit or an arrival changes that.
+            self.nothing_to_build = Some(seen);
             return Ok(None);
         }
+        self.nothing_to_build = None;
+        self.chain.built(built.execution);
         self.proposer.built();
         Ok(Some(built.block))
     }

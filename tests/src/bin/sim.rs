@@ -1,7 +1,7 @@
 //! Runs the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p cairn-tests --bin sim -- --engine raft|pbft --seeds 10000 [--start 0]
+//! cargo run --release -p cairn-tests --bin sim -- --engine raft|pbft --seeds 10000 [--start 0] [--blocks-in-flight 3]
 //! SIM_SEED=1234 cargo run --release -p cairn-tests --bin sim -- --engine raft
 //! ```
 //!
@@ -18,7 +18,7 @@ use cairn_tests::sim::{RunConfig, RunReport, run_pbft, run_raft};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sim --engine raft|pbft [--seeds N] [--start S]   (SIM_SEED=n replays one seed)"
+        "usage: sim --engine raft|pbft [--seeds N] [--start S] [--blocks-in-flight N (default 3)]   (SIM_SEED=n replays one seed)"
     );
     ExitCode::from(2)
 }
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let mut engine = None;
     let mut seeds = 100u64;
     let mut start = 0u64;
+    let mut in_flight = 3u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next();
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             ("--engine", _) => engine = value,
             ("--seeds", Some(Ok(n))) => seeds = n,
             ("--start", Some(Ok(n))) => start = n,
+            ("--blocks-in-flight", Some(Ok(n))) if n >= 1 => in_flight = n,
             _ => return usage(),
         }
     }
@@ -48,7 +50,9 @@ fn main() -> ExitCode {
     let mut total = RunReport::default();
     let mut failures = Vec::new();
     for &seed in &range {
-        match run(config(seed)) {
+        let mut cfg = config(seed);
+        cfg.knobs.blocks_in_flight = in_flight as usize;
+        match run(cfg) {
             Ok(r) => total.absorb(r),
             Err(v) => {
                 eprintln!("VIOLATION {v}");
@@ -57,8 +61,9 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "engine {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | replayed {} | {} | {} | {:.1} s",
+        "engine {} | blocks in flight {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | replayed {} | {} | {} | {:.1} s",
         engine.as_deref().unwrap_or("?"),
+        in_flight,
         range.len(),
         failures.len(),
         total.height,

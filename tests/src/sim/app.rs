@@ -30,8 +30,22 @@ impl<E: SimEngine> Sim<E> {
         }
     }
 
+    /// The tip once the blocks instance `(i, k)` built ahead of its ledger commit.
+    fn tip_ahead(&self, i: usize, k: usize) -> Tip {
+        match self.nodes[i].instances[k].ahead.last() {
+            Some(b) => Tip {
+                hash: b.hash(),
+                state_root: b.header.state_root,
+                timestamp_ms: b.header.timestamp_ms,
+                height: b.header.height,
+            },
+            None => self.tip(i, k),
+        }
+    }
+
+    /// A block on top of the ledger and the blocks built ahead of it.
     pub(super) fn build_block(&mut self, i: usize, k: usize, round: u64) -> Block {
-        let tip = self.tip(i, k);
+        let tip = self.tip_ahead(i, k);
         let height = tip.height + 1;
         Block {
             header: BlockHeader {
@@ -51,9 +65,12 @@ impl<E: SimEngine> Sim<E> {
     }
 
     /// What a node answers to `Validate`: a block at a height it holds is valid if it is the
-    /// block it holds; at the next height, if it is a valid next block.
+    /// block it holds; at the next height, if it is a valid next block; above it, if it is a
+    /// valid next block on a block it found valid, which leads down to its ledger through
+    /// blocks it found valid (pipelining).
     pub(super) fn valid_at(&self, i: usize, k: usize, b: &Block) -> Result<(), String> {
-        let chain = &self.nodes[i].instances[k].chain;
+        let inst = &self.nodes[i].instances[k];
+        let chain = &inst.chain;
         let h = b.header.height;
         if h >= 1 && h <= chain.len() as Height {
             return if chain[h as usize - 1].0.hash() == b.hash() {
@@ -62,7 +79,44 @@ impl<E: SimEngine> Sim<E> {
                 Err(format!("another block is committed at {h}"))
             };
         }
-        next_block_ok(&self.cluster.genesis, &self.tip(i, k), b)
+        let tip = self.tip(i, k);
+        if h == tip.height + 1 {
+            return next_block_ok(&self.cluster.genesis, &tip, b);
+        }
+        let Some(parent) = inst.validated.get(&b.header.prev_hash) else {
+            return Err(format!("block {h} is not on a block found valid"));
+        };
+        // The parent itself must lead down to the ledger.
+        let mut link = parent;
+        while link.header.height > tip.height + 1 {
+            match inst.validated.get(&link.header.prev_hash) {
+                Some(p) => link = p,
+                None => return Err(format!("block {h} does not lead down to the ledger")),
+            }
+        }
+        if link.header.prev_hash != tip.hash {
+            return Err(format!("block {h} is on a block that lost"));
+        }
+        let parent_tip = Tip {
+            hash: parent.hash(),
+            state_root: parent.header.state_root,
+            timestamp_ms: parent.header.timestamp_ms,
+            height: parent.header.height,
+        };
+        next_block_ok(&self.cluster.genesis, &parent_tip, b)
+    }
+
+    /// Keeps a block found valid above the ledger (bounded: a Byzantine primary proposes at
+    /// most one block per view and height, and the map is cleared when it grows past that).
+    pub(super) fn remember_valid(&mut self, i: usize, k: usize, b: &Block) {
+        let inst = &mut self.nodes[i].instances[k];
+        if b.header.height <= inst.chain.len() as Height {
+            return;
+        }
+        if inst.validated.len() >= 256 {
+            inst.validated.clear();
+        }
+        inst.validated.insert(b.hash(), b.clone());
     }
 
     pub(super) fn commit(
@@ -82,7 +136,17 @@ impl<E: SimEngine> Sim<E> {
                 .and_then(|()| self.agreement.check(i, block.header.height, block.hash()))
                 .map_err(|w| self.violation(w))?;
         }
-        self.nodes[i].instances[k].chain.push((block, cert));
+        let inst = &mut self.nodes[i].instances[k];
+        // A block built ahead commits or loses: either way it is not ahead any more, and
+        // when another block takes its height, those built on it lose too.
+        if inst.ahead.first().is_some_and(|b| b.hash() == block.hash()) {
+            inst.ahead.remove(0);
+        } else {
+            inst.ahead.clear();
+        }
+        inst.chain.push((block, cert));
+        let height = inst.chain.len() as Height;
+        inst.validated.retain(|_, b| b.header.height > height);
         Ok(())
     }
 

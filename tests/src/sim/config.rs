@@ -5,15 +5,29 @@ use cairn_ledger::Height;
 
 use super::adversary::Behaviour;
 
-/// Test-only switches: planted bugs that prove the checkers can fail.
-#[derive(Debug, Clone, Copy, Default)]
+/// Engine settings a run may vary, and test-only switches: planted bugs that prove the
+/// checkers can fail.
+#[derive(Debug, Clone, Copy)]
 pub struct Knobs {
+    /// Raft: most blocks a leader keeps in flight (pipelining); 3 unless a run says otherwise.
+    pub blocks_in_flight: usize,
     /// Raft: grant votes without regard to an earlier vote in the same term.
     pub raft_vote_twice: bool,
     /// PBFT: quorums of f+1 instead of 2f+1.
     pub pbft_small_quorum: bool,
     /// PBFT: checkpoint votes kept for any future sequence number (an unbounded map).
     pub pbft_unbounded_checkpoints: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            blocks_in_flight: 3,
+            raft_vote_twice: false,
+            pbft_small_quorum: false,
+            pbft_unbounded_checkpoints: false,
+        }
+    }
 }
 
 /// One run's parameters, all derived from the seed.

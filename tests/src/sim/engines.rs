@@ -5,7 +5,7 @@ use cairn_consensus::raft::{Raft, RaftConfig};
 use cairn_consensus::{NodeId, Protocol};
 use cairn_crypto::SigningKey;
 use cairn_ledger::testkit::TestChain;
-use cairn_ledger::{ConsensusKind, Genesis};
+use cairn_ledger::{BlockHash, ConsensusKind, Genesis, Height};
 
 use super::adversary::{Adversary, Behaviour, corrupt_pbft};
 use super::config::Knobs;
@@ -36,6 +36,11 @@ pub trait SimEngine: Protocol {
     /// The engine's parameters for node `me` of the cluster.
     fn config(cluster: &Cluster, me: NodeId, seed: u64, knobs: &Knobs) -> Self::Config;
 
+    /// A commit vote's height, block and signer, if `msg` is one (PBFT's COMMIT).
+    fn commit_vote(_msg: &Self::Message) -> Option<(Height, BlockHash, NodeId)> {
+        None
+    }
+
     /// What a Byzantine node with `behaviour` sends instead of `msg` to `to`, into `out`
     /// (nothing, the message, or several). The default is an engine that has no Byzantine
     /// model (Raft: crash faults only).
@@ -61,6 +66,7 @@ impl SimEngine for Raft {
             heartbeat_ticks: 3,
             max_entries_per_message: 8,
             compact_after: 6,
+            blocks_in_flight: knobs.blocks_in_flight,
             seed,
             planted_bug_vote_twice: knobs.raft_vote_twice,
         }
@@ -79,8 +85,16 @@ impl SimEngine for Pbft {
             checkpoint_interval: PBFT_CHECKPOINT_INTERVAL,
             view_change_ticks: 40,
             retransmit_ticks: 6,
+            blocks_in_flight: knobs.blocks_in_flight,
             planted_bug_small_quorum: knobs.pbft_small_quorum,
             planted_bug_unbounded_checkpoints: knobs.pbft_unbounded_checkpoints,
+        }
+    }
+
+    fn commit_vote(msg: &PbftMessage) -> Option<(Height, BlockHash, NodeId)> {
+        match msg {
+            PbftMessage::Commit(c) => Some((c.body.seq, c.body.block_hash, c.author)),
+            _ => None,
         }
     }
 

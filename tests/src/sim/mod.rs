@@ -30,10 +30,11 @@ use cairn_consensus::pbft::Pbft;
 use cairn_consensus::raft::Raft;
 use cairn_consensus::{DetRng, DurableState, Input, NodeId, Output, Protocol};
 use cairn_ledger::ConsensusWrite;
-use cairn_ledger::{Block, CommitCertificate, ConsensusKind, Height};
+use cairn_ledger::{Block, BlockHash, CommitCertificate, ConsensusKind, Height};
 
 pub use adversary::{Adversary, Behaviour};
 use checkers::agreement::Agreement;
+use checkers::certified::Certified;
 use checkers::election::Election;
 use checkers::{bounds, durability, liveness};
 pub use config::{
@@ -51,6 +52,13 @@ struct Instance<E: SimEngine> {
     model: E::Durable,
     /// The instance's ledger: certified blocks, height i+1 at position i.
     chain: Vec<(Block, CommitCertificate)>,
+    /// Blocks it built on top of its ledger that are not committed yet, in height order, as a
+    /// pipelining leader's node keeps them (lost in a crash).
+    ahead: Vec<Block>,
+    /// Blocks above its ledger it found valid, by hash: a pipelined block is validated on
+    /// top of them, as a node executes it on their executions (pruned as the ledger grows;
+    /// lost in a crash).
+    validated: BTreeMap<BlockHash, Block>,
     restarts: u64,
 }
 
@@ -73,6 +81,10 @@ pub struct Sim<E: SimEngine> {
     now: u64,
     links: Links<E::Message>,
     agreement: Agreement,
+    certified: Certified,
+    /// A certificate violation found while a message went on the wire, reported after the
+    /// step that sent it.
+    broken_certificates: Option<String>,
     election: Election,
     /// Restarted honest nodes not yet back in the others' round, with their restart tick.
     rejoining: BTreeMap<usize, u64>,
@@ -109,6 +121,8 @@ impl<E: SimEngine> Sim<E> {
                             keys: BTreeMap::new(),
                             model,
                             chain: Vec::new(),
+                            ahead: Vec::new(),
+                            validated: BTreeMap::new(),
                             restarts: 0,
                         }
                     })
@@ -135,6 +149,8 @@ impl<E: SimEngine> Sim<E> {
             now: 0,
             links,
             agreement: Agreement::default(),
+            certified: Certified::default(),
+            broken_certificates: None,
             election: Election::default(),
             rejoining: BTreeMap::new(),
             report: RunReport::default(),
@@ -280,6 +296,9 @@ impl<E: SimEngine> Sim<E> {
                 }
                 self.execute(i, k, o, &mut queue)?;
             }
+            if let Some(w) = self.broken_certificates.take() {
+                return Err(self.violation(w));
+            }
             if cut.is_some() {
                 self.crash(i);
                 return Ok(());
@@ -328,13 +347,21 @@ impl<E: SimEngine> Sim<E> {
             }
             Output::Commit { block, certificate } => self.commit(i, k, block, certificate)?,
             Output::RequestProposal { height, round } => {
-                if height == self.nodes[i].instances[k].chain.len() as Height + 1 {
+                // Blocks built at or above the height asked for lost (a new term): the next
+                // one goes on the ledger or on those below it.
+                let inst = &mut self.nodes[i].instances[k];
+                inst.ahead.retain(|b| b.header.height < height);
+                if height == (inst.chain.len() + inst.ahead.len()) as Height + 1 {
                     let block = self.build_block(i, k, round);
+                    self.nodes[i].instances[k].ahead.push(block.clone());
                     queue.push_back(Input::Propose { block });
                 }
             }
             Output::Validate { block } => {
                 let valid = self.valid_at(i, k, &block).is_ok();
+                if valid {
+                    self.remember_valid(i, k, &block);
+                }
                 queue.push_back(Input::Validated {
                     block_hash: block.hash(),
                     valid,
@@ -391,6 +418,8 @@ impl<E: SimEngine> Sim<E> {
     fn crash(&mut self, i: usize) {
         let mut any = false;
         for inst in &mut self.nodes[i].instances {
+            inst.ahead.clear();
+            inst.validated.clear();
             any |= inst.engine.take().is_some();
         }
         self.rejoining.remove(&i);

@@ -100,6 +100,18 @@ impl<E: SimEngine> Sim<E> {
 
     /// Puts one message on the wire, subject to partitions, loss, duplication and delay.
     fn transmit(&mut self, from: usize, to: usize, msg: E::Message) {
+        // A vote on the wire counts toward a certificate whether or not it arrives: anyone
+        // who sees it may assemble one. Receivers take a vote only from its signer.
+        if let Some((height, block, signer)) = E::commit_vote(&msg)
+            && signer.index() == from
+        {
+            // 2f+1 of n = 3f+1 (n - f in general).
+            let n = self.nodes.len();
+            let quorum = n - (n - 1) / 3;
+            if let Err(w) = self.certified.vote(height, block, signer.0, quorum) {
+                self.broken_certificates.get_or_insert(w);
+            }
+        }
         if self.faults_on {
             if self.links.partition.blocks(from, to) || self.rng.chance(self.links.drop_p) {
                 self.report.dropped += 1;

@@ -26,6 +26,7 @@ pub(super) fn cfg(c: &TestChain, me: u32) -> PbftConfig {
         checkpoint_interval: 2,
         view_change_ticks: 10,
         retransmit_ticks: 1000,
+        blocks_in_flight: 1,
         planted_bug_small_quorum: false,
         planted_bug_unbounded_checkpoints: false,
     }

@@ -393,3 +393,120 @@ fn s4_2_negative_space_table() {
             .any(|m| matches!(m, PbftMessage::Prepare(_)))
     );
 }
+
+/// A replica with two blocks in flight.
+fn pipelined(c: &TestChain, me: u32) -> Pbft {
+    let mut cfg = cfg(c, me);
+    cfg.blocks_in_flight = 2;
+    Pbft::restore(
+        cfg,
+        c.validators[me as usize].clone(),
+        &PbftDurable::default(),
+        0,
+    )
+}
+
+fn commits_sent(out: &Out) -> Vec<u64> {
+    broadcasts(out)
+        .into_iter()
+        .filter_map(|m| match m {
+            PbftMessage::Commit(c) => Some(c.body.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_pipelining_primary_proposes_the_next_block_on_the_one_in_flight() {
+    let c = chain();
+    let mut p = pipelined(&c, 0);
+    step(&mut p, Input::Tick { pending_work: true });
+    let one = block(1, 1);
+    let out = step(&mut p, Input::Propose { block: one.clone() });
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RequestProposal { height: 2, .. })),
+        "block 2 is asked for while block 1 is in flight"
+    );
+    let out = step(&mut p, Input::Propose { block: block(2, 2) });
+    assert!(broadcasts(&out).is_empty(), "block 2 must extend block 1");
+    refused_once(&p, Refusal::Unrequested, "a block on another parent");
+    let mut two = block(2, 2);
+    two.header.prev_hash = one.hash();
+    let out = step(&mut p, Input::Propose { block: two });
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::RequestProposal { .. })),
+        "two blocks in flight: the third waits"
+    );
+}
+
+#[test]
+fn a_backup_validates_and_commits_pipelined_blocks_in_order() {
+    let c = chain();
+    let mut r = pipelined(&c, 1);
+    let one = block(1, 1);
+    let mut two = block(2, 2);
+    two.header.prev_hash = one.hash();
+    // Block 2's pre-prepare arrives first: it waits for block 1 (no sync, no validation).
+    let out = step(&mut r, from(0, pre_prepare(&c, 0, &two)));
+    assert!(out.is_empty(), "{out:?}");
+    let out = step(&mut r, from(0, pre_prepare(&c, 0, &one)));
+    let validates: Vec<Height> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Validate { block } => Some(block.header.height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        validates,
+        vec![1],
+        "block 2 is validated on block 1, after it"
+    );
+    let out = step(
+        &mut r,
+        Input::Validated {
+            block_hash: one.hash(),
+            valid: true,
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Validate { block } if block.header.height == 2)),
+        "once block 1 is valid here, block 2 is validated on top of it"
+    );
+    step(
+        &mut r,
+        Input::Validated {
+            block_hash: two.hash(),
+            valid: true,
+        },
+    );
+    // Block 2 prepares first: this replica does not sign COMMIT for it before block 1's.
+    let mut sent = Vec::new();
+    for a in [2, 3] {
+        sent.extend(commits_sent(&step(
+            &mut r,
+            from(a, prepare(&c, a, 0, &two)),
+        )));
+    }
+    assert!(sent.is_empty(), "no COMMIT for 2 before 1's: {sent:?}");
+    for a in [2, 3] {
+        sent.extend(commits_sent(&step(
+            &mut r,
+            from(a, prepare(&c, a, 0, &one)),
+        )));
+    }
+    assert_eq!(sent, vec![1, 2], "block 1's COMMIT, then block 2's");
+    // Commits for 2 arrive before 1 commits: delivered in height order.
+    let mut delivered = Vec::new();
+    for (a, b) in [(0, &two), (2, &two), (0, &one), (2, &one)] {
+        let out = step(&mut r, from(a, commit(&c, a, 0, b)));
+        delivered.extend(out.iter().filter_map(|o| match o {
+            Output::Commit { block, .. } => Some(block.header.height),
+            _ => None,
+        }));
+    }
+    assert_eq!(delivered, vec![1, 2]);
+}

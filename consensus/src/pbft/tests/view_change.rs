@@ -298,3 +298,72 @@ fn s4_4_an_idle_backup_keeps_its_timer_still() {
     let fired = (0..ticks + 1).any(|_| view_change(&step(&mut r, idle_tick.clone())));
     assert!(fired, "no view change with a slot in flight");
 }
+
+/// A prepared certificate for `b` in `view` (decide() trusts certificates it is given: the
+/// view changes carrying them are checked before).
+fn prepared_cert(c: &TestChain, view: u64, b: &Block) -> PreparedProof {
+    PreparedProof {
+        pre_prepare: sign(c, primary(View(view), 4).0, PRE_PREPARE, &vote(view, b)),
+        block: b.clone(),
+        prepares: vec![],
+    }
+}
+
+#[test]
+fn a_new_view_re_proposes_up_to_the_first_gap_or_the_first_block_on_another_parent() {
+    let c = chain();
+    let one = block(1, 1);
+    let mut two = block(2, 2);
+    two.header.prev_hash = one.hash();
+    let mut three = block(3, 3);
+    three.header.prev_hash = two.hash();
+    // Block 3 of a later view, built on another block 2 (which lost): it cannot be next.
+    let mut stray = block(3, 4);
+    stray.header.prev_hash = BlockHash(Hash([7; 32]));
+    let vc = |a: u32, prepared: Vec<PreparedProof>| {
+        sign(
+            &c,
+            a,
+            VIEW_CHANGE,
+            &ViewChange {
+                new_view: View(2),
+                checkpoint: None,
+                prepared,
+            },
+        )
+    };
+    let seqs = |d: Decision| -> Vec<u64> {
+        d.reproposals
+            .iter()
+            .map(|p| p.pre_prepare.body.seq.0)
+            .collect()
+    };
+    let chained = decide(&[
+        vc(
+            1,
+            vec![prepared_cert(&c, 0, &one), prepared_cert(&c, 0, &two)],
+        ),
+        vc(2, vec![prepared_cert(&c, 0, &three)]),
+        vc(3, vec![]),
+    ]);
+    assert_eq!(seqs(chained), vec![1, 2, 3]);
+    let gap = decide(&[
+        vc(1, vec![prepared_cert(&c, 0, &one)]),
+        vc(2, vec![prepared_cert(&c, 0, &three)]),
+        vc(3, vec![]),
+    ]);
+    assert_eq!(seqs(gap), vec![1], "nothing above a gap");
+    let broken = decide(&[
+        vc(
+            1,
+            vec![prepared_cert(&c, 0, &one), prepared_cert(&c, 0, &two)],
+        ),
+        vc(2, vec![prepared_cert(&c, 1, &stray)]),
+        vc(3, vec![]),
+    ]);
+    assert_eq!(
+        seqs(broken),
+        vec![1, 2],
+        "the highest-view certificate at 3 is not on block 2: stop there"
+    );
+}

@@ -31,6 +31,7 @@ pub(super) fn cfg(c: &TestChain, me: u32) -> RaftConfig {
         heartbeat_ticks: 3,
         max_entries_per_message: 16,
         compact_after: 1000,
+        blocks_in_flight: 1,
         seed: 7,
         planted_bug_vote_twice: false,
     }
@@ -115,7 +116,11 @@ pub(super) fn sent(out: &Out) -> Vec<RaftMessage> {
 
 /// A node made leader of `term` in a 3-node cluster, with its outputs.
 pub(super) fn leader(c: &TestChain, durable: &RaftDurable) -> (Raft, Out) {
-    let mut r = node(c, 0, durable, 0);
+    elect(node(c, 0, durable, 0))
+}
+
+/// Node 0 of a 3-node cluster, made leader of the next term, with its outputs.
+pub(super) fn elect(mut r: Raft) -> (Raft, Out) {
     tick_until_output(&mut r); // PreVote
     let t = r.term;
     step(

@@ -227,3 +227,75 @@ fn s5_4_2_figure_8_old_term_entries_commit_only_with_the_current_term() {
         }
     )));
 }
+
+#[test]
+fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
+    let c = chain(3);
+    let mut cfg = cfg(&c, 0);
+    cfg.blocks_in_flight = 2;
+    let r = Raft::restore(cfg, c.validators[0].clone(), &RaftDurable::default(), 0);
+    let (mut r, out) = elect(r);
+    // No earlier term's entry is left to commit: the first block need not wait for the no-op.
+    let term = r.term.0;
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RequestProposal { height: 1, round } if *round == term
+    )));
+    let one = block(1, 10);
+    step(&mut r, Input::Propose { block: one.clone() });
+    let out = step(&mut r, Input::Tick { pending_work: true });
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::RequestProposal { .. })),
+        "asked once per block"
+    );
+    // Block 1 replicates; block 2 was asked for when 1 was proposed.
+    assert!(r.proposal_requested, "the next block is asked for at once");
+    let mut wrong_parent = block(2, 11);
+    wrong_parent.header.prev_hash = BlockHash(Hash([9; 32]));
+    let mut out = Vec::new();
+    r.step(
+        Input::Propose {
+            block: wrong_parent,
+        },
+        &mut out,
+    );
+    assert_eq!(
+        r.status().refused.of(Refusal::Unrequested),
+        1,
+        "must extend block 1"
+    );
+    let mut two = block(2, 11);
+    two.header.prev_hash = one.hash();
+    step(&mut r, Input::Propose { block: two.clone() });
+    assert!(
+        !r.proposal_requested,
+        "two blocks in flight: the third waits"
+    );
+    // A majority stores both: they commit in order, and block 3 is asked for.
+    let (last, term) = (r.log.last_index(), r.term);
+    let out = step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::AppendEntriesResponse {
+                term,
+                success: true,
+                last_index: last,
+                applied: LogIndex(0),
+            },
+        ),
+    );
+    let heights: Vec<Height> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Commit { block, .. } => Some(block.header.height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heights, vec![1, 2]);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RequestProposal { height: 3, .. }))
+    );
+}

@@ -101,7 +101,8 @@ fn pending_transactions_are_announced_again_until_they_leave() {
     let mut ledger_chain = chain;
     let built = ledger_chain
         .build(&[v(zero), v(gap.clone())], c.params(1))
-        .expect("build");
+        .expect("build")
+        .expect("room ahead");
     let cert = c.certify(&built.block);
     let ids = built.block.tx_ids();
     let mut check = NoCheck;
@@ -125,7 +126,10 @@ fn a_transaction_a_block_makes_executable_is_announced_at_once() {
     gossiped(&mut a);
     // Its predecessor commits in a block built elsewhere, two seconds later.
     let zero = c.transfer(&c.accounts[1], 0, to, 5);
-    let built = chain.build(&[v(zero)], c.params(1)).expect("build");
+    let built = chain
+        .build(&[v(zero)], c.params(1))
+        .expect("build")
+        .expect("room ahead");
     let cert = c.certify(&built.block);
     chain
         .commit(built.block.clone(), cert, &mut NoCheck)
@@ -152,7 +156,10 @@ fn an_executable_transaction_that_would_not_execute_is_dropped_not_kept() {
     a.submit(v(too_much.clone()), &chain, t0)
         .expect("a gap waits");
     gossiped(&mut a);
-    let built = chain.build(&[v(all_but_one)], c.params(1)).expect("build");
+    let built = chain
+        .build(&[v(all_but_one)], c.params(1))
+        .expect("build")
+        .expect("room ahead");
     let cert = c.certify(&built.block);
     chain
         .commit(built.block.clone(), cert, &mut NoCheck)
@@ -254,7 +261,8 @@ fn a_raft_follower_holds_gossip_unverified_announces_it_and_verifies_it_only_to_
     // for good; the second is announced again once it lingers.
     let built = chain
         .build(&[v(first.clone())], c.params(1))
-        .expect("build");
+        .expect("build")
+        .expect("room ahead");
     let cert = c.certify(&built.block);
     chain
         .commit(built.block.clone(), cert, &mut NoCheck)

@@ -4,6 +4,7 @@
 //! - [`agreement`]: no two honest nodes commit different blocks at one height;
 //! - [`validity`]: an honest node commits only a valid next block of its own ledger;
 //! - [`integrity`]: every commit carries a certificate that checks offline;
+//! - [`certified`]: no two blocks at one height ever gather a commit quorum (PBFT);
 //! - [`durability`]: a restarted node resumes exactly where its ledger and keys say;
 //! - [`election`]: one leader per term (Raft §5.2; one primary per view in PBFT);
 //! - [`bounds`]: no honest replica retains more than its engine's stated bound;
@@ -11,6 +12,7 @@
 
 pub(super) mod agreement;
 pub(super) mod bounds;
+pub(super) mod certified;
 pub(super) mod durability;
 pub(super) mod election;
 pub(super) mod integrity;
