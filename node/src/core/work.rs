@@ -137,6 +137,12 @@ impl<P: NodeEngine> Effects<P> for Work {
                             self.after_commit(c)?;
                         }
                         self.ready_validations(follow_up)?;
+                        // A request parked behind the block that just committed may be due.
+                        if self.proposer.is_parked()
+                            && let Some(block) = self.try_build()?
+                        {
+                            follow_up.push_back(Input::Propose { block });
+                        }
                     }
                     CommitOutcome::Held(h) => {
                         // The ledger is behind the engine: fetch the gap.
@@ -321,12 +327,12 @@ impl Work {
             txs,
             executable: mempool.has_executable() && txs > 0,
         };
-        let built_to = self.chain.built_to();
-        let Some((height, round)) = self.proposer.due(built_to, pending, self.clock.at) else {
+        let (tip, built_to) = (self.chain.tip().height, self.chain.built_to());
+        let Some((height, round)) = self.proposer.due(tip, built_to, pending, self.clock.at) else {
             return Ok(None);
         };
         // What the last try saw: the tip, the blocks built ahead, and arrivals.
-        let seen = (self.chain.tip().height, built_to, mempool.arrivals());
+        let seen = (tip, built_to, mempool.arrivals());
         if !self.proposer.policy().empty_blocks && self.nothing_to_build == Some(seen) {
             // The last try found nothing that executes, and nothing has changed since.
             return Ok(None);
