@@ -60,17 +60,25 @@ impl Pbft {
             });
             return Ok(());
         }
+        if !self.proposal_requested {
+            return Err(Refusal::Unrequested);
+        }
+        // Whatever the answer, the request is spent: a block that does not fit (built for an
+        // older view, on a block no longer in flight, or while a sync replaced the slots)
+        // means the caller's view of the request is stale, and the next tick asks afresh
+        // rather than leaving the primary waiting for a block that will never come.
+        self.proposal_requested = false;
         let seq = Seq::at(block.header.height);
         let Some((want, parent)) = self.next_block_slot() else {
             return Err(Refusal::Unrequested);
         };
-        if !self.proposal_requested
-            || seq != want
+        if seq != want
+            || block.header.round != self.view.0
             || parent.is_some_and(|p| p != block.header.prev_hash)
+            || self.syncing.is_some()
         {
             return Err(Refusal::Unrequested);
         }
-        self.proposal_requested = false;
         let vote = Vote {
             view: self.view,
             seq,
@@ -295,6 +303,7 @@ impl Pbft {
         let quorum = self.quorum();
         let primary = self.primary(self.view);
         let next = self.next_seq();
+        let depth = self.depth();
         let (parent_validated, parent_committed) = match self.slots.get(&seq) {
             Some(slot) => match &slot.pre_prepare {
                 Some((_, block)) => self.parent_state(seq, block),
@@ -309,7 +318,10 @@ impl Pbft {
             return false;
         };
         if slot.validated.is_none() {
-            if !slot.asked && parent_validated && self.syncing.is_none() {
+            // At most `blocks_in_flight` blocks are executed ahead of the ledger: an
+            // equivocating primary cannot make a backup execute a longer chain.
+            let within = seq.0 < next.0 + depth;
+            if !slot.asked && parent_validated && within && self.syncing.is_none() {
                 slot.asked = true;
                 if let Some((_, block)) = &slot.pre_prepare {
                     out.push(Output::Validate {

@@ -116,6 +116,8 @@ impl Raft {
                 self.heartbeat_elapsed = 0;
                 self.broadcast_append(out);
             }
+            // A request the caller answered with a block that did not fit is asked again.
+            self.maybe_request_proposal(out);
             if self.elapsed >= self.cfg.election_ticks_min {
                 // CheckQuorum: step down without a majority heard from in a timeout.
                 let me = self.cfg.me.index();

@@ -213,16 +213,22 @@ impl Raft {
             out.push(Output::NotLeader { hint: self.leader });
             return Ok(());
         }
+        if !self.proposal_requested {
+            return Err(Refusal::Unrequested);
+        }
+        // Whatever the answer, the request is spent: a block that does not fit (built for an
+        // older term, or on a block not in this log) means the caller's view of the request
+        // is stale, and the next tick asks afresh.
+        self.proposal_requested = false;
         let Some((height, parent)) = self.next_block_slot() else {
             return Err(Refusal::Unrequested);
         };
-        if !self.proposal_requested
-            || block.header.height != height
+        if block.header.height != height
+            || block.header.round != self.term.0
             || parent.is_some_and(|p| p != block.header.prev_hash)
         {
             return Err(Refusal::Unrequested);
         }
-        self.proposal_requested = false;
         self.append(
             Entry {
                 term: self.term,

@@ -431,6 +431,12 @@ fn a_pipelining_primary_proposes_the_next_block_on_the_one_in_flight() {
     let out = step(&mut p, Input::Propose { block: block(2, 2) });
     assert!(broadcasts(&out).is_empty(), "block 2 must extend block 1");
     refused_once(&p, Refusal::Unrequested, "a block on another parent");
+    let out = step(&mut p, Input::Tick { pending_work: true });
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RequestProposal { height: 2, .. })),
+        "the refused request is asked again at the next tick"
+    );
     let mut two = block(2, 2);
     two.header.prev_hash = one.hash();
     let out = step(&mut p, Input::Propose { block: two });

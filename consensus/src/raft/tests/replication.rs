@@ -241,7 +241,8 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
         o,
         Output::RequestProposal { height: 1, round } if *round == term
     )));
-    let one = block(1, 10);
+    let mut one = block(1, 10);
+    one.header.round = term;
     step(&mut r, Input::Propose { block: one.clone() });
     let out = step(&mut r, Input::Tick { pending_work: true });
     assert!(
@@ -252,20 +253,37 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
     // Block 1 replicates; block 2 was asked for when 1 was proposed.
     assert!(r.proposal_requested, "the next block is asked for at once");
     let mut wrong_parent = block(2, 11);
+    wrong_parent.header.round = term;
     wrong_parent.header.prev_hash = BlockHash(Hash([9; 32]));
-    let mut out = Vec::new();
-    r.step(
+    step(
+        &mut r,
         Input::Propose {
             block: wrong_parent,
         },
-        &mut out,
     );
     assert_eq!(
         r.status().refused.of(Refusal::Unrequested),
         1,
         "must extend block 1"
     );
+    assert!(!r.proposal_requested, "the request is spent");
+    let out = step(&mut r, Input::Tick { pending_work: true });
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RequestProposal { height: 2, .. })),
+        "and asked again at the next tick"
+    );
+    let mut stale = block(2, 11);
+    stale.header.prev_hash = one.hash();
+    step(&mut r, Input::Propose { block: stale });
+    assert_eq!(
+        r.status().refused.of(Refusal::Unrequested),
+        2,
+        "a block built for an older term is refused"
+    );
+    step(&mut r, Input::Tick { pending_work: true });
     let mut two = block(2, 11);
+    two.header.round = term;
     two.header.prev_hash = one.hash();
     step(&mut r, Input::Propose { block: two.clone() });
     assert!(
