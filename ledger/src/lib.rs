@@ -22,6 +22,7 @@ pub mod domains;
 pub mod genesis;
 mod ledger;
 pub mod mempool;
+mod overlay;
 pub mod state;
 pub mod store;
 pub mod testkit;
