@@ -97,8 +97,6 @@ pub struct Chain<S: BlockStore> {
     /// Executions of blocks built here and not committed yet, the first on the tip and each
     /// on the one before (at most [`AHEAD_MAX`]).
     ahead: Vec<Execution>,
-    /// How many transactions the blocks ahead hold.
-    ahead_txs: usize,
     held_validations: BTreeMap<Height, Vec<Block>>,
     held_commits: BTreeMap<Height, (Block, CommitCertificate)>,
 }
@@ -118,7 +116,6 @@ impl<S: BlockStore> Chain<S> {
             ledger,
             executions: HashMap::new(),
             ahead: Vec::new(),
-            ahead_txs: 0,
             held_validations: BTreeMap::new(),
             held_commits: BTreeMap::new(),
         }
@@ -143,7 +140,7 @@ impl<S: BlockStore> Chain<S> {
 
     /// How many transactions the blocks built here and not committed yet hold.
     pub fn ahead_txs(&self) -> usize {
-        self.ahead_txs
+        self.ahead.iter().map(|e| e.tx_ids().len()).sum()
     }
 
     /// The state once the blocks built here commit: what the next block's candidates are
@@ -162,11 +159,6 @@ impl<S: BlockStore> Chain<S> {
             .take_while(|e| e.tip().height < height)
             .count();
         self.ahead.truncate(keep);
-        self.count_ahead();
-    }
-
-    fn count_ahead(&mut self) {
-        self.ahead_txs = self.ahead.iter().map(|e| e.tx_ids().len()).sum();
     }
 
     /// The store, for the consensus engine's writes.
@@ -371,13 +363,10 @@ impl<S: BlockStore> Chain<S> {
         let hash = block.hash();
         let built_here = self.ahead.first().is_some_and(|e| e.block_hash() == hash);
         let reused = if built_here {
-            let e = self.ahead.remove(0);
-            self.count_ahead();
-            Some(e)
+            Some(self.ahead.remove(0))
         } else {
             // Another block at this height: what was built ahead was built on a loser.
             self.ahead.clear();
-            self.ahead_txs = 0;
             self.executions.remove(&hash)
         };
         let exec = match reused {
@@ -456,7 +445,6 @@ impl<S: BlockStore> Chain<S> {
     /// the ones before it.
     pub fn built(&mut self, execution: Execution) {
         if self.ahead.len() < AHEAD_MAX && execution.parent() == self.built_to_hash() {
-            self.ahead_txs += execution.tx_ids().len();
             self.ahead.push(execution);
         }
     }
