@@ -1,5 +1,7 @@
-//! Signature verification: ZIP-215 single vs batch (ed25519-zebra) vs `verify_strict`
-//! one at a time (ed25519-dalek), plus hashing and codec costs.
+//! Signature verification: ZIP-215 single (ed25519-zebra) vs batch (Cairn's, with decoded
+//! keys kept between batches: `zip215_batch_N` repeats its keys, as accounts sending again do;
+//! `zip215_batch_256_fresh_keys` never does) vs `verify_strict` one at a time (ed25519-dalek),
+//! plus hashing and codec costs.
 //!
 //! `cargo bench --workspace --bench crypto`
 
@@ -50,7 +52,37 @@ fn verification(c: &mut Criterion) {
             })
         });
     }
+    g.throughput(Throughput::Elements(256));
+    let mut round = 0u64;
+    g.bench_function("zip215_batch_256_fresh_keys", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                signed_by_fresh_keys(256, round)
+            },
+            |fresh| {
+                black_box(verify_batch(
+                    fresh.iter().map(|(k, m, s)| (k, m.as_slice(), s)),
+                ))
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
+}
+
+/// `n` signatures by keys no other round uses.
+fn signed_by_fresh_keys(n: usize, round: u64) -> Vec<(PublicKey, Vec<u8>, Signature)> {
+    (0..n as u64)
+        .map(|i| {
+            let sk = SigningKey::from_seed(
+                Hash::sha256(&[round.to_le_bytes(), i.to_le_bytes()].concat()).0,
+            );
+            let msg = vec![i as u8; 180];
+            let sig = sk.sign_raw(&msg);
+            (sk.public_key(), msg, sig)
+        })
+        .collect()
 }
 
 fn hashing_and_codec(c: &mut Criterion) {

@@ -16,11 +16,13 @@
 mod bytes;
 pub mod codec;
 mod hash;
+mod key_cache;
 mod keys;
 pub mod merkle;
 mod verify;
 
 pub use bytes::{ParseHexError, hex_bytes};
 pub use hash::{Domain, Hash};
+pub use key_cache::{KEYS_KEPT, cached_keys};
 pub use keys::{PublicKey, Signature, SignatureError, SigningKey, signing_bytes};
 pub use verify::{BatchVerifier, verify_batch};
