@@ -644,7 +644,7 @@ impl TxCheck for Admission {
         if unknown.is_empty() {
             return Ok(());
         }
-        self.metrics.verified_txs.inc_by(unknown.len() as u64);
+        self.metrics.verified(unknown.len());
         for (r, id) in verify_transactions(unknown, &self.chain_id)
             .into_iter()
             .zip(ids)

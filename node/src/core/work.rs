@@ -310,7 +310,7 @@ impl Work {
             let out = self.verified_tx.clone();
             let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
-                metrics.verified_txs.inc_by(batch.len() as u64);
+                metrics.verified(batch.len());
                 let r = cairn_ledger::verify_transactions(batch, &chain);
                 let _ = out.blocking_send(r);
             });

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub round_changes: Counter,
     /// Transaction signatures verified.
     pub verified_txs: Counter,
+    /// Signatures per verification batch (larger batches cost less per signature).
+    pub verify_batch: Histogram,
     /// Compact blocks received with transactions this node did not hold, asked of their
     /// sender.
     pub compact_asks: Counter,
@@ -113,6 +115,7 @@ impl Metrics {
             consensus_refused: Family::default(),
             round_changes: Counter::default(),
             verified_txs: Counter::default(),
+            verify_batch: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0]),
             compact_asks: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
@@ -167,6 +170,11 @@ impl Metrics {
             "verified_signatures",
             "Transaction signatures verified",
             m.verified_txs.clone(),
+        );
+        registry.register(
+            "verification_batch_signatures",
+            "Transaction signatures per verification batch (the larger, the cheaper each)",
+            m.verify_batch.clone(),
         );
         registry.register(
             "compact_block_asks",
@@ -260,6 +268,12 @@ impl Metrics {
         self.http_duration
             .get_or_create(&vec![label("route", route), label("method", method)])
             .observe(seconds);
+    }
+
+    /// Counts a batch of transaction signatures verified.
+    pub fn verified(&self, signatures: usize) {
+        self.verified_txs.inc_by(signatures as u64);
+        self.verify_batch.observe(signatures as f64);
     }
 
     /// Counts a rejection.
