@@ -6,6 +6,7 @@
 
 use cairn_crypto::{Hash, PublicKey};
 
+use crate::account_cache::AccountCache;
 use crate::ahead::AheadView;
 use crate::block::{
     BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation,
@@ -217,6 +218,8 @@ pub struct Ledger<S> {
     validators: ValidatorSet,
     store: S,
     tip: Tip,
+    /// Committed accounts read lately, kept up to date by [`Ledger::commit`].
+    accounts: AccountCache,
 }
 
 impl<S: BlockStore> Ledger<S> {
@@ -261,6 +264,7 @@ impl<S: BlockStore> Ledger<S> {
             genesis_hash,
             store,
             tip,
+            accounts: AccountCache::default(),
         })
     }
 
@@ -294,9 +298,15 @@ impl<S: BlockStore> Ledger<S> {
         &self.store
     }
 
-    /// The store, for the consensus engine's durable state.
+    /// The store, for the consensus engine's durable state. Not for the state machine's
+    /// keys: the ledger keeps committed accounts in memory and only its own commits update them.
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
+    }
+
+    /// Committed accounts held in memory now (at most [`crate::ACCOUNTS_KEPT`]).
+    pub fn accounts_kept(&self) -> usize {
+        self.accounts.len()
     }
 
     /// Gives the store back.
@@ -311,7 +321,7 @@ impl<S: BlockStore> Ledger<S> {
         if let Err(reason) = check_stateless_sized(tx.signed(), tx.size(), &self.genesis.chain_id) {
             return Ok(Some(reason));
         }
-        let mut overlay = Overlay::new(&self.store);
+        let mut overlay = Overlay::new(self);
         Ok(overlay.apply(tx.tx())?.err())
     }
 
@@ -337,8 +347,8 @@ impl<S: BlockStore> Ledger<S> {
 
     /// The state once the blocks of `ahead` (executions of blocks after the tip, each on the
     /// one before) are committed: what the mempool picks the next block's candidates from.
-    pub fn view_on<'a>(&'a self, ahead: &[&'a Execution]) -> AheadView<'a, S> {
-        AheadView::new(&self.store, ahead)
+    pub fn view_on<'a>(&'a self, ahead: &[&'a Execution]) -> AheadView<'a, Self> {
+        AheadView::new(self, ahead)
     }
 
     /// [`Ledger::build_block`] on top of blocks not committed yet: `ahead` holds their
@@ -560,7 +570,11 @@ impl<S: BlockStore> Ledger<S> {
             tx_ids: execution.tx_ids,
             writes: execution.writes,
         };
-        self.store.commit(&commit, tip)?;
+        if let Err(e) = self.store.commit(&commit, tip) {
+            self.accounts.clear();
+            return Err(e.into());
+        }
+        self.accounts.on_commit(&commit.writes);
         self.tip = tip;
         Ok(execution.receipts)
     }
@@ -596,8 +610,14 @@ impl<S: BlockStore> Ledger<S> {
 }
 
 impl<S: BlockStore> StateView for Ledger<S> {
+    /// The committed account: from memory when read lately, else from the store.
     fn account(&self, id: &PublicKey) -> Result<Option<Account>, StoreError> {
-        self.store.account(id)
+        if let Some(kept) = self.accounts.get(id) {
+            return Ok(kept);
+        }
+        let account = self.store.account(id)?;
+        self.accounts.keep(*id, account);
+        Ok(account)
     }
 
     fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -14,6 +14,7 @@
 //! off, so that its dependency tree holds no storage engine.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod account_cache;
 mod ahead;
 pub mod audit;
 pub mod block;
@@ -29,6 +30,7 @@ pub mod testkit;
 pub mod transaction;
 pub mod validation;
 
+pub use account_cache::ACCOUNTS_KEPT;
 pub use ahead::AheadView;
 pub use block::{Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation};
 pub use certificate::{

@@ -37,7 +37,8 @@ impl Account {
     }
 }
 
-const ACCOUNT_PREFIX: u8 = 0x01;
+/// First byte of an account's key.
+pub(crate) const ACCOUNT_PREFIX: u8 = 0x01;
 const RECORD_PREFIX: u8 = 0x02;
 
 /// A key of the state.

@@ -210,12 +210,18 @@ impl Admission {
         let signed = tx.signed().clone();
         let fatal = |e: Fatal| ApiError::internal(e);
         let ledger = chain.ledger();
-        // Already committed: say so (the nonce would say "stale" less helpfully).
-        if ledger
-            .store()
-            .tx_location(&id)
+        let next_nonce = ledger
+            .account(&signed.tx.sender)
             .map_err(ApiError::internal)?
-            .is_some()
+            .map_or(0, |a| a.nonce);
+        // Already committed: say so (the nonce would say "stale" less helpfully). Every
+        // committed transaction used up its nonce, so only a stale one needs the lookup.
+        if signed.tx.nonce < next_nonce
+            && ledger
+                .store()
+                .tx_location(&id)
+                .map_err(ApiError::internal)?
+                .is_some()
         {
             return Err(ApiError::new(
                 409,
@@ -223,10 +229,6 @@ impl Admission {
                 format!("transaction {id} is already committed: GET /api/v1/txs/{id}"),
             ));
         }
-        let next_nonce = ledger
-            .account(&signed.tx.sender)
-            .map_err(ApiError::internal)?
-            .map_or(0, |a| a.nonce);
         if signed.tx.nonce == next_nonce
             && !self.mempool.contains(&id)
             && let Some(r) = chain.dry_run(&tx).map_err(fatal)?

@@ -145,7 +145,7 @@ impl<S: BlockStore> Chain<S> {
 
     /// The state once the blocks built here commit: what the next block's candidates are
     /// picked from.
-    pub fn view_ahead(&self) -> cairn_ledger::AheadView<'_, S> {
+    pub fn view_ahead(&self) -> cairn_ledger::AheadView<'_, Ledger<S>> {
         let ahead: Vec<&Execution> = self.ahead.iter().collect();
         self.ledger.view_on(&ahead)
     }
