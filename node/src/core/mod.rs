@@ -185,6 +185,7 @@ impl<P: NodeEngine> Core<P> {
                 last_block_at: None,
                 nothing_to_build: None,
                 last_announce: now,
+                announced: 0,
                 last_reannounce: now,
                 engine: None,
                 executable_since: None,
@@ -348,9 +349,7 @@ impl<P: NodeEngine> Core<P> {
                 tip: tip.hash,
             })?;
         }
-        if now.saturating_duration_since(self.work.last_announce) >= sync::ANNOUNCE_EVERY {
-            self.work.announce_tip();
-        }
+        self.work.maybe_announce_tip();
         self.work
             .publish_status(self.driver.as_ref().map(Driver::status));
         Ok(())

@@ -1,8 +1,8 @@
 //! Block sync bookkeeping: what peers claim to hold, which request is in flight, when to ask
 //! again. No IO here: the core sends what [`Sync::next_request`] says and reports back.
 //!
-//! - Heights are learnt from block announcements (every commit, and every
-//!   [`ANNOUNCE_EVERY`] on an idle chain, so a node that missed the last announcements while
+//! - Heights are learnt from block announcements (on commit, at most every [`ANNOUNCE_GAP`],
+//!   and every [`ANNOUNCE_EVERY`] on an idle chain, so a node that missed the last announcements while
 //!   cut off still learns it is behind), from sync answers, and from the engine (`SyncTo`, a
 //!   commit above the next height).
 //! - A node more than one block behind asks at once. One block behind, consensus usually
@@ -26,6 +26,9 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ONE_BEHIND_GRACE: Duration = Duration::from_secs(1);
 /// How often a node announces its tip on an idle chain.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// Announcements of new blocks go out at most this often: on a busy chain one carries the
+/// newest of several blocks, and the next tick announces a tip not announced yet.
+pub const ANNOUNCE_GAP: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy)]
 struct Inflight {

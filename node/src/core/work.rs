@@ -22,7 +22,7 @@ use super::compact::{self, Compactor, Received};
 use super::driver::{Effect, Effects};
 use super::proposer::{Pending, Proposer};
 use super::status::{Health, Observed, Peer};
-use super::sync::Sync;
+use super::sync::{self, Sync};
 use super::waiters::Waiters;
 use crate::config::Config;
 use crate::engines::NodeEngine;
@@ -84,6 +84,8 @@ pub(super) struct Work {
     /// to, mempool arrivals). Building again is pointless until one of them changes.
     pub(super) nothing_to_build: Option<(cairn_ledger::Height, cairn_ledger::Height, u64)>,
     pub(super) last_announce: Instant,
+    /// The height last announced.
+    pub(super) announced: cairn_ledger::Height,
     pub(super) last_reannounce: Instant,
     /// The engine's status as last published (commits republish the status with it).
     pub(super) engine: Option<cairn_consensus::Status>,
@@ -292,9 +294,20 @@ impl Work {
         }
     }
 
-    pub(super) fn announce_tip(&mut self) {
+    /// Announces the tip if it is new and the last announcement is [`sync::ANNOUNCE_GAP`]
+    /// old, or whatever it is once the last is [`sync::ANNOUNCE_EVERY`] old.
+    pub(super) fn maybe_announce_tip(&mut self) {
+        let since = self.clock.at.saturating_duration_since(self.last_announce);
+        let new = self.chain.tip().height != self.announced;
+        if (new && since >= sync::ANNOUNCE_GAP) || since >= sync::ANNOUNCE_EVERY {
+            self.announce_tip();
+        }
+    }
+
+    fn announce_tip(&mut self) {
         let tip = self.chain.tip();
         self.last_announce = self.clock.at;
+        self.announced = tip.height;
         let _ = self.net.publish(
             Topic::Blocks,
             codec::encode(&Announce {
@@ -414,7 +427,7 @@ impl Work {
             block: BlockSummary::of(&c.block),
             txs: c.ids,
         });
-        self.announce_tip();
+        self.maybe_announce_tip();
         if let Some(run) = self.sync.on_tip(h) {
             tracing::info!(
                 from = run.from,
