@@ -160,7 +160,7 @@ async fn verify_and_admit(
                 return;
             }
         };
-    metrics.verified(n);
+    metrics.verified(&verified);
     // What passed goes to the core in one request, each with its job's wait flag.
     let mut to_admit = Vec::new();
     let mut answers: Vec<Option<Result<Admit, ApiError>>> = Vec::with_capacity(n);

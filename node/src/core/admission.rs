@@ -646,11 +646,9 @@ impl TxCheck for Admission {
         if unknown.is_empty() {
             return Ok(());
         }
-        self.metrics.verified(unknown.len());
-        for (r, id) in verify_transactions(unknown, &self.chain_id)
-            .into_iter()
-            .zip(ids)
-        {
+        let results = verify_transactions(unknown, &self.chain_id);
+        self.metrics.verified(&results);
+        for (r, id) in results.into_iter().zip(ids) {
             match r {
                 Ok(v) => self.verified.insert(id, v.signed().signature),
                 Err(e) => return Err((id, e)),

@@ -323,8 +323,8 @@ impl Work {
             let out = self.verified_tx.clone();
             let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
-                metrics.verified(batch.len());
                 let r = cairn_ledger::verify_transactions(batch, &chain);
+                metrics.verified(&r);
                 let _ = out.blocking_send(r);
             });
         }

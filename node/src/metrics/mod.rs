@@ -270,10 +270,21 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts a batch of transaction signatures verified.
-    pub fn verified(&self, signatures: usize) {
-        self.verified_txs.inc_by(signatures as u64);
-        self.verify_batch.observe(signatures as f64);
+    /// Counts a verification batch by its results: the signatures checked are those of the
+    /// transactions that passed the cheap checks before it (accepted, or refused for the
+    /// signature itself).
+    pub fn verified(
+        &self,
+        results: &[Result<cairn_ledger::VerifiedTransaction, cairn_ledger::TxRejection>],
+    ) {
+        let checked = results
+            .iter()
+            .filter(|r| matches!(r, Ok(_) | Err(cairn_ledger::TxRejection::BadSignature)))
+            .count();
+        if checked > 0 {
+            self.verified_txs.inc_by(checked as u64);
+            self.verify_batch.observe(checked as f64);
+        }
     }
 
     /// Counts a rejection.
@@ -300,5 +311,24 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_ledger::TxRejection;
+
+    #[test]
+    fn a_batch_counts_only_the_signatures_it_checked() {
+        let m = Metrics::new();
+        m.verified(&[Err(TxRejection::BadSignature), Err(TxRejection::ZeroAmount)]);
+        m.verified(&[Err(TxRejection::ZeroAmount)]);
+        assert_eq!(m.verified_txs.get(), 1);
+        let text = m.render(false);
+        assert!(
+            text.contains("cairn_verification_batch_signatures_count 1"),
+            "{text}"
+        );
     }
 }
