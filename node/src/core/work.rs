@@ -423,6 +423,12 @@ impl Work {
         self.tip_since = now;
         self.metrics.blocks.inc();
         self.metrics.committed_txs.inc_by(c.ids.len() as u64);
+        self.metrics
+            .cached_accounts
+            .set(self.chain.ledger().accounts_kept() as i64);
+        self.metrics
+            .cached_keys
+            .set(cairn_crypto::cached_keys() as i64);
         let _ = self.events.send(ChainEvent::Block {
             block: BlockSummary::of(&c.block),
             txs: c.ids,

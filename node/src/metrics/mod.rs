@@ -46,6 +46,10 @@ pub struct Metrics {
     pub verified_txs: Counter,
     /// Signatures per verification batch (larger batches cost less per signature).
     pub verify_batch: Histogram,
+    /// Committed accounts the ledger holds in memory (bounded by `cairn_ledger::ACCOUNTS_KEPT`).
+    pub cached_accounts: Gauge,
+    /// Decoded public keys kept for verification (bounded by `cairn_crypto::KEYS_KEPT`).
+    pub cached_keys: Gauge,
     /// Compact blocks received with transactions this node did not hold, asked of their
     /// sender.
     pub compact_asks: Counter,
@@ -116,6 +120,8 @@ impl Metrics {
             round_changes: Counter::default(),
             verified_txs: Counter::default(),
             verify_batch: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0]),
+            cached_accounts: Gauge::default(),
+            cached_keys: Gauge::default(),
             compact_asks: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
@@ -175,6 +181,22 @@ impl Metrics {
             "verification_batch_signatures",
             "Transaction signatures per verification batch (the larger, the cheaper each)",
             m.verify_batch.clone(),
+        );
+        registry.register(
+            "cached_accounts",
+            format!(
+                "Committed accounts held in memory by the ledger (at most {})",
+                cairn_ledger::ACCOUNTS_KEPT
+            ),
+            m.cached_accounts.clone(),
+        );
+        registry.register(
+            "cached_keys",
+            format!(
+                "Decoded public keys kept for signature verification (at most {})",
+                cairn_crypto::KEYS_KEPT
+            ),
+            m.cached_keys.clone(),
         );
         registry.register(
             "compact_block_asks",
