@@ -1,6 +1,7 @@
-//! The request-response wire format: one frame per request or response, a `u32` little-endian
-//! length followed by that many bytes, refused above a per-protocol limit before any of it is
-//! read into memory.
+//! The wire format of block sync and direct messages: a `u32` little-endian length followed by
+//! that many bytes, refused above a per-protocol limit before any of it is read into memory.
+//! A sync request or response is one frame on its own stream; a direct link carries a
+//! sequence of them.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;

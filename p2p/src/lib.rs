@@ -7,10 +7,10 @@
 //!   handshake proves who they are, before any protocol runs.
 //! - Discovery: static bootstrap addresses (redialled while disconnected), identify,
 //!   Kademlia on a private protocol name, and mDNS when switched on.
-//! - Gossipsub topics for transactions and block announcements; request-response for direct
-//!   (consensus) messages and for block sync. Every inbound message has a size limit; a peer
-//!   that exceeds it, or whose bytes the application cannot decode ([`Client::report`]), is
-//!   disconnected and counted.
+//! - Gossipsub topics for transactions and block announcements; one long-lived stream per peer
+//!   for direct (consensus) messages ([`direct`]); request-response for block sync. Every
+//!   inbound message has a size limit; a peer that exceeds it, or whose bytes the application
+//!   cannot decode ([`Client::report`]), is disconnected and counted.
 //! - Liveness: every peer is pinged each `ping_interval`; whatever arrives from a peer (a pong,
 //!   a message) counts as hearing from it ([`Client::silent_for`]). A link that brought
 //!   nothing for `dead_after` is dead even if TCP still holds it open (a paused process, a cut
@@ -22,6 +22,7 @@
 //! crate exposes a [`Client`] (commands), a stream of [`Event`]s and an [`EventLoop`] to run.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod direct;
 mod frames;
 mod gossip_id;
 
@@ -216,7 +217,8 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Events dropped because the node's queue was full.
     pub dropped_events: AtomicU64,
-    /// Outbound direct messages that failed.
+    /// Outbound direct messages dropped: the peer was not connected, its queue was full, or
+    /// the write failed.
     pub failed_sends: AtomicU64,
     /// Links disconnected because their pings failed.
     pub dead_links: AtomicU64,
@@ -376,7 +378,7 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossip: gossipsub::Behaviour,
-    direct: request_response::Behaviour<Frames>,
+    direct: libp2p_stream::Behaviour,
     sync: request_response::Behaviour<Frames>,
 }
 
@@ -397,6 +399,13 @@ pub struct EventLoop {
     /// Outbound sync requests: libp2p's id → ours.
     outbound: HashMap<request_response::OutboundRequestId, (PublicKey, u64)>,
     connected: HashMap<PeerId, Multiaddr>,
+    /// Each connected peer's queue of direct messages, drained by its writer task.
+    links: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    /// Opens direct streams.
+    control: libp2p_stream::Control,
+    /// Peers' direct streams, until [`EventLoop::run`] starts reading them.
+    incoming: Option<libp2p_stream::IncomingStreams>,
+    direct: direct::Shared,
     heard: Heard,
     dead_after: Duration,
     names: Names,
@@ -465,8 +474,9 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
     let chain = &cfg.chain_id;
     let kad_protocol =
         StreamProtocol::try_from_owned(format!("/cairn/{chain}/kad/1")).map_err(setup)?;
+    // Version 2: a stream of frames per peer (version 1 was one request per message).
     let direct_protocol =
-        StreamProtocol::try_from_owned(format!("/cairn/{chain}/direct/1")).map_err(setup)?;
+        StreamProtocol::try_from_owned(format!("/cairn/{chain}/direct/2")).map_err(setup)?;
     let sync_protocol =
         StreamProtocol::try_from_owned(format!("/cairn/{chain}/sync/1")).map_err(setup)?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -525,14 +535,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
                 kad,
                 mdns: Toggle::from(mdns),
                 gossip,
-                direct: request_response::Behaviour::with_codec(
-                    Frames {
-                        max_request: cfg.max_direct_bytes,
-                        max_response: 16,
-                    },
-                    [(direct_protocol, request_response::ProtocolSupport::Full)],
-                    rr.clone(),
-                ),
+                direct: libp2p_stream::Behaviour::new(),
                 sync: request_response::Behaviour::with_codec(
                     Frames {
                         max_request: cfg.max_sync_request_bytes,
@@ -574,6 +577,8 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
     for (peer, addr) in &bootstrap {
         swarm.behaviour_mut().kad.add_address(peer, addr.clone());
     }
+    let mut control = swarm.behaviour().direct.new_control();
+    let incoming = control.accept(direct_protocol.clone()).map_err(setup)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.queue);
     let (ev_tx, ev_rx) = mpsc::channel(cfg.queue);
     let counters = Arc::new(Counters::default());
@@ -586,6 +591,15 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         next_request: Arc::new(AtomicU64::new(1)),
         counters: counters.clone(),
         peer_id: me.to_string(),
+    };
+    let direct = direct::Shared {
+        protocol: direct_protocol,
+        max_bytes: cfg.max_direct_bytes,
+        counters: counters.clone(),
+        heard: heard.clone(),
+        events: ev_tx.clone(),
+        commands: client.commands.downgrade(),
+        keys: Arc::new(keys.clone()),
     };
     let event_loop = EventLoop {
         swarm,
@@ -600,6 +614,10 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         next_inbound: 0,
         outbound: HashMap::new(),
         connected: HashMap::new(),
+        links: HashMap::new(),
+        control,
+        incoming: Some(incoming),
+        direct,
         heard,
         dead_after: cfg.dead_after,
         names: Names(Arc::new(cfg.names.clone())),
@@ -610,6 +628,10 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
 impl EventLoop {
     /// Runs until every [`Client`] is dropped.
     pub async fn run(mut self) {
+        let reader = self
+            .incoming
+            .take()
+            .map(|incoming| tokio::spawn(direct::accept_streams(self.direct.clone(), incoming)));
         let mut redial = tokio::time::interval(Duration::from_millis(1000));
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -617,7 +639,12 @@ impl EventLoop {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 cmd = self.commands.recv() => match cmd {
                     Some(c) => self.on_command(c),
-                    None => return,
+                    None => {
+                        if let Some(r) = &reader {
+                            r.abort();
+                        }
+                        return;
+                    }
                 },
                 _ = redial.tick() => {
                     self.drop_dead_links();
@@ -704,17 +731,15 @@ impl EventLoop {
 
     fn on_command(&mut self, c: Command) {
         match c {
-            Command::Send { to, bytes } => match to_peer_id(&to) {
-                Ok(p) if self.swarm.is_connected(&p) => {
-                    self.swarm
-                        .behaviour_mut()
-                        .direct
-                        .send_request(&p, Frame::Data(bytes));
-                }
-                _ => {
+            Command::Send { to, bytes } => {
+                let queued = to_peer_id(&to)
+                    .ok()
+                    .and_then(|p| self.links.get(&p))
+                    .is_some_and(|link| link.try_send(bytes).is_ok());
+                if !queued {
                     self.counters.failed_sends.fetch_add(1, Ordering::Relaxed);
                 }
-            },
+            }
             Command::Publish { topic, bytes } => {
                 let Some((_, t)) = self.topics.iter().find(|(k, _)| *k == topic) else {
                     return;
@@ -801,6 +826,8 @@ impl EventLoop {
                     h.insert(key, Instant::now());
                 }
                 if num_established.get() == 1 {
+                    let link = direct::open_link(&self.direct, self.control.clone(), peer_id);
+                    self.links.insert(peer_id, link);
                     tracing::info!(peer = %self.names.of(&key), "peer connected");
                     self.emit(Event::Connected { peer: key });
                 }
@@ -811,6 +838,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.links.remove(&peer_id);
                 if let Some(key) = self.keys.get(&peer_id).copied() {
                     if let Ok(mut c) = self.shared_connected.write() {
                         c.remove(&key);
@@ -845,8 +873,7 @@ impl EventLoop {
             BehaviourEvent::Gossip(gossipsub::Event::Message {
                 propagation_source, ..
             }) => self.heard_from(&propagation_source.clone()),
-            BehaviourEvent::Direct(request_response::Event::Message { peer, .. })
-            | BehaviourEvent::Sync(request_response::Event::Message { peer, .. }) => {
+            BehaviourEvent::Sync(request_response::Event::Message { peer, .. }) => {
                 self.heard_from(&peer.clone())
             }
             _ => {}
@@ -897,34 +924,7 @@ impl EventLoop {
                     bytes: message.data,
                 });
             }
-            BehaviourEvent::Direct(request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            }) => {
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(channel, Vec::new());
-                match request {
-                    Frame::Data(bytes) => {
-                        if let Some(from) = self.keys.get(&peer).copied() {
-                            self.emit(Event::Direct { from, bytes });
-                        }
-                    }
-                    Frame::Oversized(max) => {
-                        self.misbehaved(peer, &format!("direct message over {max} bytes"))
-                    }
-                }
-            }
-            BehaviourEvent::Direct(request_response::Event::InboundFailure {
-                peer, error, ..
-            })
-            | BehaviourEvent::Sync(request_response::Event::InboundFailure {
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer, error, ..
             }) => {
                 if let request_response::InboundFailure::Io(e) = &error
@@ -932,9 +932,6 @@ impl EventLoop {
                 {
                     self.misbehaved(peer, &e.to_string());
                 }
-            }
-            BehaviourEvent::Direct(request_response::Event::OutboundFailure { .. }) => {
-                self.counters.failed_sends.fetch_add(1, Ordering::Relaxed);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 let Some(from) = self.keys.get(&peer).copied() else {

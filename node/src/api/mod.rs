@@ -338,6 +338,8 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     catch_up(&m.refused_connections, c.refused.load(Relaxed));
     catch_up(&m.misbehaving_peers, c.misbehaving.load(Relaxed));
     catch_up(&m.dead_links, c.dead_links.load(Relaxed));
+    catch_up(&m.failed_sends, c.failed_sends.load(Relaxed));
+    catch_up(&m.dropped_network_events, c.dropped_events.load(Relaxed));
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let openmetrics = exposition::wants_openmetrics(accept);
     let content_type = if openmetrics {

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub misbehaving_peers: Counter,
     /// Links disconnected because their pings failed.
     pub dead_links: Counter,
+    /// Direct (consensus) messages dropped before reaching a peer.
+    pub failed_sends: Counter,
+    /// Network events (messages, peer changes) dropped because the node's queue was full.
+    pub dropped_network_events: Counter,
     /// Validators heard from in the last few seconds (this node included).
     pub heard_validators: Gauge,
     /// 1 when the node is ready, 0 when not.
@@ -128,6 +132,8 @@ impl Metrics {
             refused_connections: Counter::default(),
             misbehaving_peers: Counter::default(),
             dead_links: Counter::default(),
+            failed_sends: Counter::default(),
+            dropped_network_events: Counter::default(),
             heard_validators: Gauge::default(),
             ready: Gauge::default(),
             syncing: Gauge::default(),
@@ -227,6 +233,16 @@ impl Metrics {
             "p2p_dead_links",
             "Links disconnected because their pings failed",
             m.dead_links.clone(),
+        );
+        registry.register(
+            "p2p_failed_sends",
+            "Direct (consensus) messages dropped: peer not connected, its queue full, or the write failed",
+            m.failed_sends.clone(),
+        );
+        registry.register(
+            "p2p_dropped_events",
+            "Network events (messages, peer changes) dropped because the node's queue was full",
+            m.dropped_network_events.clone(),
         );
         registry.register(
             "heard_validators",
