@@ -366,8 +366,10 @@ pub struct ValidatorView {
     pub name: String,
     /// Key.
     pub public_key: PublicKey,
-    /// Genesis address.
-    pub address: String,
+    /// The remote address of this node's connection to it; `null` when not connected, and
+    /// for this node itself. (The genesis holds no addresses: nodes find each other through
+    /// their configured bootstrap peers.)
+    pub address: Option<String>,
     /// Whether this node is connected to it (or is it).
     pub connected: bool,
     /// Whether it is the current leader or primary, as this node sees it.

@@ -9,7 +9,7 @@ pub const TX_ID: Domain = Domain::new("cairn/tx/id/v1");
 /// Block hash (over the encoded header).
 pub const BLOCK_HASH: Domain = Domain::new("cairn/block/v1");
 /// Genesis hash (over the encoded genesis document).
-pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v1");
+pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v2");
 /// State root chaining.
 pub const STATE_ROOT: Domain = Domain::new("cairn/state/v1");
 /// Full-state digest (audits and tests).

@@ -39,7 +39,7 @@ pub use certificate::{
 };
 pub use genesis::{
     ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, GenesisError, PbftParams, RaftParams,
-    Validator, ValidatorSet,
+    Validator, ValidatorSet, valid_chain_id,
 };
 pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, OpenError, Trust};
 pub use mempool::{Mempool, MempoolConfig};

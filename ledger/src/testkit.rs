@@ -56,7 +56,6 @@ impl TestChain {
                 .map(|(i, k)| Validator {
                     name: format!("node{i}"),
                     public_key: k.public_key(),
-                    address: format!("/ip4/127.0.0.1/tcp/{}", 26000 + i),
                 })
                 .collect(),
             accounts: akeys

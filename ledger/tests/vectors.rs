@@ -33,7 +33,6 @@ fn vectors() -> Value {
         validators: vec![Validator {
             name: "v0".into(),
             public_key: validator.public_key(),
-            address: "/ip4/127.0.0.1/tcp/26000".into(),
         }],
         accounts: vec![
             GenesisAccount {

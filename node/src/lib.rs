@@ -21,6 +21,7 @@ pub mod core;
 pub mod engines;
 pub mod explorer;
 pub mod fatal;
+pub mod genesis_tool;
 pub mod metrics;
 pub mod node;
 pub mod read_pool;

@@ -21,7 +21,8 @@ enum Command {
     /// Create a node home: a new node key (mode 0600) and a default config.toml.
     ///
     /// Put the network's genesis.json in the home before `run`. The printed public key is
-    /// what goes into the genesis validator list.
+    /// what goes into the genesis validator list; the printed peer id, after this node's
+    /// p2p address, is what the other nodes list under `[p2p] bootstrap`.
     Init {
         /// The node's home directory (created if missing).
         #[arg(long)]
@@ -35,6 +36,10 @@ enum Command {
         /// API listen address (port 0 picks a free port and writes it to HOME/api_addr).
         #[arg(long, default_value = "127.0.0.1:8000")]
         api_listen: String,
+        /// Another node to dial, as /ip4/<host>/tcp/<port>/p2p/<peer id> (repeat for each;
+        /// written to `[p2p] bootstrap`). The genesis names validators by key only.
+        #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
         /// Print the key as JSON.
         #[arg(long)]
         json: bool,
@@ -49,6 +54,19 @@ enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Write a network's genesis.json step by step, then check it and print its hash.
+    #[command(
+        subcommand,
+        after_help = "A network of four validators on four hosts:\n  \
+          cairn-node init --home n0 ...                        # on each host: prints its public key\n  \
+          cairn-node genesis new --chain-id acme-ledger --consensus pbft\n  \
+          cairn-node genesis add-validator --name n0 --key <n0's public key>   # once per validator\n  \
+          cairn-node genesis add-account --key <admin's key> --balance 1000000 --role admin\n  \
+          cairn-node genesis validate                          # summary and hash: compare them on every host\n\n\
+          Then copy genesis.json into every node's home. The genesis names validators by key:\n\
+          where each runs goes in the nodes' config.toml, [p2p] bootstrap."
+    )]
+    Genesis(GenesisCmd),
     /// Print the API's OpenAPI document (what every node serves at /api/v1/openapi.json),
     /// for client generators and API testers, without running a node.
     Openapi,
@@ -61,6 +79,178 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GenesisCmd {
+    /// Start a genesis: chain id, engine and its parameters (validators and accounts follow).
+    New {
+        /// The file to write.
+        #[arg(long, default_value = "genesis.json")]
+        file: PathBuf,
+        /// Names the chain in every signature: 1..=64 characters of [A-Za-z0-9._-].
+        #[arg(long)]
+        chain_id: String,
+        /// The engine: pbft (Byzantine faults, n = 3f+1) or raft (crash faults, n = 2f+1).
+        #[arg(long, value_parser = parse_kind)]
+        consensus: cairn_ledger::ConsensusKind,
+        /// Genesis time in ms since the Unix epoch (default: now); block 1 may not be older.
+        #[arg(long)]
+        genesis_time_ms: Option<u64>,
+        /// PBFT: a checkpoint every this many blocks [default: 100].
+        #[arg(long)]
+        checkpoint_interval: Option<u64>,
+        /// PBFT: ms without progress before a view change [default: 2000].
+        #[arg(long)]
+        view_change_timeout_ms: Option<u64>,
+        /// Raft: lower bound of the election timeout, ms [default: 1000].
+        #[arg(long)]
+        election_timeout_min_ms: Option<u64>,
+        /// Raft: upper bound of the election timeout, ms [default: 2000].
+        #[arg(long)]
+        election_timeout_max_ms: Option<u64>,
+        /// Raft: leader heartbeat interval, ms [default: 200].
+        #[arg(long)]
+        heartbeat_interval_ms: Option<u64>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add a validator by its public key (what `cairn-node init` or `show-key` prints).
+    AddValidator {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.json")]
+        file: PathBuf,
+        /// A unique name, for logs and tables.
+        #[arg(long)]
+        name: String,
+        /// Its public key (hex).
+        #[arg(long, conflicts_with = "home", required_unless_present = "home")]
+        key: Option<cairn_crypto::PublicKey>,
+        /// Or the node's home, whose node_key gives the public key.
+        #[arg(long)]
+        home: Option<PathBuf>,
+    },
+    /// Add an account that exists at height 0 (what `cairn key new` prints).
+    AddAccount {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.json")]
+        file: PathBuf,
+        /// The account's public key (hex).
+        #[arg(long)]
+        key: cairn_crypto::PublicKey,
+        /// Starting balance.
+        #[arg(long, default_value_t = 0)]
+        balance: u64,
+        /// Membership: admin (may add and remove members), user, or none (may only receive).
+        #[arg(long, default_value = "user", value_parser = ["admin", "user", "none"])]
+        role: String,
+    },
+    /// Check a finished genesis as a node does, and print a summary and its hash.
+    Validate {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.json")]
+        file: PathBuf,
+    },
+    /// Print the genesis hash (the chain's identity) of a valid genesis.
+    Hash {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.json")]
+        file: PathBuf,
+    },
+}
+
+fn parse_kind(s: &str) -> Result<cairn_ledger::ConsensusKind, String> {
+    match s {
+        "pbft" => Ok(cairn_ledger::ConsensusKind::Pbft),
+        "raft" => Ok(cairn_ledger::ConsensusKind::Raft),
+        _ => Err(format!("{s:?} is not an engine: pbft or raft")),
+    }
+}
+
+fn genesis_cmd(cmd: GenesisCmd) -> anyhow::Result<()> {
+    use cairn_node::genesis_tool as tool;
+    match cmd {
+        GenesisCmd::New {
+            file,
+            chain_id,
+            consensus,
+            genesis_time_ms,
+            checkpoint_interval,
+            view_change_timeout_ms,
+            election_timeout_min_ms,
+            election_timeout_max_ms,
+            heartbeat_interval_ms,
+            force,
+        } => {
+            let choice = tool::ConsensusChoice {
+                checkpoint_interval,
+                view_change_timeout_ms,
+                election_timeout_min_ms,
+                election_timeout_max_ms,
+                heartbeat_interval_ms,
+            };
+            let g = tool::new(&file, &chain_id, consensus, &choice, genesis_time_ms, force)?;
+            println!(
+                "wrote {}: chain {}, {}; next: `genesis add-validator` for each validator and `genesis add-account` for at least one member",
+                file.display(),
+                g.chain_id,
+                g.consensus.kind()
+            );
+            Ok(())
+        }
+        GenesisCmd::AddValidator {
+            file,
+            name,
+            key,
+            home,
+        } => {
+            let key = match (key, home) {
+                (Some(k), _) => k,
+                (None, Some(h)) => read_key(&Home(h).key())?.public_key(),
+                (None, None) => anyhow::bail!("give --key or --home"),
+            };
+            let g = tool::add_validator(&file, &name, key)?;
+            println!(
+                "added validator {name} ({key}): {} validators",
+                g.validators.len()
+            );
+            Ok(())
+        }
+        GenesisCmd::AddAccount {
+            file,
+            key,
+            balance,
+            role,
+        } => {
+            let role = match role.as_str() {
+                "admin" => Some(cairn_ledger::Role::Admin),
+                "user" => Some(cairn_ledger::Role::User),
+                _ => None,
+            };
+            let g = tool::add_account(&file, key, balance, role)?;
+            println!(
+                "added account {key} with {balance}: {} accounts",
+                g.accounts.len()
+            );
+            Ok(())
+        }
+        GenesisCmd::Validate { file } => {
+            let g = tool::load_checked(&file)?;
+            println!("{} is valid\n{}", file.display(), tool::summary(&g));
+            if g.consensus.kind() == cairn_ledger::ConsensusKind::Pbft && g.validators.len() < 4 {
+                eprintln!(
+                    "note: PBFT with {} validators tolerates no Byzantine fault (4 tolerate one)",
+                    g.validators.len()
+                );
+            }
+            Ok(())
+        }
+        GenesisCmd::Hash { file } => {
+            println!("{}", tool::load_checked(&file)?.hash());
+            Ok(())
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -148,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             moniker,
             p2p_listen,
             api_listen,
+            bootstrap,
             json,
         } => {
             let h = Home(home);
@@ -157,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             cfg.p2p.listen = p2p_listen;
             cfg.api.listen = api_listen;
+            cfg.p2p.bootstrap = bootstrap;
             cfg.check()
                 .map_err(|e| anyhow::anyhow!("{e} (given on the command line)"))?;
             std::fs::create_dir_all(&h.0).with_context(|| format!("creating {}", h.0.display()))?;
@@ -169,8 +361,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_key(&key, json)?;
             if !json {
                 eprintln!(
-                    "next: put the network's genesis.json in {} and run `cairn-node run --home {}`",
+                    "next: put the network's genesis.json in {}, list the other validators' \
+                     addresses under [p2p] bootstrap in {} (unless given with --bootstrap), and \
+                     run `cairn-node run --home {}`",
                     h.0.display(),
+                    h.config().display(),
                     h.0.display()
                 );
             }
@@ -202,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cfg.to_toml());
             Ok(())
         }
+        Command::Genesis(cmd) => genesis_cmd(cmd),
         Command::Openapi => {
             println!("{}", cairn_node::api::doc::json());
             Ok(())

@@ -208,12 +208,14 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
     net_cfg.allowed = genesis.validators.iter().map(|v| v.public_key).collect();
     net_cfg.allowed.extend(observers);
     net_cfg.names = names.clone();
+    // Where the others run is configuration: the genesis names them by key only.
     net_cfg.bootstrap = config.p2p.bootstrap.clone();
-    for v in &genesis.validators {
-        if v.public_key != key.public_key() && !v.address.is_empty() {
-            let peer = cairn_p2p::peer_id_of(&v.public_key)?;
-            net_cfg.bootstrap.push(format!("{}/p2p/{peer}", v.address));
-        }
+    if net_cfg.bootstrap.is_empty() && !config.p2p.mdns && genesis.validators.len() > 1 {
+        tracing::warn!(
+            "no peers to dial: [p2p] bootstrap is empty and mDNS is off, so this node waits \
+             for the others to dial it; list their addresses (/ip4/<host>/tcp/<port>/p2p/<peer \
+             id>) under [p2p] bootstrap"
+        );
     }
     let (net, net_events, net_loop) = cairn_p2p::start(net_cfg)?;
     let mut net_task = tokio::spawn(net_loop.run());

@@ -201,6 +201,7 @@ fn a_key_that_is_neither_validator_nor_observer_is_refused_at_start() {
         &net.genesis,
         common::free_port(),
         "outsider",
+        &[],
     );
     let out = Command::new(bin())
         .args(["run", "--home"])
@@ -216,4 +217,166 @@ fn a_key_that_is_neither_validator_nor_observer_is_refused_at_start() {
         "{err}"
     );
     assert!(!home.join("data").exists(), "nothing was created");
+}
+
+/// Runs `cairn-node` with `args`; its success, stdout and stderr.
+fn node_cmd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin()).args(args).output().expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genesis_written_with_the_genesis_commands_runs_a_network() {
+    let mut net = Net::new(ConsensusKind::Pbft, 4, 3);
+    let path = net.dir.path().join("made.json");
+    let file = path.to_str().expect("utf-8 path");
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = node_cmd(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let refused = |args: &[&str], why: &str| {
+        let (ok, _, err) = node_cmd(args);
+        assert!(
+            !ok && err.contains(why),
+            "{args:?} should fail with {why:?}: {err}"
+        );
+    };
+    let new = [
+        "genesis",
+        "new",
+        "--file",
+        file,
+        "--chain-id",
+        "made-by-tool",
+    ];
+    refused(
+        &[
+            &new[..],
+            &["--consensus", "pbft", "--heartbeat-interval-ms", "5"],
+        ]
+        .concat(),
+        "Raft's",
+    );
+    refused(
+        &[&new[..], &["--consensus", "paxos"]].concat(),
+        "not an engine",
+    );
+    ok(&[
+        &new[..],
+        &[
+            "--consensus",
+            "pbft",
+            "--checkpoint-interval",
+            "10",
+            "--view-change-timeout-ms",
+            "1500",
+        ],
+    ]
+    .concat());
+    refused(&[&new[..], &["--consensus", "pbft"]].concat(), "--force");
+    // Not valid yet: no validators, no accounts.
+    refused(&["genesis", "validate", "--file", file], "validators");
+
+    for (i, node) in net.nodes.iter().enumerate() {
+        let name = format!("node{i}");
+        if i == 0 {
+            // From the node's home, as on the validator's own host.
+            let home = node.home.to_str().expect("utf-8 path");
+            ok(&[
+                "genesis",
+                "add-validator",
+                "--file",
+                file,
+                "--name",
+                &name,
+                "--home",
+                home,
+            ]);
+        } else {
+            let key = node.key.public_key().to_string();
+            ok(&[
+                "genesis",
+                "add-validator",
+                "--file",
+                file,
+                "--name",
+                &name,
+                "--key",
+                &key,
+            ]);
+        }
+    }
+    let key0 = net.nodes[0].key.public_key().to_string();
+    let add_v = ["genesis", "add-validator", "--file", file];
+    refused(
+        &[&add_v[..], &["--name", "again", "--key", &key0]].concat(),
+        "already validator",
+    );
+    let fresh = cairn_crypto::SigningKey::generate()
+        .public_key()
+        .to_string();
+    refused(
+        &[&add_v[..], &["--name", "node1", "--key", &fresh]].concat(),
+        "already named",
+    );
+    refused(
+        &[&add_v[..], &["--name", "x", "--key", "zz"]].concat(),
+        "--key",
+    );
+    refused(
+        &["genesis", "validate", "--file", file],
+        "no member accounts",
+    );
+
+    for (i, a) in net.accounts.iter().enumerate() {
+        let key = a.public_key().to_string();
+        let role = if i == 0 { "admin" } else { "user" };
+        ok(&[
+            "genesis",
+            "add-account",
+            "--file",
+            file,
+            "--key",
+            &key,
+            "--balance",
+            "1000000",
+            "--role",
+            role,
+        ]);
+    }
+    let key = net.accounts[1].public_key().to_string();
+    refused(
+        &["genesis", "add-account", "--file", file, "--key", &key],
+        "already in the genesis",
+    );
+
+    let summary = ok(&["genesis", "validate", "--file", file]);
+    let genesis = cairn_ledger::Genesis::load(&path).expect("a valid genesis");
+    let hash = genesis.hash().to_string();
+    assert!(
+        summary.contains("pbft with 4 validators (tolerates 1 Byzantine)")
+            && summary.contains("3 accounts (3 members, 1 admins), supply 3000000")
+            && summary.contains(&hash),
+        "{summary}"
+    );
+    assert_eq!(ok(&["genesis", "hash", "--file", file]).trim(), hash);
+
+    // Real nodes run it.
+    for node in &net.nodes {
+        std::fs::copy(&path, node.home.join("genesis.json")).expect("copy genesis");
+    }
+    net.genesis = genesis;
+    net.start_all().await;
+    net.wait_ready().await;
+    let tx = net.transfer(1, 0, net.accounts[2].public_key(), 5);
+    let (code, body) = net.submit(2, &tx, true).await;
+    assert_eq!(code, 200, "{body}");
+    let (_, st) = net.get(3, "/api/v1/status").await;
+    assert_eq!(st["genesis_hash"], hash.as_str());
+    assert_eq!(st["chain_id"], "made-by-tool");
 }

@@ -208,3 +208,53 @@ async fn pbft_survives_primary_sigkill_and_it_catches_up() {
 async fn raft_survives_leader_sigkill_and_it_catches_up() {
     kill_leader_under_load(ConsensusKind::Raft, 3).await;
 }
+
+/// Moving a validator to another address is configuration only: the genesis names validators
+/// by key, so its store opens as the same chain, and the others (whose `bootstrap` still
+/// lists its old address) take it back when it dials them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_moves_to_another_port_and_keeps_its_store_and_its_vote() {
+    let mut net = Net::new(ConsensusKind::Pbft, 4, 3);
+    net.start_all().await;
+    net.wait_ready().await;
+    let to = net.accounts[0].public_key();
+    let (code, body) = net.submit(0, &net.transfer(1, 0, to, 5), true).await;
+    assert_eq!(code, 200, "{body}");
+    let genesis_hash = net.get(3, "/api/v1/status").await.1["genesis_hash"].clone();
+
+    net.stop(3);
+    let port = common::free_port();
+    net.configure(3, "p2p", &format!("listen = \"/ip4/127.0.0.1/tcp/{port}\""));
+    net.nodes[3].p2p_port = port;
+    net.start(3).await;
+    let (_, st) = net.get(3, "/api/v1/status").await;
+    assert_eq!(st["genesis_hash"], genesis_hash, "the same chain");
+    assert!(
+        net.log(3).contains(&format!("/tcp/{port}/p2p/")),
+        "listening on the new port:\n{}",
+        net.log_tail(3)
+    );
+
+    // With node 0 gone, PBFT's quorum of 3 needs the moved node: a commit proves it votes.
+    net.stop(0);
+    net.wait_for(
+        "node 3 connected to 1 and 2",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = net.get(1, "/api/v1/validators").await;
+            v[3]["connected"] == true && v[3]["address"].is_string()
+        },
+    )
+    .await;
+    let (code, body) = net.submit(1, &net.transfer(2, 0, to, 7), true).await;
+    assert_eq!(code, 200, "{body}");
+    let h = net.height(1).await.expect("height");
+    for i in 1..4 {
+        net.wait_for(
+            &format!("node {i} at {h}"),
+            Duration::from_secs(30),
+            || async { net.height(i).await.is_some_and(|x| x >= h) },
+        )
+        .await;
+    }
+}

@@ -39,16 +39,7 @@ fn p2p_config(net: &Net, key: &SigningKey) -> cairn_p2p::NetworkConfig {
         .iter()
         .map(|v| v.public_key)
         .collect();
-    cfg.bootstrap = net
-        .genesis
-        .validators
-        .iter()
-        .filter(|v| v.public_key != key.public_key())
-        .map(|v| {
-            let peer = cairn_p2p::peer_id_of(&v.public_key).expect("peer id");
-            format!("{}/p2p/{peer}", v.address)
-        })
-        .collect();
+    cfg.bootstrap = net.peers.clone();
     cfg.max_direct_bytes = 16 << 20;
     cfg
 }
@@ -243,7 +234,7 @@ async fn an_observer_on_the_list_connects_syncs_and_relays() {
     // p2p.observers as on the validators.
     let home = net.dir.path().join("observer");
     let port = common::free_port();
-    common::write_home(&home, &observer, &net.genesis, port, "observer");
+    common::write_home(&home, &observer, &net.genesis, port, "observer", &net.peers);
     let p = home.join("config.toml");
     let c = std::fs::read_to_string(&p).expect("config").replace(
         "[p2p]\n",

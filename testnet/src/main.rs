@@ -85,6 +85,9 @@ enum Cmd {
         /// Replace an existing testnet directory (it must be down).
         #[arg(long)]
         force: bool,
+        /// The chain id: names the chain in every signature, 1..=64 of [A-Za-z0-9._-].
+        #[arg(long, default_value = "cairn-local")]
+        chain_id: String,
     },
     /// Start every node in the background and wait until all are ready.
     Up {
@@ -277,15 +280,31 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init(
-    dir: &Path,
+/// What `init` makes.
+struct Layout {
     nodes: usize,
     engine: Engine,
     base: u16,
     accounts: usize,
     balance: u64,
-    force: bool,
-) -> anyhow::Result<()> {
+    chain_id: String,
+}
+
+fn init(dir: &Path, layout: &Layout, force: bool) -> anyhow::Result<()> {
+    let Layout {
+        nodes,
+        engine,
+        base,
+        accounts,
+        balance,
+        ..
+    } = *layout;
+    if !cairn_ledger::valid_chain_id(&layout.chain_id) {
+        bail!(
+            "--chain-id {:?} must be 1..=64 characters of [A-Za-z0-9._-]",
+            layout.chain_id
+        );
+    }
     if nodes == 0 || nodes > 64 {
         bail!("--nodes must be in 1..=64");
     }
@@ -338,7 +357,7 @@ fn init(
     }
     drop(held);
     let genesis = Genesis {
-        chain_id: "cairn-local".into(),
+        chain_id: layout.chain_id.clone(),
         genesis_time_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -360,7 +379,6 @@ fn init(
             .map(|(k, n)| Validator {
                 name: n.name.clone(),
                 public_key: k.public_key(),
-                address: format!("/ip4/127.0.0.1/tcp/{}", n.p2p_port),
             })
             .collect(),
         accounts: account_keys
@@ -375,7 +393,19 @@ fn init(
     };
     genesis.validate().context("the generated genesis")?;
     std::fs::write(dir.join("genesis.json"), genesis.to_json())?;
+    // Where each node runs is configuration, not genesis: every node dials all the others.
+    let mut peers = Vec::new();
     for (k, n) in keys.iter().zip(&infos) {
+        let peer = cairn_p2p::peer_id_of(&k.public_key())?;
+        peers.push(format!("\"/ip4/127.0.0.1/tcp/{}/p2p/{peer}\"", n.p2p_port));
+    }
+    for (i, (k, n)) in keys.iter().zip(&infos).enumerate() {
+        let bootstrap: Vec<&str> = peers
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| p.as_str())
+            .collect();
         let home = dir.join(&n.name);
         std::fs::create_dir_all(&home)?;
         cairn_node_key(&home.join("node_key"), k)?;
@@ -383,8 +413,11 @@ fn init(
         std::fs::write(
             home.join("config.toml"),
             format!(
-                "# Written by cairn-testnet init.\nmoniker = \"{}\"\n\n[p2p]\nlisten = \"/ip4/127.0.0.1/tcp/{}\"\n\n[api]\nlisten = \"127.0.0.1:{}\"\n\n[consensus]\ntick_ms = 20\n",
-                n.name, n.p2p_port, n.api_port
+                "# Written by cairn-testnet init.\nmoniker = \"{}\"\n\n[p2p]\nlisten = \"/ip4/127.0.0.1/tcp/{}\"\nbootstrap = [{}]\n\n[api]\nlisten = \"127.0.0.1:{}\"\n\n[consensus]\ntick_ms = 20\n",
+                n.name,
+                n.p2p_port,
+                bootstrap.join(", "),
+                n.api_port
             ),
         )?;
     }
@@ -612,7 +645,19 @@ fn main() -> anyhow::Result<()> {
             accounts,
             balance,
             force,
-        } => init(&dir, nodes, consensus, base_port, accounts, balance, force),
+            chain_id,
+        } => init(
+            &dir,
+            &Layout {
+                nodes,
+                engine: consensus,
+                base: base_port,
+                accounts,
+                balance,
+                chain_id,
+            },
+            force,
+        ),
         Cmd::Up { timeout } => {
             let st = load_state(&dir)?;
             for n in &st.nodes {

@@ -154,6 +154,8 @@ fn up(engine: &str, nodes: &str) -> Testnet {
         engine,
         "--base-port",
         "0",
+        "--chain-id",
+        &format!("e2e-{engine}"),
     ]);
     let out = t.ok(&["up"]);
     assert!(out.contains("ready"), "{out}");
@@ -176,6 +178,13 @@ fn transfer_is_final_everywhere_and_verifies(engine: &str, nodes: &str) {
         st.iter()
             .all(|n| n.up() && n.status.as_ref().is_some_and(|s| s.ready)),
         "{st:?}"
+    );
+    assert!(
+        st.iter().all(|n| n
+            .status
+            .as_ref()
+            .is_some_and(|s| s.chain_id == format!("e2e-{engine}"))),
+        "the chain id given to init: {st:?}"
     );
     let human = t.ok(&["status"]);
     assert!(

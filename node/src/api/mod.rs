@@ -416,6 +416,14 @@ async fn genesis(State(s): State<AppState>) -> axum::Json<cairn_ledger::Genesis>
 )]
 async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> {
     let st = s.status.borrow().view.clone();
+    let addresses: HashMap<PublicKey, String> = s
+        .net
+        .peers()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .into_iter()
+        .map(|p| (p.key, p.addr))
+        .collect();
     let v = s
         .genesis
         .validators
@@ -425,7 +433,7 @@ async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> 
             index: i,
             name: v.name.clone(),
             public_key: v.public_key,
-            address: v.address.clone(),
+            address: addresses.get(&v.public_key).cloned(),
             connected: v.public_key == st.public_key || s.net.is_connected(&v.public_key),
             leader: st.leader == Some(v.public_key),
         })

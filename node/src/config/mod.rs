@@ -66,8 +66,8 @@ pub struct Config {
 pub struct P2pConfig {
     /// Multiaddr to listen on.
     pub listen: String,
-    /// Extra peers to dial, each ending in `/p2p/<peer id>` (the genesis validators'
-    /// addresses are always dialled).
+    /// The other nodes to dial, each ending in `/p2p/<peer id>`. The genesis names
+    /// validators by key only; their addresses are configuration.
     pub bootstrap: Vec<String>,
     /// Non-validator keys (hex) allowed to connect, e.g. observers that only sync. A node
     /// whose own key is not a genesis validator runs only if its key is listed here.

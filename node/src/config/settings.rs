@@ -35,8 +35,11 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s(
         "p2p.bootstrap",
-        "Extra peers to dial, each a multiaddr ending in /p2p/<peer id> (`cairn-node show-key` \
-         prints a node's peer id). The genesis validators' addresses are always dialled.",
+        "The other nodes to dial (and redial while disconnected), each a multiaddr ending in \
+         /p2p/<peer id>, e.g. /ip4/10.0.0.2/tcp/26000/p2p/12D3KooW… (`cairn-node show-key` \
+         prints a node's peer id). The genesis names validators by key, not by address, so this \
+         is where a node learns where they run; once connected, identify and Kademlia pass on \
+         the addresses of the rest.",
         None,
     ),
     s(

@@ -129,7 +129,7 @@ async function home() {
           el("td", {}, String(v.index)),
           el("td", {}, v.name + (v.leader ? " (leader)" : "")),
           el("td", { class: "mono" }, short(v.public_key)),
-          el("td", { class: "mono" }, v.address),
+          el("td", { class: "mono" }, v.address ?? "—"),
           el("td", {}, v.connected ? "connected" : "unreachable"),
         ),
       ),

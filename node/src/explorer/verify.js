@@ -12,7 +12,7 @@
 const TAGS = {
   txId: "cairn/tx/id/v1",
   block: "cairn/block/v1",
-  genesis: "cairn/genesis/v1",
+  genesis: "cairn/genesis/v2",
   raftCommit: "cairn/raft/commit/v1",
   pbftCommit: "cairn/pbft/commit/v1",
 };
@@ -124,7 +124,7 @@ export function encodeGenesis(g) {
     e.u32(1).u64(p.checkpoint_interval).u64(p.view_change_timeout_ms);
   }
   e.u64(g.validators.length);
-  for (const v of g.validators) e.string(v.name).fixed(v.public_key, 32).string(v.address);
+  for (const v of g.validators) e.string(v.name).fixed(v.public_key, 32);
   e.u64(g.accounts.length);
   for (const a of g.accounts) {
     e.fixed(a.public_key, 32).u64(a.balance);

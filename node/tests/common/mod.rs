@@ -68,6 +68,9 @@ pub struct Node {
 pub struct Net {
     pub dir: tempfile::TempDir,
     pub genesis: Genesis,
+    /// Every validator's p2p address, `/ip4/127.0.0.1/tcp/<port>/p2p/<peer id>`: what each
+    /// node lists under `[p2p] bootstrap` (the genesis holds no addresses).
+    pub peers: Vec<String>,
     pub accounts: Vec<SigningKey>,
     pub nodes: Vec<Node>,
     pub http: reqwest::Client,
@@ -77,10 +80,12 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cairn-node")
 }
 
-fn config_toml(p2p_port: u16, moniker: &str) -> String {
+fn config_toml(p2p_port: u16, moniker: &str, bootstrap: &[String]) -> String {
+    let bootstrap: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
+    let bootstrap = bootstrap.join(", ");
     format!(
         "moniker = \"{moniker}\"\n\
-         [p2p]\nlisten = \"/ip4/127.0.0.1/tcp/{p2p_port}\"\n\
+         [p2p]\nlisten = \"/ip4/127.0.0.1/tcp/{p2p_port}\"\nbootstrap = [{bootstrap}]\n\
          [api]\nlisten = \"127.0.0.1:0\"\nwait_timeout_ms = 20000\n\
          [consensus]\ntick_ms = 20\nblock_txs_max = 500\n\
          [log]\nlevel = \"info,cairn_node=debug\"\n"
@@ -107,9 +112,11 @@ impl Net {
         };
         genesis.genesis_time_ms = 1_700_000_000_000;
         let mut nodes = Vec::new();
+        let mut peers = Vec::new();
         for (i, key) in chain.validators.iter().enumerate() {
             let port = free_port();
-            genesis.validators[i].address = format!("/ip4/127.0.0.1/tcp/{port}");
+            let peer = cairn_p2p::peer_id_of(&key.public_key()).expect("peer id");
+            peers.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"));
             let home = dir.path().join(format!("node{i}"));
             nodes.push(Node {
                 home,
@@ -126,11 +133,13 @@ impl Net {
                 &genesis,
                 node.p2p_port,
                 &format!("node{i}"),
+                &peers,
             );
         }
         Net {
             dir,
             genesis,
+            peers,
             accounts: chain.accounts.clone(),
             nodes,
             http: reqwest::Client::builder()
@@ -484,12 +493,13 @@ pub fn write_home(
     genesis: &Genesis,
     port: u16,
     name: &str,
+    bootstrap: &[String],
 ) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(home).expect("home");
     let key_path = home.join("node_key");
     std::fs::write(&key_path, format!("{}\n", hex::encode(key.to_seed()))).expect("key");
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    std::fs::write(home.join("config.toml"), config_toml(port, name)).expect("config");
+    std::fs::write(home.join("config.toml"), config_toml(port, name, bootstrap)).expect("config");
     std::fs::write(home.join("genesis.json"), genesis.to_json()).expect("genesis");
 }
