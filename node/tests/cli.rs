@@ -366,9 +366,26 @@ async fn a_genesis_written_with_the_genesis_commands_runs_a_network() {
     );
     assert_eq!(ok(&["genesis", "hash", "--file", file]).trim(), hash);
 
-    // Real nodes run it.
-    for node in &net.nodes {
+    // Real nodes run it, as four hosts: each on its own loopback address, each listing the
+    // others in its configuration.
+    let host = |i: usize| format!("127.0.0.{}", i + 1);
+    let peers: Vec<String> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let peer = cairn_p2p::peer_id_of(&n.key.public_key()).expect("peer id");
+            format!("\"/ip4/{}/tcp/{}/p2p/{peer}\"", host(i), n.p2p_port)
+        })
+        .collect();
+    for (i, node) in net.nodes.iter().enumerate() {
         std::fs::copy(&path, node.home.join("genesis.json")).expect("copy genesis");
+        net.configure(
+            i,
+            "p2p",
+            &format!("listen = \"/ip4/{}/tcp/{}\"", host(i), node.p2p_port),
+        );
+        net.configure(i, "p2p", &format!("bootstrap = [{}]", peers.join(", ")));
     }
     net.genesis = genesis;
     net.start_all().await;
@@ -379,4 +396,14 @@ async fn a_genesis_written_with_the_genesis_commands_runs_a_network() {
     let (_, st) = net.get(3, "/api/v1/status").await;
     assert_eq!(st["genesis_hash"], hash.as_str());
     assert_eq!(st["chain_id"], "made-by-tool");
+    for i in 0..4 {
+        assert!(
+            net.log(i)
+                .contains(&format!("listening addr=/ip4/{}/tcp/", host(i))),
+            "node {i} listens on its own address:\n{}",
+            net.log_tail(i)
+        );
+        let (_, peers) = net.get(i, "/api/v1/peers").await;
+        assert_eq!(peers.as_array().map(Vec::len), Some(3), "node {i}: {peers}");
+    }
 }

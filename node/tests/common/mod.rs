@@ -157,10 +157,18 @@ impl Net {
     pub fn configure(&self, i: usize, section: &str, line: &str) {
         let p = self.nodes[i].home.join("config.toml");
         let key = line.split('=').next().unwrap_or("").trim();
+        let mut current = String::new();
         let text: String = std::fs::read_to_string(&p)
             .expect("config")
             .lines()
-            .filter(|l| l.split('=').next().unwrap_or("").trim() != key)
+            .filter(|l| {
+                if l.starts_with('[') {
+                    current = l.trim().to_string();
+                }
+                // The key only in this section: `listen` is in [p2p] and in [api].
+                !(current == format!("[{section}]")
+                    && l.split('=').next().unwrap_or("").trim() == key)
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         let header = format!("[{section}]\n");
