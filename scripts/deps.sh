@@ -3,12 +3,13 @@
 #   - libclang-dev, g++, pkg-config: RocksDB's bundled build (bindgen needs libclang);
 #   - tests: prometheus (`promtool check metrics`; the package starts no service by itself),
 #     chromium (the explorer page, headless), python3-venv (a venv in .tools/venv for
-#     openapi-spec-validator, from PyPI, pinned).
+#     openapi-spec-validator, from PyPI, pinned), systemd (`systemd-analyze verify` of the
+#     unit in packaging/; nothing is started).
 say() { printf '\n==> %s\n' "$*"; }
 
 missing=()
 packages=(libclang-dev g++ pkg-config)
-[[ ${CAIRN_TEST_TOOLS:-} == 1 ]] && packages+=(prometheus chromium python3-venv)
+[[ ${CAIRN_TEST_TOOLS:-} == 1 ]] && packages+=(prometheus chromium python3-venv systemd)
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
