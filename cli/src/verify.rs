@@ -58,6 +58,19 @@ pub fn verify_block(
     if !genesis.validator_set().contains(&h.proposer) {
         return Err("the proposer is not a genesis validator".into());
     }
+    if h.validators_hash != genesis.validators_hash() {
+        return Err(format!(
+            "the header names validator set {}, not the genesis set {}",
+            h.validators_hash,
+            genesis.validators_hash()
+        ));
+    }
+    if h.next_validators.is_some() {
+        return Err(
+            "the header announces a validator set change, which this chain cannot have approved"
+                .into(),
+        );
+    }
     let hash = block.hash();
     certificate
         .verify(

@@ -76,8 +76,8 @@ pub enum Input<M> {
     },
     /// The block the caller built after a `RequestProposal`.
     Propose {
-        /// The block.
-        block: Block,
+        /// The block (boxed: the other inputs are small).
+        block: Box<Block>,
     },
     /// The result of a `Validate` request.
     Validated {

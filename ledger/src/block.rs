@@ -4,6 +4,7 @@ use cairn_crypto::{Hash, PublicKey, codec, merkle};
 use serde::{Deserialize, Serialize};
 
 use crate::domains;
+use crate::genesis::Validator;
 use crate::transaction::{SignedTransaction, TxId};
 
 /// Block height. Height 0 is the genesis state (no block); the first block is height 1.
@@ -62,6 +63,13 @@ pub struct BlockHeader {
     pub proposer: PublicKey,
     /// Consensus round: the Raft term or the PBFT view.
     pub round: u64,
+    /// The validator set this block is certified by: [`crate::genesis::validators_hash`] of
+    /// the list in force at this height (names and keys, in order).
+    pub validators_hash: Hash,
+    /// On the last block of an epoch after which the set changes, the whole new list, in
+    /// force from the next height; otherwise absent. A verifier following the chain from the
+    /// genesis learns each new set here, certified by the set before it.
+    pub next_validators: Option<Vec<Validator>>,
 }
 
 impl BlockHeader {

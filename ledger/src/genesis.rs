@@ -20,6 +20,8 @@ use crate::transaction::Role;
 pub const CHAIN_ID_BYTES_MAX: usize = 64;
 /// Most validators in one network.
 pub const VALIDATORS_MAX: usize = 256;
+/// Longest validator name, in bytes.
+pub const VALIDATOR_NAME_BYTES_MAX: usize = 64;
 
 /// The genesis document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +171,14 @@ pub enum GenesisError {
     /// No validators, or too many.
     #[error("a chain needs 1..=256 validators, genesis has {0}")]
     ValidatorCount(usize),
+    /// A validator name that is empty, too long, has control characters, or is taken.
+    #[error("validator name {name:?}: {why}")]
+    BadValidatorName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// A key that is not a curve point could never sign.
     #[error("{what} key {key} is not a valid ed25519 public key")]
     BadKey {
@@ -254,6 +264,12 @@ impl Genesis {
         BlockHash(Hash::tagged(domains::GENESIS_HASH, &[&codec::encode(self)]))
     }
 
+    /// The hash the headers of the genesis validators' blocks carry
+    /// ([`validators_hash`] of the genesis list).
+    pub fn validators_hash(&self) -> Hash {
+        validators_hash(&self.validators)
+    }
+
     /// The validator set.
     pub fn validator_set(&self) -> ValidatorSet {
         ValidatorSet {
@@ -271,8 +287,10 @@ impl Genesis {
             return Err(GenesisError::ValidatorCount(n));
         }
         let mut seen = BTreeSet::new();
+        let mut names = BTreeSet::new();
         for v in &self.validators {
             check_key("validator", &v.public_key, &mut seen)?;
+            check_validator_name(&v.name, &mut names)?;
         }
         let mut seen = BTreeSet::new();
         let mut supply: u64 = 0;
@@ -331,6 +349,29 @@ fn check_key(
         return Err(GenesisError::DuplicateKey { what, key: *key });
     }
     Ok(())
+}
+
+fn check_validator_name(name: &str, taken: &mut BTreeSet<String>) -> Result<(), GenesisError> {
+    let bad = |why| GenesisError::BadValidatorName {
+        name: name.to_string(),
+        why,
+    };
+    if name.is_empty() || name.len() > VALIDATOR_NAME_BYTES_MAX {
+        return Err(bad("must be 1..=64 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("has control characters"));
+    }
+    if !taken.insert(name.to_string()) {
+        return Err(bad("two validators have it"));
+    }
+    Ok(())
+}
+
+/// What a block header's `validators_hash` is: `SHA-256(tag "cairn/validators/v1" ‖
+/// encoded list)`, names and keys in order (PROTOCOL.md §5).
+pub fn validators_hash(list: &[Validator]) -> Hash {
+    Hash::tagged(domains::VALIDATORS, &[&codec::encode(&list.to_vec())])
 }
 
 /// Whether `s` is a valid chain id.

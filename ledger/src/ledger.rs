@@ -67,6 +67,20 @@ pub enum BlockError {
     /// Proposer is not a validator.
     #[error("proposer {0} is not a validator")]
     ProposerNotValidator(PublicKey),
+    /// The header names another validator set than the one in force at its height.
+    #[error("header's validators_hash {got} is not the set in force at this height ({expected})")]
+    WrongValidatorSet {
+        /// The hash of the set in force.
+        expected: Hash,
+        /// The header's.
+        got: Hash,
+    },
+    /// The header announces a validator set change that the chain did not approve.
+    #[error("header at height {height} announces a new validator set, and no change is pending")]
+    UnexpectedValidatorChange {
+        /// The block's height.
+        height: Height,
+    },
     /// More transactions than a block may hold.
     #[error("block has {got} transactions, the limit is {max}")]
     TooManyTxs {
@@ -216,6 +230,8 @@ pub struct Ledger<S> {
     genesis: Genesis,
     genesis_hash: BlockHash,
     validators: ValidatorSet,
+    /// What headers carry for `validators`.
+    validators_hash: Hash,
     store: S,
     tip: Tip,
     /// Committed accounts read lately, kept up to date by [`Ledger::commit`].
@@ -260,6 +276,7 @@ impl<S: BlockStore> Ledger<S> {
         };
         Ok(Ledger {
             validators: genesis.validator_set(),
+            validators_hash: genesis.validators_hash(),
             genesis,
             genesis_hash,
             store,
@@ -403,6 +420,9 @@ impl<S: BlockStore> Ledger<S> {
             state_root,
             proposer: params.proposer,
             round: params.round,
+            validators_hash: self.validators_hash,
+            // No change can be approved yet (ARCHITECTURE.md, "Reconfiguration").
+            next_validators: None,
         };
         let tip = Tip {
             height,
@@ -463,6 +483,15 @@ impl<S: BlockStore> Ledger<S> {
         }
         if !self.validators.contains(&h.proposer) {
             return Err(BlockError::ProposerNotValidator(h.proposer));
+        }
+        if h.validators_hash != self.validators_hash {
+            return Err(BlockError::WrongValidatorSet {
+                expected: self.validators_hash,
+                got: h.validators_hash,
+            });
+        }
+        if h.next_validators.is_some() {
+            return Err(BlockError::UnexpectedValidatorChange { height: h.height });
         }
         if block.txs.len() > BLOCK_TXS_MAX {
             return Err(BlockError::TooManyTxs {
@@ -637,8 +666,8 @@ fn chained(tip: BlockHash, ahead: &[&Execution]) -> bool {
 
 /// Encoded header size apart from the chain id's bytes: the chain id's length prefix and the
 /// fixed-width fields (height, prev_hash, timestamp_ms, tx_root, tx_count, state_root,
-/// proposer, round).
-const HEADER_FIXED_BYTES: usize = 8 + 8 + 32 + 8 + 32 + 4 + 32 + 32 + 8;
+/// proposer, round, validators_hash), and an absent `next_validators`.
+const HEADER_FIXED_BYTES: usize = 8 + 8 + 32 + 8 + 32 + 4 + 32 + 32 + 8 + 32 + 1;
 
 fn receipt(tx_id: TxId, height: Height, index: usize, sender: &Account) -> Receipt {
     Receipt {

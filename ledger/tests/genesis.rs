@@ -181,3 +181,23 @@ fn addresses_are_not_part_of_the_genesis() {
     assert!(!json.contains("address"), "{json}");
     assert_eq!(Genesis::from_json(&json).expect("parse").hash(), g.hash());
 }
+
+#[test]
+fn validator_names_are_short_printable_and_unique() {
+    // Names are in the chain's identity and in every header's validator list.
+    for (name, why) in [
+        (String::new(), "1..=64"),
+        ("n".repeat(65), "1..=64"),
+        ("node\n1".to_string(), "control"),
+        ("node0".to_string(), "two validators"),
+    ] {
+        let mut g = sample();
+        g.validators[1].name = name.clone();
+        let e = g.validate().expect_err("refused");
+        assert!(
+            matches!(&e, GenesisError::BadValidatorName { name: n, .. } if *n == name)
+                && e.to_string().contains(why),
+            "{name:?}: {e}"
+        );
+    }
+}

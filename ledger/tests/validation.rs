@@ -500,6 +500,21 @@ fn block_rejections() {
             |e| matches!(e, BlockError::ProposerNotValidator(_)),
         ),
         (
+            "names another validator set",
+            |b| b.header.validators_hash = Hash::ZERO,
+            |e| matches!(e, BlockError::WrongValidatorSet { .. }),
+        ),
+        (
+            "announces a set change nobody approved",
+            |b| {
+                b.header.next_validators = Some(vec![cairn_ledger::Validator {
+                    name: "usurper".into(),
+                    public_key: PublicKey([1; 32]),
+                }])
+            },
+            |e| matches!(e, BlockError::UnexpectedValidatorChange { height: 1 }),
+        ),
+        (
             "tx root",
             |b| b.header.tx_root = Hash::ZERO,
             |e| matches!(e, BlockError::TxRootMismatch),

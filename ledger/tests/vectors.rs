@@ -278,6 +278,8 @@ fn vectors() -> Value {
             "json": serde_json::to_value(&genesis).expect("json"),
             "encoding": h(&codec::encode(&genesis)),
             "hash": genesis.hash().to_string(),
+            "validators_encoding": h(&codec::encode(&genesis.validators)),
+            "validators_hash": genesis.validators_hash().to_string(),
             "state_root": genesis_root.to_string(),
             "alice_account_key": h(&StateKey::Account(alice.public_key()).to_bytes()),
             "alice_account_value": h(&codec::encode(&Account { balance: 1_000_000, nonce: 0, role: Some(Role::Admin) })),

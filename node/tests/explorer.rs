@@ -72,6 +72,7 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
                 &format!("Block {h1}"),
                 "✓ the header hashes to the block hash",
                 "✓ the transaction hashes to the header's transaction root",
+                "✓ the header names the genesis validator set",
                 "✓ Certificate verified:",
                 "validators signed (quorum 3)",
             ],
@@ -101,7 +102,11 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
                 const w = await (await fetch('/api/v1/blocks/{h1}')).json();
                 w.block.header.timestamp_ms += 1;
                 const moved = await window.cairnVerify.verifyBlock(w, g);
-                return [ok.ok, forged.ok, forged.errors.join('; '), moved.ok, moved.hashOk];
+                const x = await (await fetch('/api/v1/blocks/{h1}')).json();
+                x.block.header.validators_hash = '00'.repeat(32);
+                const otherSet = await window.cairnVerify.verifyBlock(x, g);
+                return [ok.ok, forged.ok, forged.errors.join('; '), moved.ok, moved.hashOk,
+                        otherSet.validatorsOk, otherSet.errors.join('; ')];
             }})()"
         ))
         .await;
@@ -114,6 +119,13 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
         "{verdict}"
     );
     assert_eq!((&verdict[3], &verdict[4]), (&false.into(), &false.into()));
+    assert_eq!(verdict[5], false, "{verdict}");
+    assert!(
+        verdict[6]
+            .as_str()
+            .is_some_and(|e| e.contains("validator set other than the genesis")),
+        "{verdict}"
+    );
 
     // A transaction, with its inclusion proof checked in the page.
     b.open(&format!("{base}/#/tx/{}", t1.id())).await;

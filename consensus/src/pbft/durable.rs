@@ -114,6 +114,8 @@ mod tests {
                 state_root: Hash::ZERO,
                 proposer: cairn_crypto::PublicKey([0; 32]),
                 round: view,
+                validators_hash: Hash::ZERO,
+                next_validators: None,
             },
             txs: vec![],
         };

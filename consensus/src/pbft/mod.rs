@@ -331,7 +331,7 @@ impl Protocol for Pbft {
                 self.on_tick(out);
                 Ok(())
             }
-            Input::Propose { block } => self.on_propose(block, out),
+            Input::Propose { block } => self.on_propose(*block, out),
             Input::Validated { block_hash, valid } => self.on_validated(block_hash, valid, out),
             Input::Synced { height, tip } => {
                 self.on_synced(height, tip, out);

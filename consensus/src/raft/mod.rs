@@ -219,7 +219,7 @@ impl Protocol for Raft {
                 Ok(())
             }
             Input::Message { from, msg } => self.on_message(from, msg, out),
-            Input::Propose { block } => self.on_propose(block, out),
+            Input::Propose { block } => self.on_propose(*block, out),
             Input::Synced { height, .. } => {
                 self.on_synced(height, out);
                 Ok(())

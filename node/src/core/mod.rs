@@ -316,7 +316,9 @@ impl<P: NodeEngine> Core<P> {
         if self.driver.is_some()
             && let Some(block) = self.work.try_build()?
         {
-            self.step(Input::Propose { block })?;
+            self.step(Input::Propose {
+                block: Box::new(block),
+            })?;
         }
         Ok(())
     }

@@ -143,7 +143,9 @@ impl<P: NodeEngine> Effects<P> for Work {
                         if self.proposer.is_parked()
                             && let Some(block) = self.try_build()?
                         {
-                            follow_up.push_back(Input::Propose { block });
+                            follow_up.push_back(Input::Propose {
+                                block: Box::new(block),
+                            });
                         }
                     }
                     CommitOutcome::Held(h) => {
@@ -161,7 +163,9 @@ impl<P: NodeEngine> Effects<P> for Work {
                     self.chain.drop_ahead_from(height);
                     self.proposer.park(height, round, now);
                     if let Some(block) = self.try_build()? {
-                        follow_up.push_back(Input::Propose { block });
+                        follow_up.push_back(Input::Propose {
+                            block: Box::new(block),
+                        });
                     }
                 }
             }

@@ -244,6 +244,7 @@ async function block(id) {
         : `the ${h.tx_count} transactions hash to the header's transaction root`,
     ),
     check(r.chainOk, `the block is of chain ${g.chain_id}`),
+    check(r.validatorsOk, "the header names the genesis validator set"),
     r.linkOk === undefined ? null : check(r.linkOk, "block 1 links to the genesis"),
     c.ok
       ? check(

@@ -13,6 +13,7 @@ const TAGS = {
   txId: "cairn/tx/id/v1",
   block: "cairn/block/v1",
   genesis: "cairn/genesis/v2",
+  validators: "cairn/validators/v1",
   raftCommit: "cairn/raft/commit/v1",
   pbftCommit: "cairn/pbft/commit/v1",
 };
@@ -100,7 +101,7 @@ export function encodeTx(tx) {
 
 /// §5: the block header.
 export function encodeHeader(h) {
-  return new Encoder()
+  const e = new Encoder()
     .string(h.chain_id)
     .u64(h.height)
     .fixed(h.prev_hash, 32)
@@ -110,7 +111,21 @@ export function encodeHeader(h) {
     .fixed(h.state_root, 32)
     .fixed(h.proposer, 32)
     .u64(h.round)
-    .done();
+    .fixed(h.validators_hash, 32);
+  if (h.next_validators == null) return e.u8(0).done();
+  return putValidators(e.u8(1), h.next_validators).done();
+}
+
+/// A validator list (§5, §9): its length, then each name and key.
+function putValidators(e, list) {
+  e.u64(list.length);
+  for (const v of list) e.string(v.name).fixed(v.public_key, 32);
+  return e;
+}
+
+/// §5: what a header's validators_hash is for a list.
+export async function validatorsHash(list) {
+  return bytesToHex(await taggedHash(TAGS.validators, putValidators(new Encoder(), list).done()));
 }
 
 /// §9: the genesis.
@@ -123,8 +138,7 @@ export function encodeGenesis(g) {
     const p = g.consensus.pbft;
     e.u32(1).u64(p.checkpoint_interval).u64(p.view_change_timeout_ms);
   }
-  e.u64(g.validators.length);
-  for (const v of g.validators) e.string(v.name).fixed(v.public_key, 32);
+  putValidators(e, g.validators);
   e.u64(g.accounts.length);
   for (const a of g.accounts) {
     e.fixed(a.public_key, 32).u64(a.balance);
@@ -268,6 +282,12 @@ export async function verifyBlock(view, genesis) {
     // The first block links to the genesis itself.
     out.linkOk = h.prev_hash === (await genesisHash(genesis));
     if (!out.linkOk) out.errors.push("block 1 does not link to this genesis");
+  }
+  // The page knows the genesis set only; a chain whose set changed is checked by following
+  // next_validators from the genesis (§8), which `cairn verify` does.
+  out.validatorsOk = h.validators_hash === (await validatorsHash(genesis.validators));
+  if (!out.validatorsOk) {
+    out.errors.push("the block names a validator set other than the genesis one");
   }
   out.certificate = await checkCertificate(view.certificate, h.height, view.hash, genesis);
   if (!out.certificate.ok) out.errors.push(`certificate: ${out.certificate.why}`);

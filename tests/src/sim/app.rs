@@ -59,6 +59,8 @@ impl<E: SimEngine> Sim<E> {
                 state_root: validity::next_root(&tip.state_root, height),
                 proposer: self.cluster.keys[i].public_key(),
                 round,
+                validators_hash: self.cluster.genesis.validators_hash(),
+                next_validators: None,
             },
             txs: Vec::new(),
         }

@@ -354,7 +354,9 @@ impl<E: SimEngine> Sim<E> {
                 if height == (inst.chain.len() + inst.ahead.len()) as Height + 1 {
                     let block = self.build_block(i, k, round);
                     self.nodes[i].instances[k].ahead.push(block.clone());
-                    queue.push_back(Input::Propose { block });
+                    queue.push_back(Input::Propose {
+                        block: Box::new(block),
+                    });
                 }
             }
             Output::Validate { block } => {

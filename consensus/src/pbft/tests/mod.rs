@@ -79,6 +79,8 @@ pub(super) fn block(height: Height, tag: u64) -> Block {
             state_root: Hash::ZERO,
             proposer: cairn_crypto::PublicKey([0; 32]),
             round: 0,
+            validators_hash: Hash::ZERO,
+            next_validators: None,
         },
         txs: vec![],
     }

@@ -16,7 +16,12 @@ fn s4_2_normal_case_end_to_end() {
         }
     )));
     let b = block(1, 1);
-    let out = step(&mut p, Input::Propose { block: b.clone() });
+    let out = step(
+        &mut p,
+        Input::Propose {
+            block: Box::new(b.clone()),
+        },
+    );
     let persist = first(&out, |o| {
         matches!(
             o,
@@ -318,9 +323,19 @@ fn s4_2_negative_space_table() {
     assert_eq!(r.status().refused.total(), 0, "{:?}", r.status().refused);
     // Neither a proposal nor a validation answer that nobody asked for is acted on.
     let mut r = replica(&c, 1, 0);
-    step(&mut r, Input::Propose { block: b.clone() });
+    step(
+        &mut r,
+        Input::Propose {
+            block: Box::new(b.clone()),
+        },
+    );
     let mut p = replica(&c, 0, 0);
-    step(&mut p, Input::Propose { block: b.clone() });
+    step(
+        &mut p,
+        Input::Propose {
+            block: Box::new(b.clone()),
+        },
+    );
     refused_once(&p, Refusal::Unrequested, "a proposal nobody asked for");
     let mut v = replica(&c, 1, 0);
     step(
@@ -422,13 +437,23 @@ fn a_pipelining_primary_proposes_the_next_block_on_the_one_in_flight() {
     let mut p = pipelined(&c, 0);
     step(&mut p, Input::Tick { pending_work: true });
     let one = block(1, 1);
-    let out = step(&mut p, Input::Propose { block: one.clone() });
+    let out = step(
+        &mut p,
+        Input::Propose {
+            block: Box::new(one.clone()),
+        },
+    );
     assert!(
         out.iter()
             .any(|o| matches!(o, Output::RequestProposal { height: 2, .. })),
         "block 2 is asked for while block 1 is in flight"
     );
-    let out = step(&mut p, Input::Propose { block: block(2, 2) });
+    let out = step(
+        &mut p,
+        Input::Propose {
+            block: Box::new(block(2, 2)),
+        },
+    );
     assert!(broadcasts(&out).is_empty(), "block 2 must extend block 1");
     refused_once(&p, Refusal::Unrequested, "a block on another parent");
     let out = step(&mut p, Input::Tick { pending_work: true });
@@ -439,7 +464,12 @@ fn a_pipelining_primary_proposes_the_next_block_on_the_one_in_flight() {
     );
     let mut two = block(2, 2);
     two.header.prev_hash = one.hash();
-    let out = step(&mut p, Input::Propose { block: two });
+    let out = step(
+        &mut p,
+        Input::Propose {
+            block: Box::new(two),
+        },
+    );
     assert!(
         !out.iter()
             .any(|o| matches!(o, Output::RequestProposal { .. })),

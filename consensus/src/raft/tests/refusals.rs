@@ -118,13 +118,23 @@ fn negative_space_names_each_refusal() {
     }
     // A proposal to a follower: redirect, not a refusal.
     let mut r = node(&c, 1, &RaftDurable::default(), 0);
-    let out = step(&mut r, Input::Propose { block: block(1, 0) });
+    let out = step(
+        &mut r,
+        Input::Propose {
+            block: Box::new(block(1, 0)),
+        },
+    );
     assert!(matches!(out[..], [Output::NotLeader { hint: None }]));
     assert_eq!(r.status().refused.total(), 0);
     // A leader refuses an unasked or wrong-height proposal.
     let (mut l, _) = leader(&c, &RaftDurable::default());
     let before = l.status().refused;
-    step(&mut l, Input::Propose { block: block(5, 0) });
+    step(
+        &mut l,
+        Input::Propose {
+            block: Box::new(block(5, 0)),
+        },
+    );
     let grew: Vec<_> = l.status().refused.since(&before).collect();
     assert_eq!(grew, vec![(Refusal::Unrequested, 1)]);
     assert_eq!(l.log.last_index(), LogIndex(1), "only the no-op");

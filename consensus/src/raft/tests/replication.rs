@@ -243,7 +243,12 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
     )));
     let mut one = block(1, 10);
     one.header.round = term;
-    step(&mut r, Input::Propose { block: one.clone() });
+    step(
+        &mut r,
+        Input::Propose {
+            block: Box::new(one.clone()),
+        },
+    );
     let out = step(&mut r, Input::Tick { pending_work: true });
     assert!(
         !out.iter()
@@ -258,7 +263,7 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
     step(
         &mut r,
         Input::Propose {
-            block: wrong_parent,
+            block: Box::new(wrong_parent),
         },
     );
     assert_eq!(
@@ -275,7 +280,12 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
     );
     let mut stale = block(2, 11);
     stale.header.prev_hash = one.hash();
-    step(&mut r, Input::Propose { block: stale });
+    step(
+        &mut r,
+        Input::Propose {
+            block: Box::new(stale),
+        },
+    );
     assert_eq!(
         r.status().refused.of(Refusal::Unrequested),
         2,
@@ -285,7 +295,12 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
     let mut two = block(2, 11);
     two.header.round = term;
     two.header.prev_hash = one.hash();
-    step(&mut r, Input::Propose { block: two.clone() });
+    step(
+        &mut r,
+        Input::Propose {
+            block: Box::new(two.clone()),
+        },
+    );
     assert!(
         !r.proposal_requested,
         "two blocks in flight: the third waits"

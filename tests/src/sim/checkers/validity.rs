@@ -37,6 +37,12 @@ pub(crate) fn next_block_ok(genesis: &Genesis, tip: &Tip, b: &Block) -> Result<(
     if !genesis.validator_set().contains(&h.proposer) {
         return Err(format!("block {} proposed by a non-validator", h.height));
     }
+    if h.validators_hash != genesis.validators_hash() || h.next_validators.is_some() {
+        return Err(format!(
+            "block {} names a validator set not in force",
+            h.height
+        ));
+    }
     Ok(())
 }
 
