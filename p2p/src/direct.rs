@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cairn_crypto::PublicKey;
@@ -47,7 +47,8 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::Sender<Event>,
     /// Weak, so that the event loop still stops when every client is gone.
     pub(crate) commands: mpsc::WeakSender<Command>,
-    pub(crate) keys: Arc<HashMap<PeerId, PublicKey>>,
+    /// The allow-list, as the event loop last set it.
+    pub(crate) keys: Arc<RwLock<HashMap<PeerId, PublicKey>>>,
 }
 
 /// Starts the writer task for a newly connected peer; returns its queue. Dropping the queue
@@ -124,7 +125,8 @@ async fn write_link(
 pub(crate) async fn accept_streams(shared: Shared, mut incoming: libp2p_stream::IncomingStreams) {
     let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
-        let Some(from) = shared.keys.get(&peer).copied() else {
+        let from = shared.keys.read().ok().and_then(|k| k.get(&peer).copied());
+        let Some(from) = from else {
             // The allow-list refuses other keys before any stream: nothing to read.
             continue;
         };

@@ -246,6 +246,9 @@ enum Command {
         peer: PublicKey,
         reason: String,
     },
+    SetAllowed {
+        keys: Vec<PublicKey>,
+    },
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
@@ -311,6 +314,16 @@ impl Client {
             peer,
             reason: reason.into(),
         })
+    }
+
+    /// Replaces the allow-list (when the validator set changes): keys no longer on it are
+    /// disconnected now and refused from then on, new ones are admitted. An invalid key is
+    /// refused here, before anything changes.
+    pub fn set_allowed(&self, keys: Vec<PublicKey>) -> Result<(), P2pError> {
+        for k in &keys {
+            to_peer_id(k)?;
+        }
+        self.queue(Command::SetAllowed { keys })
     }
 
     /// The connected peers.
@@ -391,6 +404,9 @@ pub struct EventLoop {
     shared_connected: Arc<RwLock<HashSet<PublicKey>>>,
     /// Allow-listed peers by id.
     keys: HashMap<PeerId, PublicKey>,
+    /// Keys taken off the allow-list while connected, until their connections have closed
+    /// (so their departure is still reported).
+    former: HashMap<PeerId, PublicKey>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
     topics: [(Topic, gossipsub::IdentTopic); 2],
     /// Inbound sync requests waiting for an answer.
@@ -599,7 +615,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         heard: heard.clone(),
         events: ev_tx.clone(),
         commands: client.commands.downgrade(),
-        keys: Arc::new(keys.clone()),
+        keys: Arc::new(RwLock::new(keys.clone())),
     };
     let event_loop = EventLoop {
         swarm,
@@ -608,6 +624,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         counters,
         shared_connected,
         keys,
+        former: HashMap::new(),
         bootstrap,
         topics,
         pending: HashMap::new(),
@@ -664,7 +681,8 @@ impl EventLoop {
         let missing: Vec<(PeerId, Multiaddr)> = self
             .bootstrap
             .iter()
-            .filter(|(p, _)| !self.swarm.is_connected(p))
+            // A bootstrap address of a key taken off the allow-list is not dialled.
+            .filter(|(p, _)| self.keys.contains_key(p) && !self.swarm.is_connected(p))
             .cloned()
             .collect();
         for (peer, addr) in missing {
@@ -729,6 +747,37 @@ impl EventLoop {
         }
     }
 
+    fn set_allowed(&mut self, keys: Vec<PublicKey>) {
+        let mut next = HashMap::new();
+        for k in keys {
+            // Checked by the client.
+            if let Ok(p) = to_peer_id(&k) {
+                next.insert(p, k);
+            }
+        }
+        let gone: Vec<(PeerId, PublicKey)> = self
+            .keys
+            .iter()
+            .filter(|(p, _)| !next.contains_key(p))
+            .map(|(p, k)| (*p, *k))
+            .collect();
+        for (peer, _) in next.iter().filter(|(p, _)| !self.keys.contains_key(p)) {
+            self.swarm.behaviour_mut().allow.allow_peer(*peer);
+        }
+        self.keys = next;
+        if let Ok(mut shared) = self.direct.keys.write() {
+            shared.clone_from(&self.keys);
+        }
+        for (peer, key) in gone {
+            self.swarm.behaviour_mut().allow.disallow_peer(peer);
+            if self.swarm.is_connected(&peer) {
+                tracing::info!(peer = %self.names.of(&key), "no longer allowed: disconnecting");
+                self.former.insert(peer, key);
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
     fn on_command(&mut self, c: Command) {
         match c {
             Command::Send { to, bytes } => {
@@ -775,6 +824,7 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().sync.send_response(ch, bytes);
                 }
             }
+            Command::SetAllowed { keys } => self.set_allowed(keys),
             Command::Report { peer, reason } => {
                 if let Ok(p) = to_peer_id(&peer) {
                     self.misbehaved(p, &reason);
@@ -839,7 +889,11 @@ impl EventLoop {
             } => {
                 self.connected.remove(&peer_id);
                 self.links.remove(&peer_id);
-                if let Some(key) = self.keys.get(&peer_id).copied() {
+                let key = match self.keys.get(&peer_id) {
+                    Some(k) => Some(*k),
+                    None => self.former.remove(&peer_id),
+                };
+                if let Some(key) = key {
                     if let Ok(mut c) = self.shared_connected.write() {
                         c.remove(&key);
                     }
