@@ -49,6 +49,6 @@ pub use store::{
     involved_accounts,
 };
 #[cfg(feature = "rocksdb")]
-pub use store::{RocksReader, RocksStore};
+pub use store::{RocksReader, RocksStore, StoreMemory};
 pub use transaction::{Payload, Role, SignedTransaction, Transaction, TxId, VerifiedTransaction};
 pub use validation::{TxRejection, verify_transactions};

@@ -98,7 +98,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
         observers,
     } = preflight(&home, &config)?;
     let me = key.public_key();
-    let store = open_store(&home, &genesis)?;
+    let store = open_store(&home, &genesis, &config)?;
     let reader = store.reader();
     let ledger = Ledger::open(store, genesis.clone()).context("opening the ledger")?;
     tracing::info!(
@@ -124,7 +124,7 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the store, turning refusals into what an operator should do.
-fn open_store(home: &Home, genesis: &Genesis) -> anyhow::Result<RocksStore> {
+fn open_store(home: &Home, genesis: &Genesis, config: &Config) -> anyhow::Result<RocksStore> {
     let data = home.data();
     let recover = format!(
         "To recover: move {} aside (keep it for inspection) and start the node again; it \
@@ -132,7 +132,11 @@ fn open_store(home: &Home, genesis: &Genesis) -> anyhow::Result<RocksStore> {
          the votes it cast before, so do it while the rest of the network is healthy",
         data.display()
     );
-    match RocksStore::open(&data, &genesis.hash()) {
+    let memory = cairn_ledger::StoreMemory {
+        block_cache_bytes: config.storage.block_cache_bytes,
+        memtable_bytes: config.storage.memtable_bytes,
+    };
+    match RocksStore::open_with(&data, &genesis.hash(), memory) {
         Ok(s) => Ok(s),
         Err(e @ (StoreError::RolledBack { .. } | StoreError::Corrupt(_))) => {
             bail!("refusing to start: {e}. {recover}")

@@ -22,7 +22,7 @@ mod rocks;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "rocksdb")]
-pub use rocks::{RocksReader, RocksStore};
+pub use rocks::{RocksReader, RocksStore, StoreMemory};
 
 /// Version of the on-disk layout. A store written with another version is refused.
 ///
@@ -215,6 +215,11 @@ pub trait BlockStore: ChainRead {
     ) -> Result<(), StoreError>;
     /// Commits one block atomically and durably.
     fn commit(&mut self, commit: &BlockCommit, tip: Tip) -> Result<(), StoreError>;
+    /// The storage engine's memory now, in bytes: its read cache and its write buffers
+    /// (`None` where there is no such engine).
+    fn memory_usage(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// Stores consensus state durably before returning.
     fn consensus_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.consensus_write(&[ConsensusWrite::Put {

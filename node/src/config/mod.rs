@@ -56,6 +56,8 @@ pub struct Config {
     pub consensus: ConsensusConfig,
     /// The mempool.
     pub mempool: MempoolConfig,
+    /// The store's memory.
+    pub storage: StorageConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -136,6 +138,26 @@ pub struct MempoolConfig {
     pub bytes_max: usize,
 }
 
+/// `[storage]`: the memory RocksDB may use (all column families together).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The block cache for reads.
+    pub block_cache_bytes: usize,
+    /// All write buffers (memtables); past it the largest is flushed to disk.
+    pub memtable_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let d = cairn_ledger::StoreMemory::default();
+        StorageConfig {
+            block_cache_bytes: d.block_cache_bytes,
+            memtable_bytes: d.memtable_bytes,
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -154,6 +176,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             consensus: ConsensusConfig::default(),
             mempool: MempoolConfig::default(),
+            storage: StorageConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -265,6 +288,12 @@ impl Config {
     /// Checks every value, addresses included.
     pub fn check(&self) -> Result<(), String> {
         check_log_level(&self.log.level)?;
+        if self.storage.block_cache_bytes < 1 << 20 {
+            return Err("storage.block_cache_bytes: at least 1048576 (1 MiB)".into());
+        }
+        if self.storage.memtable_bytes < 4 << 20 {
+            return Err("storage.memtable_bytes: at least 4194304 (4 MiB)".into());
+        }
         cairn_p2p::check_listen_address(&self.p2p.listen)
             .map_err(|e| format!("p2p.listen: {e}"))?;
         for b in &self.p2p.bootstrap {

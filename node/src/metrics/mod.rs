@@ -50,6 +50,10 @@ pub struct Metrics {
     pub cached_accounts: Gauge,
     /// Decoded public keys kept for verification (bounded by `cairn_crypto::KEYS_KEPT`).
     pub cached_keys: Gauge,
+    /// RocksDB's block cache, bytes (bounded by `storage.block_cache_bytes`).
+    pub store_block_cache: Gauge,
+    /// RocksDB's memtables, bytes (bounded by `storage.memtable_bytes`).
+    pub store_memtables: Gauge,
     /// Compact blocks received with transactions this node did not hold, asked of their
     /// sender.
     pub compact_asks: Counter,
@@ -126,6 +130,8 @@ impl Metrics {
             verify_batch: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0]),
             cached_accounts: Gauge::default(),
             cached_keys: Gauge::default(),
+            store_block_cache: Gauge::default(),
+            store_memtables: Gauge::default(),
             compact_asks: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
@@ -203,6 +209,16 @@ impl Metrics {
                 cairn_crypto::KEYS_KEPT
             ),
             m.cached_keys.clone(),
+        );
+        registry.register(
+            "store_block_cache_bytes",
+            "RocksDB's block cache in bytes (at most storage.block_cache_bytes)",
+            m.store_block_cache.clone(),
+        );
+        registry.register(
+            "store_memtable_bytes",
+            "RocksDB's memtables in bytes, all column families (at most storage.memtable_bytes, bar a flush in progress)",
+            m.store_memtables.clone(),
         );
         registry.register(
             "compact_block_asks",

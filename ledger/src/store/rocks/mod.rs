@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use cairn_crypto::{PublicKey, codec};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction,
+    IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::{
@@ -103,6 +103,10 @@ pub struct RocksStore {
     /// Cached copy of `meta/tip`, updated in the same step as each commit.
     tip: Option<Tip>,
     mark: WriteMark,
+    /// The block cache every column family shares.
+    cache: Cache,
+    /// The budget every column family's memtables share.
+    memtables: WriteBufferManager,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -147,12 +151,53 @@ fn check_mark(found: Found, recovered: u64, path: &Path, wal: &str) -> Result<()
     }
 }
 
+/// The memory RocksDB may use, shared by every column family. Without it each of the ten
+/// column families had its own 64 MiB memtables (two of them) and its own block cache, and a
+/// node's memory grew with the chain until those filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// The block cache for reads (LRU), in bytes.
+    pub block_cache_bytes: usize,
+    /// All memtables together, in bytes: past it RocksDB flushes the largest one.
+    pub memtable_bytes: usize,
+}
+
+impl Default for StoreMemory {
+    fn default() -> Self {
+        StoreMemory {
+            block_cache_bytes: 32 << 20,
+            memtable_bytes: 64 << 20,
+        }
+    }
+}
+
 impl RocksStore {
-    /// Opens (creating if needed) the store at `path` for the chain `genesis_hash`. Refuses a
-    /// store of another chain or another schema version, a damaged write-ahead log, and a
-    /// store that recovered to less than it had acknowledged.
+    /// Opens (creating if needed) the store at `path` for the chain `genesis_hash`, with the
+    /// default memory budget. Refuses a store of another chain or another schema version, a
+    /// damaged write-ahead log, and a store that recovered to less than it had acknowledged.
     pub fn open(path: &Path, genesis_hash: &BlockHash) -> Result<Self, StoreError> {
-        let mut opts = Options::default();
+        RocksStore::open_with(path, genesis_hash, StoreMemory::default())
+    }
+
+    /// [`RocksStore::open`] with a memory budget.
+    pub fn open_with(
+        path: &Path,
+        genesis_hash: &BlockHash,
+        memory: StoreMemory,
+    ) -> Result<Self, StoreError> {
+        let cache = Cache::new_lru_cache(memory.block_cache_bytes);
+        let memtables = WriteBufferManager::new_write_buffer_manager(memory.memtable_bytes, false);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        let cf_options = || {
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            // A quarter of the budget each, so one busy column family cannot take it all.
+            o.set_write_buffer_size((memory.memtable_bytes / 4).max(1 << 20));
+            o
+        };
+        let mut opts = cf_options();
+        opts.set_write_buffer_manager(&memtables);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -182,13 +227,15 @@ impl RocksStore {
                 .map_err(|e| StoreError::Engine(format!("{}: {e}", path.display())))?;
             WriteMark::open(path)?
         };
-        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(corrupt)?;
         check_mark(found, db.latest_sequence_number(), path, &wal)?;
         let mut store = RocksStore {
             reader: RocksReader { db: Arc::new(db) },
             tip: None,
             mark,
+            cache,
+            memtables,
         };
         match store.meta()? {
             None => {
@@ -586,6 +633,12 @@ impl ChainRead for RocksStore {
 }
 
 impl BlockStore for RocksStore {
+    /// The block cache and all memtables (each at most its [`StoreMemory`] budget, bar a
+    /// flush in progress).
+    fn memory_usage(&self) -> Option<(usize, usize)> {
+        Some((self.cache.get_usage(), self.memtables.get_usage()))
+    }
+
     fn initialize(
         &mut self,
         genesis_hash: BlockHash,
