@@ -133,7 +133,6 @@ fn open_store(home: &Home, genesis: &Genesis, config: &Config) -> anyhow::Result
         data.display()
     );
     let memory = cairn_ledger::StoreMemory {
-        block_cache_bytes: config.storage.block_cache_bytes,
         memtable_bytes: config.storage.memtable_bytes,
     };
     match RocksStore::open_with(&data, &genesis.hash(), memory) {

@@ -215,9 +215,9 @@ pub trait BlockStore: ChainRead {
     ) -> Result<(), StoreError>;
     /// Commits one block atomically and durably.
     fn commit(&mut self, commit: &BlockCommit, tip: Tip) -> Result<(), StoreError>;
-    /// The storage engine's memory now, in bytes: its read cache and its write buffers
-    /// (`None` where there is no such engine).
-    fn memory_usage(&self) -> Option<(usize, usize)> {
+    /// The storage engine's write buffers now, in bytes (`None` where there is no such
+    /// engine).
+    fn memory_usage(&self) -> Option<usize> {
         None
     }
     /// Stores consensus state durably before returning.

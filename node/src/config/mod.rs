@@ -138,12 +138,10 @@ pub struct MempoolConfig {
     pub bytes_max: usize,
 }
 
-/// `[storage]`: the memory RocksDB may use (all column families together).
+/// `[storage]`: the memory RocksDB's write buffers may use (all column families together).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The block cache for reads.
-    pub block_cache_bytes: usize,
     /// All write buffers (memtables); past it the largest is flushed to disk.
     pub memtable_bytes: usize,
 }
@@ -152,7 +150,6 @@ impl Default for StorageConfig {
     fn default() -> Self {
         let d = cairn_ledger::StoreMemory::default();
         StorageConfig {
-            block_cache_bytes: d.block_cache_bytes,
             memtable_bytes: d.memtable_bytes,
         }
     }
@@ -288,9 +285,6 @@ impl Config {
     /// Checks every value, addresses included.
     pub fn check(&self) -> Result<(), String> {
         check_log_level(&self.log.level)?;
-        if self.storage.block_cache_bytes < 1 << 20 {
-            return Err("storage.block_cache_bytes: at least 1048576 (1 MiB)".into());
-        }
         if self.storage.memtable_bytes < 4 << 20 {
             return Err("storage.memtable_bytes: at least 4194304 (4 MiB)".into());
         }

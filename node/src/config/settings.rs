@@ -152,15 +152,9 @@ pub const SETTINGS: &[Setting] = &[
         BYTES,
     ),
     s(
-        "storage.block_cache_bytes",
-        "RocksDB's cache of recently read blocks, shared by every column family (at least 1 MiB).",
-        BYTES,
-    ),
-    s(
         "storage.memtable_bytes",
         "RocksDB's write buffers, all column families together: past it the largest is flushed \
-         to disk (at least 4 MiB). With the block cache, the bulk of a node's memory beyond its \
-         mempool.",
+         to disk (at least 4 MiB). Less memory, more flushes.",
         BYTES,
     ),
     s(

@@ -433,8 +433,7 @@ impl Work {
         self.metrics
             .cached_keys
             .set(cairn_crypto::cached_keys() as i64);
-        if let Some((cache, memtables)) = self.chain.ledger().store().memory_usage() {
-            self.metrics.store_block_cache.set(cache as i64);
+        if let Some(memtables) = self.chain.ledger().store().memory_usage() {
             self.metrics.store_memtables.set(memtables as i64);
         }
         let _ = self.events.send(ChainEvent::Block {

@@ -50,8 +50,6 @@ pub struct Metrics {
     pub cached_accounts: Gauge,
     /// Decoded public keys kept for verification (bounded by `cairn_crypto::KEYS_KEPT`).
     pub cached_keys: Gauge,
-    /// RocksDB's block cache, bytes (bounded by `storage.block_cache_bytes`).
-    pub store_block_cache: Gauge,
     /// RocksDB's memtables, bytes (bounded by `storage.memtable_bytes`).
     pub store_memtables: Gauge,
     /// Compact blocks received with transactions this node did not hold, asked of their
@@ -130,7 +128,6 @@ impl Metrics {
             verify_batch: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0]),
             cached_accounts: Gauge::default(),
             cached_keys: Gauge::default(),
-            store_block_cache: Gauge::default(),
             store_memtables: Gauge::default(),
             compact_asks: Counter::default(),
             bad_messages: Counter::default(),
@@ -209,11 +206,6 @@ impl Metrics {
                 cairn_crypto::KEYS_KEPT
             ),
             m.cached_keys.clone(),
-        );
-        registry.register(
-            "store_block_cache_bytes",
-            "RocksDB's block cache in bytes (at most storage.block_cache_bytes)",
-            m.store_block_cache.clone(),
         );
         registry.register(
             "store_memtable_bytes",
