@@ -285,8 +285,10 @@ impl Config {
     /// Checks every value, addresses included.
     pub fn check(&self) -> Result<(), String> {
         check_log_level(&self.log.level)?;
-        if self.storage.memtable_bytes < 4 << 20 {
-            return Err("storage.memtable_bytes: at least 4194304 (4 MiB)".into());
+        if self.storage.memtable_bytes != 0 && self.storage.memtable_bytes < 4 << 20 {
+            return Err(
+                "storage.memtable_bytes: 0 (no shared budget) or at least 4194304 (4 MiB)".into(),
+            );
         }
         cairn_p2p::check_listen_address(&self.p2p.listen)
             .map_err(|e| format!("p2p.listen: {e}"))?;

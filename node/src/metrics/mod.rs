@@ -50,7 +50,7 @@ pub struct Metrics {
     pub cached_accounts: Gauge,
     /// Decoded public keys kept for verification (bounded by `cairn_crypto::KEYS_KEPT`).
     pub cached_keys: Gauge,
-    /// RocksDB's memtables, bytes (bounded by `storage.memtable_bytes`).
+    /// RocksDB's memtables, bytes (bounded by `storage.memtable_bytes` when set).
     pub store_memtables: Gauge,
     /// Compact blocks received with transactions this node did not hold, asked of their
     /// sender.
@@ -209,7 +209,7 @@ impl Metrics {
         );
         registry.register(
             "store_memtable_bytes",
-            "RocksDB's memtables in bytes, all column families (at most storage.memtable_bytes, bar a flush in progress)",
+            "RocksDB's memtables in bytes, all column families (at most storage.memtable_bytes when set, bar a flush in progress)",
             m.store_memtables.clone(),
         );
         registry.register(

@@ -103,8 +103,6 @@ pub struct RocksStore {
     /// Cached copy of `meta/tip`, updated in the same step as each commit.
     tip: Option<Tip>,
     mark: WriteMark,
-    /// The budget every column family's memtables share.
-    memtables: WriteBufferManager,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -149,21 +147,15 @@ fn check_mark(found: Found, recovered: u64, path: &Path, wal: &str) -> Result<()
     }
 }
 
-/// The memory RocksDB's write buffers may use, all column families together. Without it each
-/// of the ten column families could hold two 64 MiB memtables, and a node's memory grew with
-/// the chain until they filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The memory RocksDB's write buffers may use, all column families together. By default
+/// there is no shared budget: each of the ten column families flushes its memtable at 64 MiB
+/// (RocksDB's default), which keeps commit latency's tail shortest on these machines; a budget
+/// trades a longer tail for less memory (ARCHITECTURE.md, "Storage").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreMemory {
-    /// All memtables together, in bytes: past it RocksDB flushes the largest one.
+    /// All memtables together, in bytes: past it RocksDB flushes the largest one. 0: no
+    /// shared budget.
     pub memtable_bytes: usize,
-}
-
-impl Default for StoreMemory {
-    fn default() -> Self {
-        StoreMemory {
-            memtable_bytes: 64 << 20,
-        }
-    }
 }
 
 impl RocksStore {
@@ -180,13 +172,19 @@ impl RocksStore {
         genesis_hash: &BlockHash,
         memory: StoreMemory,
     ) -> Result<Self, StoreError> {
-        let memtables = WriteBufferManager::new_write_buffer_manager(memory.memtable_bytes, false);
-        // Only the write buffers are bounded together. A block cache shared by every column
+        let mut opts = Options::default();
+        // Only the write buffers can be bounded together. A block cache shared by every column
         // family (in place of RocksDB's default one per column family) made commit latency's
         // tail two to four times longer at 15,000 tx/s (Raft, p99 37-45 -> 156-227 ms), and
         // so did memtables of a quarter of the budget each; not understood yet (issue 16).
-        let mut opts = Options::default();
-        opts.set_write_buffer_manager(&memtables);
+        // The database keeps the manager alive (rust-rocksdb's options-outlive-the-database
+        // rule).
+        if memory.memtable_bytes > 0 {
+            opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(
+                memory.memtable_bytes,
+                false,
+            ));
+        }
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -223,7 +221,6 @@ impl RocksStore {
             reader: RocksReader { db: Arc::new(db) },
             tip: None,
             mark,
-            memtables,
         };
         match store.meta()? {
             None => {
@@ -621,9 +618,18 @@ impl ChainRead for RocksStore {
 }
 
 impl BlockStore for RocksStore {
-    /// All memtables (at most the [`StoreMemory`] budget, bar a flush in progress).
+    /// All memtables (at most the [`StoreMemory`] budget when there is one, bar a flush in
+    /// progress), from RocksDB's own accounting.
     fn memory_usage(&self) -> Option<usize> {
-        Some(self.memtables.get_usage())
+        let db = &self.reader.db;
+        let mut total = 0u64;
+        for name in COLUMN_FAMILIES {
+            let cf = db.cf_handle(name)?;
+            total += db
+                .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
+                .ok()??;
+        }
+        Some(total as usize)
     }
 
     fn initialize(
