@@ -2,46 +2,20 @@
 //! and refused from then on, a key put on it is admitted, without restarting anyone.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use cairn_crypto::SigningKey;
 use cairn_p2p::{Client, Event, NetworkConfig};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout_at};
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+
+use common::{next, until};
 
 fn config(me: &SigningKey, allowed: &[&SigningKey], bootstrap: Vec<String>) -> NetworkConfig {
     let mut cfg = NetworkConfig::new("allow-test", me.to_seed());
     cfg.allowed = allowed.iter().map(|k| k.public_key()).collect();
     cfg.bootstrap = bootstrap;
     cfg
-}
-
-async fn next<T>(
-    events: &mut mpsc::Receiver<Event>,
-    what: &str,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match timeout_at(deadline, events.recv()).await {
-            Ok(Some(ev)) => {
-                if let Some(t) = pick(ev) {
-                    return t;
-                }
-            }
-            other => panic!("waiting for {what}: {other:?}"),
-        }
-    }
-}
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn start(cfg: NetworkConfig) -> (Client, mpsc::Receiver<Event>) {

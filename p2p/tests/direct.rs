@@ -1,39 +1,20 @@
 //! Direct links between two real swarms on loopback: order, reconnection, the size limit.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use cairn_crypto::SigningKey;
 use cairn_p2p::{Client, Event, NetworkConfig};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout_at};
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+
+use common::{next, until};
 
 fn config(me: &SigningKey, allowed: &[&SigningKey]) -> NetworkConfig {
     let mut cfg = NetworkConfig::new("direct-test", me.to_seed());
     cfg.allowed = allowed.iter().map(|k| k.public_key()).collect();
     cfg.max_direct_bytes = 1 << 20;
     cfg
-}
-
-/// The next event that `pick` accepts, skipping others; panics at the deadline.
-async fn next<T>(
-    events: &mut mpsc::Receiver<Event>,
-    what: &str,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match timeout_at(deadline, events.recv()).await {
-            Ok(Some(ev)) => {
-                if let Some(t) = pick(ev) {
-                    return t;
-                }
-            }
-            other => panic!("waiting for {what}: {other:?}"),
-        }
-    }
 }
 
 /// Sends `count` numbered messages from `from` to `to` and checks they all arrive, in order.
@@ -100,14 +81,10 @@ async fn direct_messages_arrive_in_order_across_a_reconnection_and_oversize_is_r
     // A message to a peer without a connection is dropped and counted.
     let failed = client_b.counters().failed_sends.load(Ordering::Relaxed);
     client_b.send(c.public_key(), vec![1]).expect("queue");
-    let deadline = Instant::now() + WAIT;
-    while client_b.counters().failed_sends.load(Ordering::Relaxed) == failed {
-        assert!(
-            Instant::now() < deadline,
-            "a send to an absent peer was not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("a send to an absent peer counted", || {
+        client_b.counters().failed_sends.load(Ordering::Relaxed) > failed
+    })
+    .await;
     next(&mut events_b, "b reconnected to a", |ev| match ev {
         Event::Connected { peer } if peer == a.public_key() => Some(()),
         _ => None,
@@ -120,14 +97,10 @@ async fn direct_messages_arrive_in_order_across_a_reconnection_and_oversize_is_r
     client_b
         .send(a.public_key(), vec![7; 2 << 20])
         .expect("queue");
-    let deadline = Instant::now() + WAIT;
-    while client_a.counters().misbehaving.load(Ordering::Relaxed) == misbehaving {
-        assert!(
-            Instant::now() < deadline,
-            "the oversized message was not refused"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("the oversized message refused", || {
+        client_a.counters().misbehaving.load(Ordering::Relaxed) > misbehaving
+    })
+    .await;
     next(
         &mut events_b,
         "b disconnected for the oversized message",
