@@ -290,7 +290,7 @@ impl Genesis {
         let mut names = BTreeSet::new();
         for v in &self.validators {
             check_key("validator", &v.public_key, &mut seen)?;
-            check_validator_name(&v.name, &mut names)?;
+            check_validator_name_in(&v.name, &mut names)?;
         }
         let mut seen = BTreeSet::new();
         let mut supply: u64 = 0;
@@ -303,7 +303,14 @@ impl Genesis {
         if !self.accounts.iter().any(|a| a.role.is_some()) {
             return Err(GenesisError::NoMembers);
         }
-        match &self.consensus {
+        self.consensus.check()
+    }
+}
+
+impl ConsensusConfig {
+    /// Checks that the parameters can work.
+    pub fn check(&self) -> Result<(), GenesisError> {
+        match self {
             ConsensusConfig::Raft(p) => {
                 if p.election_timeout_min_ms == 0
                     || p.election_timeout_min_ms >= p.election_timeout_max_ms
@@ -351,7 +358,13 @@ fn check_key(
     Ok(())
 }
 
-fn check_validator_name(name: &str, taken: &mut BTreeSet<String>) -> Result<(), GenesisError> {
+/// Checks a validator name: 1..=64 bytes, no control characters.
+pub fn check_validator_name(name: &str) -> Result<(), GenesisError> {
+    let mut taken = BTreeSet::new();
+    check_validator_name_in(name, &mut taken)
+}
+
+fn check_validator_name_in(name: &str, taken: &mut BTreeSet<String>) -> Result<(), GenesisError> {
     let bad = |why| GenesisError::BadValidatorName {
         name: name.to_string(),
         why,

@@ -127,9 +127,7 @@ pub fn new(
     };
     // The parameters alone must already be sound; what is missing is only validators and
     // accounts.
-    if let Err(e @ cairn_ledger::GenesisError::BadParams(_)) = g.validate() {
-        return Err(e.into());
-    }
+    g.consensus.check()?;
     write(path, &g)?;
     Ok(g)
 }
@@ -137,9 +135,7 @@ pub fn new(
 /// `genesis add-validator`.
 pub fn add_validator(path: &Path, name: &str, key: PublicKey) -> anyhow::Result<Genesis> {
     let mut g = read_draft(path)?;
-    if name.is_empty() {
-        bail!("a validator needs a --name");
-    }
+    cairn_ledger::genesis::check_validator_name(name)?;
     if !key.is_valid_point() {
         bail!("{key} is not a valid ed25519 public key");
     }

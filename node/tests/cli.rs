@@ -266,6 +266,14 @@ async fn a_genesis_written_with_the_genesis_commands_runs_a_network() {
         &[&new[..], &["--consensus", "paxos"]].concat(),
         "not an engine",
     );
+    refused(
+        &[
+            &new[..],
+            &["--consensus", "pbft", "--checkpoint-interval", "0"],
+        ]
+        .concat(),
+        "checkpoint_interval > 0",
+    );
     ok(&[
         &new[..],
         &[
@@ -327,6 +335,11 @@ async fn a_genesis_written_with_the_genesis_commands_runs_a_network() {
     refused(
         &[&add_v[..], &["--name", "x", "--key", "zz"]].concat(),
         "--key",
+    );
+    let long = "n".repeat(65);
+    refused(
+        &[&add_v[..], &["--name", &long, "--key", &fresh]].concat(),
+        "1..=64",
     );
     refused(
         &["genesis", "validate", "--file", file],

@@ -13,7 +13,7 @@
 //! that fails drops its stream; the next message opens a new one. Messages to one peer arrive
 //! in the order they were sent, unless some are dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ const STREAMS_PER_PEER: usize = 4;
 /// What the reader and writer tasks share with the event loop.
 #[derive(Clone)]
 pub(crate) struct Shared {
+    /// The peers connected now, as the event loop records them.
+    pub(crate) connected: Arc<RwLock<HashSet<PublicKey>>>,
     pub(crate) protocol: StreamProtocol,
     pub(crate) max_bytes: usize,
     pub(crate) counters: Arc<Counters>,
@@ -57,9 +59,10 @@ pub(crate) fn open_link(
     shared: &Shared,
     control: libp2p_stream::Control,
     peer: PeerId,
+    key: PublicKey,
 ) -> mpsc::Sender<Vec<u8>> {
     let (tx, rx) = mpsc::channel(LINK_QUEUE);
-    tokio::spawn(write_link(shared.clone(), control, peer, rx));
+    tokio::spawn(write_link(shared.clone(), control, peer, key, rx));
     tx
 }
 
@@ -67,6 +70,7 @@ async fn write_link(
     shared: Shared,
     mut control: libp2p_stream::Control,
     peer: PeerId,
+    key: PublicKey,
     mut queue: mpsc::Receiver<Vec<u8>>,
 ) {
     let mut stream: Option<Stream> = None;
@@ -87,7 +91,16 @@ async fn write_link(
         if sent == 0 {
             continue;
         }
-        if stream.is_none() {
+        // Opening a stream to a peer without a connection would dial it (libp2p-stream does):
+        // a link whose peer is gone drops what is left in its queue instead.
+        let connected = shared
+            .connected
+            .read()
+            .map(|c| c.contains(&key))
+            .unwrap_or(false);
+        if !connected {
+            stream = None;
+        } else if stream.is_none() {
             let open = control.open_stream(peer, shared.protocol.clone());
             match tokio::time::timeout(STREAM_DEADLINE, open).await {
                 Ok(Ok(s)) => stream = Some(s),

@@ -122,6 +122,7 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
         peer_id: me.to_string(),
     };
     let direct = direct::Shared {
+        connected: shared_connected.clone(),
         protocol: direct_protocol,
         max_bytes: cfg.max_direct_bytes,
         counters: counters.clone(),
@@ -389,7 +390,7 @@ impl EventLoop {
                     h.insert(key, Instant::now());
                 }
                 if num_established.get() == 1 {
-                    let link = direct::open_link(&self.direct, self.control.clone(), peer_id);
+                    let link = direct::open_link(&self.direct, self.control.clone(), peer_id, key);
                     self.links.insert(peer_id, link);
                     tracing::info!(peer = %self.names.of(&key), "peer connected");
                     self.emit(Event::Connected { peer: key });

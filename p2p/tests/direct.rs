@@ -112,10 +112,10 @@ async fn direct_messages_arrive_in_order_across_a_reconnection_and_oversize_is_r
     .await;
 
     drop((client_a, client_b));
-    task_a
-        .await
-        .expect("a's loop stops when its clients are gone");
-    task_b
-        .await
-        .expect("b's loop stops when its clients are gone");
+    for task in [task_a, task_b] {
+        tokio::time::timeout(common::WAIT, task)
+            .await
+            .expect("a loop stops when its clients are gone")
+            .expect("the loop ran to its end");
+    }
 }

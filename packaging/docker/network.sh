@@ -49,6 +49,10 @@ for i in $(seq 0 $((n - 1))); do
   "$node" init --home "$out/node$i" --moniker "node$i" --json \
     --p2p-listen /ip4/0.0.0.0/tcp/26000 --api-listen 0.0.0.0:8000 >"$out/node$i.key.json"
   peer=$(sed -n 's/.*"peer_id":"\([^"]*\)".*/\1/p' "$out/node$i.key.json")
+  if [ -z "$peer" ]; then
+    echo "error: no peer id in what \`$node init --json\` printed for node$i" >&2
+    exit 1
+  fi
   peers[i]="/ip4/$(ip "$i")/tcp/26000/p2p/$peer"
 done
 
@@ -66,7 +70,8 @@ rm -f "$out/admin/config.toml"
 
 {
   echo "# Written by packaging/docker/network.sh: $n validators ($consensus)."
-  echo "name: $chain_id"
+  # Compose project names are lowercase letters, digits, - and _.
+  echo "name: $(echo "$chain_id" | tr 'A-Z.' 'a-z-')"
   echo "services:"
   for i in $(seq 0 $((n - 1))); do
     others=()
@@ -78,7 +83,13 @@ rm -f "$out/admin/config.toml"
     echo "  node$i:"
     echo "    image: cairn-node"
     echo "    restart: on-failure"
-    echo "    user: \"$(id -u):$(id -g)\"   # the homes' owner: node_key is mode 0600"
+    # The image's user when run as root (the homes are handed to it), else the homes' owner:
+    # node_key is mode 0600.
+    if [ "$(id -u)" = 0 ]; then
+      echo "    user: \"10001:10001\""
+    else
+      echo "    user: \"$(id -u):$(id -g)\""
+    fi
     echo "    volumes: [\"./node$i:/var/lib/cairn\"]"
     echo "    ports: [\"127.0.0.1:$((8000 + i)):8000\"]"
     echo "    networks: { cairn: { ipv4_address: $(ip "$i") } }"
@@ -88,5 +99,8 @@ rm -f "$out/admin/config.toml"
   echo "    ipam: { config: [ { subnet: 172.28.0.0/24 } ] }"
 } >"$out/compose.yaml"
 rm -f "$out"/node*.key.json "$out/admin.key.json"
+if [ "$(id -u)" = 0 ]; then
+  chown -R 10001:10001 "$out"/node*
+fi
 echo "wrote $out: $n homes, genesis.json and compose.yaml; node i's API on 127.0.0.1:800i"
 echo "admin account $admin: its seed is $out/admin/node_key (cairn key import admin $out/admin/node_key)"

@@ -283,8 +283,9 @@ export async function verifyBlock(view, genesis) {
     out.linkOk = h.prev_hash === (await genesisHash(genesis));
     if (!out.linkOk) out.errors.push("block 1 does not link to this genesis");
   }
-  // The page knows the genesis set only; a chain whose set changed is checked by following
-  // next_validators from the genesis (§8), which `cairn verify` does.
+  // The page knows the genesis set only (as does every verifier today: no set can change
+  // yet). A chain whose set changed is checked by following next_validators from the
+  // genesis (§8).
   out.validatorsOk = h.validators_hash === (await validatorsHash(genesis.validators));
   if (!out.validatorsOk) {
     out.errors.push("the block names a validator set other than the genesis one");
