@@ -292,32 +292,23 @@ async fn a_genesis_written_with_the_genesis_commands_runs_a_network() {
 
     for (i, node) in net.nodes.iter().enumerate() {
         let name = format!("node{i}");
-        if i == 0 {
-            // From the node's home, as on the validator's own host.
-            let home = node.home.to_str().expect("utf-8 path");
-            ok(&[
-                "genesis",
-                "add-validator",
-                "--file",
-                file,
-                "--name",
-                &name,
-                "--home",
-                home,
-            ]);
+        let key = node.key.public_key().to_string();
+        // Node 0 from its home, as on the validator's own host; the others by key.
+        let (flag, value) = if i == 0 {
+            ("--home", node.home.to_str().expect("utf-8 path"))
         } else {
-            let key = node.key.public_key().to_string();
-            ok(&[
-                "genesis",
-                "add-validator",
-                "--file",
-                file,
-                "--name",
-                &name,
-                "--key",
-                &key,
-            ]);
-        }
+            ("--key", key.as_str())
+        };
+        ok(&[
+            "genesis",
+            "add-validator",
+            "--file",
+            file,
+            "--name",
+            &name,
+            flag,
+            value,
+        ]);
     }
     let key0 = net.nodes[0].key.public_key().to_string();
     let add_v = ["genesis", "add-validator", "--file", file];

@@ -215,11 +215,6 @@ pub trait BlockStore: ChainRead {
     ) -> Result<(), StoreError>;
     /// Commits one block atomically and durably.
     fn commit(&mut self, commit: &BlockCommit, tip: Tip) -> Result<(), StoreError>;
-    /// The storage engine's write buffers now, in bytes (`None` where there is no such
-    /// engine).
-    fn memory_usage(&self) -> Option<usize> {
-        None
-    }
     /// Stores consensus state durably before returning.
     fn consensus_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.consensus_write(&[ConsensusWrite::Put {

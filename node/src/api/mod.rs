@@ -340,6 +340,10 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     catch_up(&m.dead_links, c.dead_links.load(Relaxed));
     catch_up(&m.failed_sends, c.failed_sends.load(Relaxed));
     catch_up(&m.dropped_network_events, c.dropped_events.load(Relaxed));
+    // Read at scrape time, off the consensus task.
+    if let Some(bytes) = s.reader.memtable_bytes() {
+        m.store_memtables.set(bytes as i64);
+    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let openmetrics = exposition::wants_openmetrics(accept);
     let content_type = if openmetrics {

@@ -433,9 +433,6 @@ impl Work {
         self.metrics
             .cached_keys
             .set(cairn_crypto::cached_keys() as i64);
-        if let Some(memtables) = self.chain.ledger().store().memory_usage() {
-            self.metrics.store_memtables.set(memtables as i64);
-        }
         let _ = self.events.send(ChainEvent::Block {
             block: BlockSummary::of(&c.block),
             txs: c.ids,

@@ -89,6 +89,22 @@ pub struct RocksReader {
     db: Arc<DB>,
 }
 
+impl RocksReader {
+    /// RocksDB's memtables now, all column families, in bytes (at most the [`StoreMemory`]
+    /// budget when there is one, bar a flush in progress), from its own accounting.
+    pub fn memtable_bytes(&self) -> Option<usize> {
+        let mut total = 0u64;
+        for name in COLUMN_FAMILIES {
+            let cf = self.db.cf_handle(name)?;
+            total += self
+                .db
+                .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
+                .ok()??;
+        }
+        Some(total as usize)
+    }
+}
+
 impl std::fmt::Debug for RocksReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksReader")
@@ -618,20 +634,6 @@ impl ChainRead for RocksStore {
 }
 
 impl BlockStore for RocksStore {
-    /// All memtables (at most the [`StoreMemory`] budget when there is one, bar a flush in
-    /// progress), from RocksDB's own accounting.
-    fn memory_usage(&self) -> Option<usize> {
-        let db = &self.reader.db;
-        let mut total = 0u64;
-        for name in COLUMN_FAMILIES {
-            let cf = db.cf_handle(name)?;
-            total += db
-                .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
-                .ok()??;
-        }
-        Some(total as usize)
-    }
-
     fn initialize(
         &mut self,
         genesis_hash: BlockHash,
