@@ -62,6 +62,12 @@ pub enum ErrorCode {
     BadRecordKey,
     /// A record value over the limit.
     RecordValueTooLarge,
+    /// A validator name that breaks the rules.
+    BadValidatorName,
+    /// A validator key that is not a valid ed25519 public key.
+    BadValidatorKey,
+    /// A rotation to the key the validator has.
+    RotationToSameKey,
     /// The sender is not a member.
     NotMember,
     /// The sender is not an admin.
@@ -80,6 +86,22 @@ pub enum ErrorCode {
     RoleUnchanged,
     /// An admin cannot remove itself.
     CannotRemoveSelf,
+    /// Only validators in force vote on validator changes.
+    SenderNotValidator,
+    /// The key is not a validator.
+    NotValidator,
+    /// The key is a validator already.
+    AlreadyValidator,
+    /// Another validator has that name.
+    ValidatorNameTaken,
+    /// The validator set is full.
+    TooManyValidators,
+    /// The removal would break the engine's fault model.
+    TooFewValidators,
+    /// Another validator change is pending.
+    ChangePending,
+    /// This validator's vote for the change is counted already.
+    AlreadyVoted,
     /// The node holds this transaction already.
     Duplicate,
     /// The node holds another transaction with this nonce.
@@ -102,6 +124,9 @@ impl ErrorCode {
             TxRejection::ZeroAmount => ErrorCode::ZeroAmount,
             TxRejection::BadRecordKey { .. } => ErrorCode::BadRecordKey,
             TxRejection::RecordValueTooLarge { .. } => ErrorCode::RecordValueTooLarge,
+            TxRejection::BadValidatorName { .. } => ErrorCode::BadValidatorName,
+            TxRejection::BadValidatorKey { .. } => ErrorCode::BadValidatorKey,
+            TxRejection::RotationToSameKey { .. } => ErrorCode::RotationToSameKey,
             TxRejection::NotMember { .. } => ErrorCode::NotMember,
             TxRejection::NotAdmin { .. } => ErrorCode::NotAdmin,
             TxRejection::StaleNonce { .. } => ErrorCode::StaleNonce,
@@ -111,6 +136,14 @@ impl ErrorCode {
             TxRejection::AccountNotMember { .. } => ErrorCode::AccountNotMember,
             TxRejection::RoleUnchanged { .. } => ErrorCode::RoleUnchanged,
             TxRejection::CannotRemoveSelf => ErrorCode::CannotRemoveSelf,
+            TxRejection::SenderNotValidator { .. } => ErrorCode::SenderNotValidator,
+            TxRejection::NotValidator { .. } => ErrorCode::NotValidator,
+            TxRejection::AlreadyValidator { .. } => ErrorCode::AlreadyValidator,
+            TxRejection::ValidatorNameTaken { .. } => ErrorCode::ValidatorNameTaken,
+            TxRejection::TooManyValidators { .. } => ErrorCode::TooManyValidators,
+            TxRejection::TooFewValidators { .. } => ErrorCode::TooFewValidators,
+            TxRejection::ChangePending { .. } => ErrorCode::ChangePending,
+            TxRejection::AlreadyVoted => ErrorCode::AlreadyVoted,
             TxRejection::Duplicate => ErrorCode::Duplicate,
             TxRejection::NonceInUse { .. } => ErrorCode::NonceInUse,
             TxRejection::NonceTooFarAhead { .. } => ErrorCode::NonceTooFarAhead,
@@ -181,8 +214,12 @@ impl ApiError {
     /// A transaction's rejection, with the status that fits it.
     pub fn rejected(r: &TxRejection) -> ApiError {
         let status = match r {
-            TxRejection::NotMember { .. } | TxRejection::NotAdmin { .. } => 403,
+            TxRejection::NotMember { .. }
+            | TxRejection::NotAdmin { .. }
+            | TxRejection::SenderNotValidator { .. } => 403,
             TxRejection::StaleNonce { .. }
+            | TxRejection::ChangePending { .. }
+            | TxRejection::AlreadyVoted
             | TxRejection::Duplicate
             | TxRejection::NonceInUse { .. } => 409,
             TxRejection::MempoolFull => 503,
@@ -258,6 +295,12 @@ mod tests {
             TxRejection::ZeroAmount,
             TxRejection::BadRecordKey { len: 0, max: 1 },
             TxRejection::RecordValueTooLarge { len: 2, max: 1 },
+            TxRejection::BadValidatorName {
+                name: String::new(),
+                max: 64,
+            },
+            TxRejection::BadValidatorKey { key: k },
+            TxRejection::RotationToSameKey { key: k },
             TxRejection::NotMember { sender: k },
             TxRejection::NotAdmin { sender: k },
             TxRejection::StaleNonce {
@@ -276,6 +319,18 @@ mod tests {
             TxRejection::AccountNotMember { account: k },
             TxRejection::RoleUnchanged { account: k },
             TxRejection::CannotRemoveSelf,
+            TxRejection::SenderNotValidator { sender: k },
+            TxRejection::NotValidator { key: k },
+            TxRejection::AlreadyValidator { key: k },
+            TxRejection::ValidatorNameTaken { name: "a".into() },
+            TxRejection::TooManyValidators { max: 256 },
+            TxRejection::TooFewValidators {
+                engine: cairn_ledger::ConsensusKind::Pbft,
+                min: 4,
+                now: 4,
+            },
+            TxRejection::ChangePending { in_force_from: 11 },
+            TxRejection::AlreadyVoted,
             TxRejection::Duplicate,
             TxRejection::NonceInUse { nonce: 1 },
             TxRejection::NonceTooFarAhead {

@@ -57,4 +57,11 @@ impl<V: StateView> StateView for AheadView<'_, V> {
             None => self.base.record(owner, key),
         }
     }
+
+    fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.written(&key.to_bytes()) {
+            Some(value) => Ok(value.cloned()),
+            None => self.base.entry(key),
+        }
+    }
 }

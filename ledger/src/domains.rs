@@ -9,9 +9,11 @@ pub const TX_ID: Domain = Domain::new("cairn/tx/id/v1");
 /// Block hash (over the encoded header).
 pub const BLOCK_HASH: Domain = Domain::new("cairn/block/v1");
 /// Genesis hash (over the encoded genesis document).
-pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v2");
+pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v3");
 /// A validator list, as block headers commit to it.
 pub const VALIDATORS: Domain = Domain::new("cairn/validators/v1");
+/// A validator-set change, as listings name it.
+pub const VALIDATOR_CHANGE: Domain = Domain::new("cairn/validator-change/v1");
 /// State root chaining.
 pub const STATE_ROOT: Domain = Domain::new("cairn/state/v1");
 /// Full-state digest (audits and tests).

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::BlockHash;
 use crate::domains;
+use crate::governance::ChangePolicy;
 use crate::transaction::Role;
 
 /// Longest chain id, in bytes.
@@ -81,6 +82,23 @@ impl ConsensusConfig {
             ConsensusConfig::Pbft(_) => ConsensusKind::Pbft,
         }
     }
+
+    /// Blocks per epoch: validator-set changes take effect at its multiples (PBFT: the
+    /// checkpoint interval).
+    pub fn epoch_length(&self) -> u64 {
+        match self {
+            ConsensusConfig::Raft(p) => p.epoch_length,
+            ConsensusConfig::Pbft(p) => p.checkpoint_interval,
+        }
+    }
+
+    /// Who may change the validator set.
+    pub fn change_policy(&self) -> ChangePolicy {
+        match self {
+            ConsensusConfig::Raft(p) => p.validator_changes,
+            ConsensusConfig::Pbft(p) => p.validator_changes,
+        }
+    }
 }
 
 /// Raft timing, in milliseconds.
@@ -94,6 +112,24 @@ pub struct RaftParams {
     pub election_timeout_max_ms: u64,
     /// Leader heartbeat interval.
     pub heartbeat_interval_ms: u64,
+    /// Validator-set changes take effect at multiples of this height (blocks per epoch).
+    #[serde(default = "default_epoch_length")]
+    pub epoch_length: u64,
+    /// Who may change the validator set (default: admins).
+    #[serde(default = "default_raft_policy")]
+    pub validator_changes: ChangePolicy,
+}
+
+fn default_epoch_length() -> u64 {
+    100
+}
+
+fn default_raft_policy() -> ChangePolicy {
+    ChangePolicy::Admins
+}
+
+fn default_pbft_policy() -> ChangePolicy {
+    ChangePolicy::Validators
 }
 
 impl Default for RaftParams {
@@ -102,6 +138,8 @@ impl Default for RaftParams {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             heartbeat_interval_ms: 200,
+            epoch_length: default_epoch_length(),
+            validator_changes: default_raft_policy(),
         }
     }
 }
@@ -116,6 +154,10 @@ pub struct PbftParams {
     /// Request timer before a replica asks for a view change, in milliseconds (doubles with
     /// each consecutive view change).
     pub view_change_timeout_ms: u64,
+    /// Who may change the validator set (default: a quorum of the validators). Changes take
+    /// effect at checkpoints.
+    #[serde(default = "default_pbft_policy")]
+    pub validator_changes: ChangePolicy,
 }
 
 impl Default for PbftParams {
@@ -123,6 +165,7 @@ impl Default for PbftParams {
         Self {
             checkpoint_interval: 100,
             view_change_timeout_ms: 2000,
+            validator_changes: default_pbft_policy(),
         }
     }
 }
@@ -259,7 +302,7 @@ impl Genesis {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The chain's identity: `SHA-256(tag "cairn/genesis/v2" ‖ encoded genesis)`.
+    /// The chain's identity: `SHA-256(tag "cairn/genesis/v3" ‖ encoded genesis)`.
     pub fn hash(&self) -> BlockHash {
         BlockHash(Hash::tagged(domains::GENESIS_HASH, &[&codec::encode(self)]))
     }
@@ -325,6 +368,9 @@ impl ConsensusConfig {
                     return Err(GenesisError::BadParams(
                         "raft needs 0 < heartbeat_interval_ms < election_timeout_min_ms",
                     ));
+                }
+                if p.epoch_length == 0 {
+                    return Err(GenesisError::BadParams("raft needs epoch_length > 0"));
                 }
             }
             ConsensusConfig::Pbft(p) => {

@@ -12,10 +12,11 @@ use crate::block::{
     BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, BlockHash, BlockHeader, Height, Receipt, Tip, TxLocation,
 };
 use crate::certificate::{CertificateError, CommitCertificate};
-use crate::genesis::{Genesis, GenesisError, ValidatorSet};
-use crate::overlay::Overlay;
+use crate::genesis::{Genesis, GenesisError, Validator, ValidatorSet};
+use crate::governance::{PendingChange, SetInForce, SetRecord, Vote};
+use crate::overlay::{BlockContext, Overlay};
 use crate::state::{
-    Account, StateView, WriteSet, genesis_state_root, genesis_writes, next_state_root,
+    Account, StateKey, StateView, WriteSet, genesis_state_root, genesis_writes, next_state_root,
 };
 use crate::store::{BlockCommit, BlockStore, SCHEMA_VERSION, StoreError};
 use crate::transaction::{TxId, VerifiedTransaction};
@@ -75,11 +76,31 @@ pub enum BlockError {
         /// The header's.
         got: Hash,
     },
-    /// The header announces a validator set change that the chain did not approve.
-    #[error("header at height {height} announces a new validator set, and no change is pending")]
-    UnexpectedValidatorChange {
+    /// The header's `next_validators` is not what the chain's approved changes make it at
+    /// this height (a new set where none takes effect, none where one does, or another list).
+    #[error(
+        "header at height {height} announces {claimed}, and the chain's approved changes make \
+         it {derived}"
+    )]
+    WrongNextValidators {
         /// The block's height.
         height: Height,
+        /// What the header says, in words.
+        claimed: String,
+        /// What execution derives, in words.
+        derived: String,
+    },
+    /// A block above a block that changes the validator set, while that block is not
+    /// committed: the new set's first block is ordered only once the old set's last one is.
+    #[error(
+        "block at height {height} is above the validator-set change at {boundary}, which is not \
+         committed yet"
+    )]
+    AcrossHandover {
+        /// The block's height.
+        height: Height,
+        /// The height of the uncommitted block whose successor has a new set.
+        boundary: Height,
     },
     /// More transactions than a block may hold.
     #[error("block has {got} transactions, the limit is {max}")]
@@ -150,6 +171,8 @@ pub struct Execution {
     tx_ids: Vec<TxId>,
     writes: WriteSet,
     receipts: Vec<Receipt>,
+    /// The set in force after this block, when it changes here.
+    next_validators: Option<Vec<Validator>>,
 }
 
 impl Execution {
@@ -186,6 +209,12 @@ impl Execution {
     /// One receipt per transaction.
     pub fn receipts(&self) -> &[Receipt] {
         &self.receipts
+    }
+
+    /// The validator list in force after this block, when this block changes it: nothing
+    /// above it may be built or executed until it commits.
+    pub fn next_validators(&self) -> Option<&[Validator]> {
+        self.next_validators.as_deref()
     }
 }
 
@@ -229,9 +258,8 @@ pub struct BlockParams {
 pub struct Ledger<S> {
     genesis: Genesis,
     genesis_hash: BlockHash,
-    validators: ValidatorSet,
-    /// What headers carry for `validators`.
-    validators_hash: Hash,
+    /// The set in force for the block after the tip.
+    validators: SetInForce,
     store: S,
     tip: Tip,
     /// Committed accounts read lately, kept up to date by [`Ledger::commit`].
@@ -274,9 +302,12 @@ impl<S: BlockStore> Ledger<S> {
                 store.tip()?
             }
         };
+        let validators = match decode_entry::<SetRecord>(store.entry(&StateKey::Validators)?)? {
+            Some(record) => SetInForce::new(record.validators, record.since),
+            None => SetInForce::genesis(&genesis),
+        };
         Ok(Ledger {
-            validators: genesis.validator_set(),
-            validators_hash: genesis.validators_hash(),
+            validators,
             genesis,
             genesis_hash,
             store,
@@ -300,9 +331,46 @@ impl<S: BlockStore> Ledger<S> {
         &self.genesis.chain_id
     }
 
-    /// The validators.
+    /// The keys of the validators in force for the next block.
     pub fn validators(&self) -> &ValidatorSet {
+        self.validators.set()
+    }
+
+    /// The validator set in force for the next block: names, keys, hash, since when.
+    pub fn validators_in_force(&self) -> &SetInForce {
         &self.validators
+    }
+
+    /// The approved validator change waiting for its boundary, if any.
+    pub fn pending_change(&self) -> Result<Option<PendingChange>, StoreError> {
+        decode_entry(self.store.entry(&StateKey::PendingChange)?)
+    }
+
+    /// The votes for validator changes that count now (cast by validators in force, in this
+    /// epoch or the one before), by voter.
+    pub fn validator_votes(&self) -> Result<Vec<(PublicKey, Vote)>, StoreError> {
+        let now = self.tip.height + 1;
+        let k = self.genesis.consensus.epoch_length();
+        let mut out = Vec::new();
+        for key in self.validators.set().keys() {
+            if let Some(v) = decode_entry::<Vote>(self.store.entry(&StateKey::Vote(*key))?)?
+                && crate::governance::vote_counts(v.height, now, k)
+            {
+                out.push((*key, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What executing the block at `height` needs to know besides the state.
+    fn context(&self, height: Height) -> BlockContext<'_> {
+        BlockContext {
+            kind: self.genesis.consensus.kind(),
+            policy: self.genesis.consensus.change_policy(),
+            epoch_length: self.genesis.consensus.epoch_length(),
+            height,
+            validators: &self.validators,
+        }
     }
 
     /// The newest committed block.
@@ -338,7 +406,7 @@ impl<S: BlockStore> Ledger<S> {
         if let Err(reason) = check_stateless_sized(tx.signed(), tx.size(), &self.genesis.chain_id) {
             return Ok(Some(reason));
         }
-        let mut overlay = Overlay::new(self);
+        let mut overlay = Overlay::new(self, self.context(self.tip.height + 1));
         Ok(overlay.apply(tx.tx())?.err())
     }
 
@@ -349,7 +417,7 @@ impl<S: BlockStore> Ledger<S> {
         &self,
         candidates: &[VerifiedTransaction],
         params: BlockParams,
-    ) -> Result<BuiltBlock, StoreError> {
+    ) -> Result<BuiltBlock, BlockError> {
         self.build_block_on(&[], candidates, params)
     }
 
@@ -362,6 +430,19 @@ impl<S: BlockStore> Ledger<S> {
         ahead.last().map_or(self.tip, |e| e.tip)
     }
 
+    /// Refuses to go above an uncommitted block that changes the validator set (the handover
+    /// gate, ARCHITECTURE.md "Reconfiguration"): the set of every block ahead is then the one
+    /// in force now.
+    fn check_handover(&self, ahead: &[&Execution], height: Height) -> Result<(), BlockError> {
+        match ahead.iter().find(|e| e.next_validators.is_some()) {
+            Some(e) => Err(BlockError::AcrossHandover {
+                height,
+                boundary: e.tip.height,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The state once the blocks of `ahead` (executions of blocks after the tip, each on the
     /// one before) are committed: what the mempool picks the next block's candidates from.
     pub fn view_on<'a>(&'a self, ahead: &[&'a Execution]) -> AheadView<'a, Self> {
@@ -370,18 +451,20 @@ impl<S: BlockStore> Ledger<S> {
 
     /// [`Ledger::build_block`] on top of blocks not committed yet: `ahead` holds their
     /// executions, the first on the tip and each on the one before. The block built commits
-    /// only after them.
+    /// only after them. Refused ([`BlockError::AcrossHandover`]) above a block ahead that
+    /// changes the validator set; that and [`BlockError::Store`] are its only errors.
     pub fn build_block_on(
         &self,
         ahead: &[&Execution],
         candidates: &[VerifiedTransaction],
         params: BlockParams,
-    ) -> Result<BuiltBlock, StoreError> {
+    ) -> Result<BuiltBlock, BlockError> {
         let parent = self.tip_after(ahead);
         let height = parent.height + 1;
+        self.check_handover(ahead, height)?;
         let max = params.max_txs.min(BLOCK_TXS_MAX);
         let view = self.view_on(ahead);
-        let mut overlay = Overlay::new(&view);
+        let mut overlay = Overlay::new(&view, self.context(height));
         let mut txs = Vec::new();
         let mut ids = Vec::new();
         let mut receipts = Vec::new();
@@ -408,6 +491,7 @@ impl<S: BlockStore> Ledger<S> {
                 Err(reason) => dropped.push((c.id(), reason)),
             }
         }
+        let next_validators = overlay.finish()?;
         let writes = overlay.into_writes();
         let state_root = next_state_root(&parent.state_root, height, &writes);
         let header = BlockHeader {
@@ -420,9 +504,8 @@ impl<S: BlockStore> Ledger<S> {
             state_root,
             proposer: params.proposer,
             round: params.round,
-            validators_hash: self.validators_hash,
-            // No change can be approved yet (ARCHITECTURE.md, "Reconfiguration").
-            next_validators: None,
+            validators_hash: self.validators.hash(),
+            next_validators: next_validators.clone(),
         };
         let tip = Tip {
             height,
@@ -438,6 +521,7 @@ impl<S: BlockStore> Ledger<S> {
                 tx_ids: ids,
                 writes,
                 receipts,
+                next_validators,
             },
             dropped,
         })
@@ -458,6 +542,7 @@ impl<S: BlockStore> Ledger<S> {
     ) -> Result<Execution, BlockError> {
         let parent = self.tip_after(ahead);
         let h = &block.header;
+        self.check_handover(ahead, h.height)?;
         if h.chain_id != self.genesis.chain_id {
             return Err(BlockError::WrongChain {
                 got: h.chain_id.clone(),
@@ -481,17 +566,14 @@ impl<S: BlockStore> Ledger<S> {
                 got: h.timestamp_ms,
             });
         }
-        if !self.validators.contains(&h.proposer) {
+        if !self.validators.set().contains(&h.proposer) {
             return Err(BlockError::ProposerNotValidator(h.proposer));
         }
-        if h.validators_hash != self.validators_hash {
+        if h.validators_hash != self.validators.hash() {
             return Err(BlockError::WrongValidatorSet {
-                expected: self.validators_hash,
+                expected: self.validators.hash(),
                 got: h.validators_hash,
             });
-        }
-        if h.next_validators.is_some() {
-            return Err(BlockError::UnexpectedValidatorChange { height: h.height });
         }
         if block.txs.len() > BLOCK_TXS_MAX {
             return Err(BlockError::TooManyTxs {
@@ -530,7 +612,7 @@ impl<S: BlockStore> Ledger<S> {
             return Err(BlockError::TxRootMismatch);
         }
         let view = self.view_on(ahead);
-        let mut overlay = Overlay::new(&view);
+        let mut overlay = Overlay::new(&view, self.context(h.height));
         let mut receipts = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
             if trust == Trust::PreVerified {
@@ -554,6 +636,18 @@ impl<S: BlockStore> Ledger<S> {
                 }
             }
         }
+        let next_validators = overlay.finish()?;
+        if next_validators != h.next_validators {
+            let words = |n: &Option<Vec<Validator>>| match n {
+                None => "no new validator set".to_string(),
+                Some(list) => format!("a set of {} validators", list.len()),
+            };
+            return Err(BlockError::WrongNextValidators {
+                height: h.height,
+                claimed: words(&h.next_validators),
+                derived: words(&next_validators),
+            });
+        }
         let writes = overlay.into_writes();
         let computed = next_state_root(&parent.state_root, h.height, &writes);
         if computed != h.state_root {
@@ -573,6 +667,7 @@ impl<S: BlockStore> Ledger<S> {
             tx_ids: ids,
             writes,
             receipts,
+            next_validators,
         })
     }
 
@@ -592,6 +687,7 @@ impl<S: BlockStore> Ledger<S> {
             return Err(BlockError::ExecutionMismatch);
         }
         let tip = execution.tip;
+        let next_validators = execution.next_validators;
         let commit = BlockCommit {
             block,
             hash: tip.hash,
@@ -605,6 +701,9 @@ impl<S: BlockStore> Ledger<S> {
         }
         self.accounts.on_commit(&commit.writes);
         self.tip = tip;
+        if let Some(list) = next_validators {
+            self.validators = SetInForce::new(list, tip.height);
+        }
         Ok(execution.receipts)
     }
 
@@ -622,7 +721,7 @@ impl<S: BlockStore> Ledger<S> {
         self.commit(block, certificate, execution)
     }
 
-    /// Checks a certificate for a block against this chain's genesis.
+    /// Checks a certificate for the next block against the validator set in force for it.
     pub fn verify_certificate(
         &self,
         block: &Block,
@@ -631,7 +730,7 @@ impl<S: BlockStore> Ledger<S> {
         certificate.verify(
             &self.genesis.chain_id,
             self.genesis.consensus.kind(),
-            &self.validators,
+            self.validators.set(),
             block.header.height,
             &block.hash(),
         )
@@ -651,6 +750,19 @@ impl<S: BlockStore> StateView for Ledger<S> {
 
     fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.record(owner, key)
+    }
+
+    fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.entry(key)
+    }
+}
+
+fn decode_entry<T: serde::de::DeserializeOwned + serde::Serialize>(
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, StoreError> {
+    match bytes {
+        Some(b) => Ok(Some(cairn_crypto::codec::decode(&b)?)),
+        None => Ok(None),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod block;
 pub mod certificate;
 pub mod domains;
 pub mod genesis;
+pub mod governance;
 mod ledger;
 pub mod mempool;
 mod overlay;
@@ -41,6 +42,7 @@ pub use genesis::{
     ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, GenesisError, PbftParams, RaftParams,
     Validator, ValidatorSet, valid_chain_id,
 };
+pub use governance::{ChangePolicy, PendingChange, SetInForce, ValidatorChange, Vote};
 pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, OpenError, Trust};
 pub use mempool::{Mempool, MempoolConfig};
 pub use state::{Account, StateView};

@@ -21,7 +21,7 @@ use cairn_crypto::PublicKey;
 use crate::block::Block;
 use crate::state::StateView;
 use crate::store::StoreError;
-use crate::transaction::{TxId, VerifiedTransaction};
+use crate::transaction::{Payload, TxId, VerifiedTransaction};
 use crate::validation::TxRejection;
 
 /// Transactions that can execute next may exceed the limits by a `1 / RESERVE_DIVISOR` share
@@ -77,6 +77,9 @@ pub struct Mempool {
     next_nonce: HashMap<PublicKey, u64>,
     /// Senders whose lowest pending nonce is their next one: what a block could take now.
     executable: HashSet<PublicKey>,
+    /// The validators in force, sorted: they may send validator-change votes from keys that
+    /// are not members' ([`Mempool::set_validators`]).
+    validators: Vec<PublicKey>,
 }
 
 impl Mempool {
@@ -93,7 +96,16 @@ impl Mempool {
             rejected_order: VecDeque::new(),
             next_nonce: HashMap::new(),
             executable: HashSet::new(),
+            validators: Vec::new(),
         }
+    }
+
+    /// The validators in force (at most [`crate::genesis::VALIDATORS_MAX`]): a validator-change
+    /// transaction from one of them is kept although its sender is not a member (it is the
+    /// validator's vote; the executor decides whether the chain's policy counts it).
+    pub fn set_validators(&mut self, keys: &[PublicKey]) {
+        self.validators = keys.to_vec();
+        self.validators.sort();
     }
 
     /// How many transactions were ever inserted: it changes whenever one arrives.
@@ -187,7 +199,9 @@ impl Mempool {
         let sender = tx.tx().sender;
         let nonce = tx.tx().nonce;
         let account = state.account(&sender)?.unwrap_or_default();
-        if !account.is_member() {
+        let vote = matches!(tx.tx().payload, Payload::ChangeValidators { .. })
+            && self.validators.binary_search(&sender).is_ok();
+        if !account.is_member() && !vote {
             return Ok(Err(TxRejection::NotMember { sender }));
         }
         if nonce < account.nonce {

@@ -40,6 +40,8 @@ impl Account {
 /// First byte of an account's key.
 pub(crate) const ACCOUNT_PREFIX: u8 = 0x01;
 const RECORD_PREFIX: u8 = 0x02;
+/// First byte of the validator-set keys.
+const GOVERNANCE_PREFIX: u8 = 0x03;
 
 /// A key of the state.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +50,12 @@ pub enum StateKey {
     Account(PublicKey),
     /// `0x02 ‖ owner public key ‖ record key bytes`.
     Record(PublicKey, String),
+    /// `0x03 0x01`: the validator list in force and since when (absent: the genesis list).
+    Validators,
+    /// `0x03 0x02`: the approved change waiting for its boundary, if any.
+    PendingChange,
+    /// `0x03 0x03 ‖ validator public key`: that validator's vote for a change.
+    Vote(PublicKey),
 }
 
 impl StateKey {
@@ -67,6 +75,14 @@ impl StateKey {
                 k.extend_from_slice(key.as_bytes());
                 k
             }
+            StateKey::Validators => vec![GOVERNANCE_PREFIX, 0x01],
+            StateKey::PendingChange => vec![GOVERNANCE_PREFIX, 0x02],
+            StateKey::Vote(pk) => {
+                let mut k = Vec::with_capacity(34);
+                k.extend_from_slice(&[GOVERNANCE_PREFIX, 0x03]);
+                k.extend_from_slice(&pk.0);
+                k
+            }
         }
     }
 }
@@ -80,6 +96,8 @@ pub trait StateView {
     fn account(&self, id: &PublicKey) -> Result<Option<Account>, StoreError>;
     /// A record, if set.
     fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The encoded value under any state key (the validator-set keys are read this way).
+    fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The root after applying `writes` at `height` on top of `prev_root`.

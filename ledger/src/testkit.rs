@@ -121,7 +121,20 @@ impl TestChain {
         ledger: &mut Ledger<S>,
         txs: &[VerifiedTransaction],
     ) -> Result<(Block, Vec<TxId>), BlockError> {
-        let built = ledger.build_block(txs, self.params(ledger.tip().height + 1))?;
+        self.commit_by(ledger, txs, &self.validators)
+    }
+
+    /// [`TestChain::commit`] by another validator set (after a change): `signers[0]` proposes,
+    /// and the certificate is theirs, as [`TestChain::certify_by`] makes it.
+    pub fn commit_by<S: BlockStore>(
+        &self,
+        ledger: &mut Ledger<S>,
+        txs: &[VerifiedTransaction],
+        signers: &[SigningKey],
+    ) -> Result<(Block, Vec<TxId>), BlockError> {
+        let mut params = self.params(ledger.tip().height + 1);
+        params.proposer = signers[0].public_key();
+        let built = ledger.build_block(txs, params)?;
         if let Some((id, reason)) = built.dropped.first() {
             let index = txs.iter().position(|t| t.id() == *id).unwrap_or(0);
             return Err(BlockError::InvalidTx {
@@ -132,7 +145,7 @@ impl TestChain {
         }
         let ids = built.execution.tx_ids().to_vec();
         let block = built.block.clone();
-        let certificate = self.certify(&built.block);
+        let certificate = self.certify_by(&built.block, signers);
         ledger.commit(built.block, certificate, built.execution)?;
         Ok((block, ids))
     }
@@ -140,6 +153,12 @@ impl TestChain {
     /// A valid certificate for `block`: signed by validator 0 as Raft leader, or by the first
     /// quorum of validators for PBFT.
     pub fn certify(&self, block: &Block) -> CommitCertificate {
+        self.certify_by(block, &self.validators)
+    }
+
+    /// A certificate for `block` by the validators `signers` (in set order): `signers[0]` as
+    /// Raft leader, or the first n − f of them for PBFT.
+    pub fn certify_by(&self, block: &Block, signers: &[SigningKey]) -> CommitCertificate {
         let hash = block.hash();
         let chain = self.chain_id();
         match self.genesis.consensus.kind() {
@@ -152,8 +171,8 @@ impl TestChain {
                 };
                 CommitCertificate::Raft(RaftCertificate {
                     term,
-                    leader: self.validators[0].public_key(),
-                    signature: statement.sign(chain, &self.validators[0]),
+                    leader: signers[0].public_key(),
+                    signature: statement.sign(chain, &signers[0]),
                 })
             }
             ConsensusKind::Pbft => {
@@ -162,11 +181,12 @@ impl TestChain {
                     seq: block.header.height,
                     block_hash: hash,
                 };
-                let quorum = self.genesis.validator_set().byzantine_quorum();
+                let n = signers.len();
+                let quorum = n - n.saturating_sub(1) / 3;
                 CommitCertificate::Pbft(PbftCertificate {
                     view: statement.view,
                     seq: statement.seq,
-                    votes: self.validators[..quorum]
+                    votes: signers[..quorum]
                         .iter()
                         .map(|k| CommitVote {
                             validator: k.public_key(),

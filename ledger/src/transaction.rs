@@ -4,6 +4,7 @@ use cairn_crypto::{Hash, PublicKey, Signature, SignatureError, SigningKey, codec
 use serde::{Deserialize, Serialize};
 
 use crate::domains;
+use crate::governance::ValidatorChange;
 
 /// Largest encoded [`SignedTransaction`], in bytes.
 pub const TX_BYTES_MAX: usize = 4096;
@@ -83,6 +84,13 @@ pub enum Payload {
     RemoveMember {
         /// The account.
         account: PublicKey,
+    },
+    /// Approve a change to the validator set, or vote for it: who may is the genesis policy
+    /// (an admin approves alone; a validator, sending from its validator key, casts one vote
+    /// of the quorum needed). It takes effect after the next epoch boundary.
+    ChangeValidators {
+        /// The change.
+        change: ValidatorChange,
     },
 }
 

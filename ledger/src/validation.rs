@@ -55,6 +55,26 @@ pub enum TxRejection {
         /// The limit.
         max: usize,
     },
+    /// A validator name that is empty, too long or has control characters.
+    #[error("validator name {name:?} must be 1..={max} bytes without control characters")]
+    BadValidatorName {
+        /// The name.
+        name: String,
+        /// The longest allowed, in bytes.
+        max: usize,
+    },
+    /// A validator key that is not a valid ed25519 public key.
+    #[error("{key} is not a valid ed25519 public key")]
+    BadValidatorKey {
+        /// The key.
+        key: PublicKey,
+    },
+    /// A rotation to the key the validator already has.
+    #[error("rotation to the same key {key}")]
+    RotationToSameKey {
+        /// The key.
+        key: PublicKey,
+    },
     // --- stateful ---
     /// The sender is not a member.
     #[error("sender {sender} is not a member")]
@@ -110,6 +130,59 @@ pub enum TxRejection {
     /// An admin may not remove itself (a chain must never lose its last admin by accident).
     #[error("an admin cannot remove itself")]
     CannotRemoveSelf,
+    /// The sender may not vote on validator changes: under the `validators` policy only the
+    /// validators in force may, each from its validator key.
+    #[error("sender {sender} is not a validator in force, so it cannot vote on validator changes")]
+    SenderNotValidator {
+        /// The sender.
+        sender: PublicKey,
+    },
+    /// Removing or rotating a key that is not a validator.
+    #[error("{key} is not a validator")]
+    NotValidator {
+        /// The key.
+        key: PublicKey,
+    },
+    /// Adding (or rotating to) a key that is already a validator.
+    #[error("{key} is already a validator")]
+    AlreadyValidator {
+        /// The key.
+        key: PublicKey,
+    },
+    /// Adding a validator under a name another validator has.
+    #[error("another validator is named {name:?}")]
+    ValidatorNameTaken {
+        /// The name.
+        name: String,
+    },
+    /// The set is full.
+    #[error("the validator set already has the most validators a chain may have ({max})")]
+    TooManyValidators {
+        /// The limit.
+        max: usize,
+    },
+    /// A removal that would leave fewer validators than the engine's fault model needs.
+    #[error(
+        "{engine} needs at least {min} validators: removing one of {now} would break its fault \
+         model (add one first)"
+    )]
+    TooFewValidators {
+        /// The engine.
+        engine: crate::genesis::ConsensusKind,
+        /// The fewest it may have.
+        min: usize,
+        /// How many it has.
+        now: usize,
+    },
+    /// Another change is approved and not in force yet.
+    #[error("a validator change is already pending, in force from height {in_force_from}")]
+    ChangePending {
+        /// The first height of the pending set.
+        in_force_from: u64,
+    },
+    /// The sender's vote for this change is already counted.
+    #[error("this validator already voted for this change")]
+    AlreadyVoted,
     // --- mempool ---
     /// Already in the mempool.
     #[error("transaction already pending")]
@@ -154,6 +227,9 @@ impl TxRejection {
             TxRejection::ZeroAmount => "zero_amount",
             TxRejection::BadRecordKey { .. } => "bad_record_key",
             TxRejection::RecordValueTooLarge { .. } => "record_value_too_large",
+            TxRejection::BadValidatorName { .. } => "bad_validator_name",
+            TxRejection::BadValidatorKey { .. } => "bad_validator_key",
+            TxRejection::RotationToSameKey { .. } => "rotation_to_same_key",
             TxRejection::NotMember { .. } => "not_member",
             TxRejection::NotAdmin { .. } => "not_admin",
             TxRejection::StaleNonce { .. } => "stale_nonce",
@@ -163,6 +239,14 @@ impl TxRejection {
             TxRejection::AccountNotMember { .. } => "account_not_member",
             TxRejection::RoleUnchanged { .. } => "role_unchanged",
             TxRejection::CannotRemoveSelf => "cannot_remove_self",
+            TxRejection::SenderNotValidator { .. } => "sender_not_validator",
+            TxRejection::NotValidator { .. } => "not_validator",
+            TxRejection::AlreadyValidator { .. } => "already_validator",
+            TxRejection::ValidatorNameTaken { .. } => "validator_name_taken",
+            TxRejection::TooManyValidators { .. } => "too_many_validators",
+            TxRejection::TooFewValidators { .. } => "too_few_validators",
+            TxRejection::ChangePending { .. } => "change_pending",
+            TxRejection::AlreadyVoted => "already_voted",
             TxRejection::Duplicate => "duplicate",
             TxRejection::NonceInUse { .. } => "nonce_in_use",
             TxRejection::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
@@ -210,6 +294,7 @@ pub fn check_stateless_sized(
                 max: RECORD_VALUE_BYTES_MAX,
             })
         }
+        Payload::ChangeValidators { change } => change.check_stateless().map(|()| size),
         _ => Ok(size),
     }
 }

@@ -123,6 +123,17 @@ fn refusals() {
                     election_timeout_min_ms: 500,
                     election_timeout_max_ms: 400,
                     heartbeat_interval_ms: 100,
+                    ..Default::default()
+                })
+            },
+            |e| matches!(e, GenesisError::BadParams(_)),
+        ),
+        (
+            "raft epoch of no blocks",
+            |g| {
+                g.consensus = cairn_ledger::ConsensusConfig::Raft(cairn_ledger::RaftParams {
+                    epoch_length: 0,
+                    ..Default::default()
                 })
             },
             |e| matches!(e, GenesisError::BadParams(_)),

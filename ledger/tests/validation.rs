@@ -512,7 +512,7 @@ fn block_rejections() {
                     public_key: PublicKey([1; 32]),
                 }])
             },
-            |e| matches!(e, BlockError::UnexpectedValidatorChange { height: 1 }),
+            |e| matches!(e, BlockError::WrongNextValidators { height: 1, .. }),
         ),
         (
             "tx root",

@@ -8,10 +8,12 @@
 use cairn_crypto::{Hash, SigningKey, codec, merkle, signing_bytes};
 use cairn_ledger::certificate::{PbftCommitStatement, RaftCommitStatement};
 use cairn_ledger::domains;
+use cairn_ledger::genesis::validators_hash;
 use cairn_ledger::state::{Account, StateKey, WriteSet, next_state_root};
 use cairn_ledger::{
-    BlockParams, ConsensusConfig, Genesis, GenesisAccount, Ledger, MemoryStore, Payload,
-    PbftParams, RaftParams, Role, Transaction, Validator, VerifiedTransaction,
+    BlockParams, ChangePolicy, ConsensusConfig, Genesis, GenesisAccount, Ledger, MemoryStore,
+    Payload, PbftParams, RaftParams, Role, Transaction, Validator, ValidatorChange,
+    VerifiedTransaction,
 };
 use serde_json::{Value, json};
 
@@ -222,6 +224,8 @@ fn vectors() -> Value {
         )
         .expect("the Raft certificate verifies");
 
+    let reconfiguration = reconfiguration_vectors(&raft_genesis, &alice, &validator);
+
     // A tree of five leaves: the last node is carried up unchanged on two levels.
     let odd: Vec<Hash> = (0u8..5).map(|i| Hash::sha256(&[i])).collect();
     let odd_proofs: Vec<Value> = [2usize, 4]
@@ -258,6 +262,7 @@ fn vectors() -> Value {
             "block_hash": domains::BLOCK_HASH.as_str(),
             "genesis_hash": domains::GENESIS_HASH.as_str(),
             "state_root": domains::STATE_ROOT.as_str(),
+            "validators": domains::VALIDATORS.as_str(),
             "raft_commit": domains::RAFT_COMMIT.as_str(),
             "pbft_commit": domains::PBFT_COMMIT.as_str(),
         },
@@ -310,6 +315,7 @@ fn vectors() -> Value {
             "certificate": serde_json::to_value(&raft_cert).expect("json"),
             "certificate_encoding": h(&codec::encode(&raft_cert)),
         },
+        "reconfiguration": reconfiguration,
         "merkle_odd": {
             "leaves": odd.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
             "root": merkle::root(&odd).to_string(),
@@ -326,6 +332,97 @@ fn vectors() -> Value {
             "writes_encoding": h(&codec::encode(&deletion_entries)),
             "state_root": deletion_root.to_string(),
         },
+    })
+}
+
+/// A Raft chain with epochs of 2 blocks: in block 1 the admin approves adding a validator,
+/// block 2 (the boundary) announces the new set, block 3 carries its hash.
+fn reconfiguration_vectors(base: &Genesis, admin: &SigningKey, leader: &SigningKey) -> Value {
+    let newcomer = SigningKey::from_seed([0x04; 32]);
+    let genesis = Genesis {
+        chain_id: "cairn-vectors-reconfiguration".into(),
+        consensus: ConsensusConfig::Raft(RaftParams {
+            epoch_length: 2,
+            validator_changes: ChangePolicy::Admins,
+            ..RaftParams::default()
+        }),
+        ..base.clone()
+    };
+    let mut ledger = Ledger::open(MemoryStore::new(), genesis.clone()).expect("open");
+    let change = Transaction {
+        chain_id: genesis.chain_id.clone(),
+        sender: admin.public_key(),
+        nonce: 0,
+        payload: Payload::ChangeValidators {
+            change: ValidatorChange::Add {
+                validator: Validator {
+                    name: "v1".into(),
+                    public_key: newcomer.public_key(),
+                },
+            },
+        },
+    }
+    .sign(admin);
+    let mut blocks = Vec::new();
+    for (height, txs) in [(1u64, vec![change.clone()]), (2, vec![]), (3, vec![])] {
+        let verified: Vec<VerifiedTransaction> =
+            txs.into_iter().map(VerifiedTransaction::trusted).collect();
+        let built = ledger
+            .build_block(
+                &verified,
+                BlockParams {
+                    proposer: leader.public_key(),
+                    round: 1,
+                    timestamp_ms: 1_767_225_601_000 + height,
+                    max_txs: 10,
+                },
+            )
+            .expect("build");
+        assert!(built.dropped.is_empty(), "{:?}", built.dropped);
+        let statement = RaftCommitStatement {
+            height,
+            block_hash: built.block.hash(),
+            term: 1,
+        };
+        let cert = cairn_ledger::CommitCertificate::Raft(cairn_ledger::RaftCertificate {
+            term: 1,
+            leader: leader.public_key(),
+            signature: statement.sign(&genesis.chain_id, leader),
+        });
+        let header = built.block.header.clone();
+        let writes: Vec<Value> = built
+            .execution
+            .writes()
+            .iter()
+            .map(|(k, v)| json!({ "key": h(k), "value": v.as_deref().map(h) }))
+            .collect();
+        blocks.push(json!({
+            "header": serde_json::to_value(&header).expect("json"),
+            "header_encoding": h(&codec::encode(&header)),
+            "hash": header.hash().to_string(),
+            "writes": writes,
+            "certificate": serde_json::to_value(&cert).expect("json"),
+        }));
+        ledger
+            .commit(built.block, cert, built.execution)
+            .expect("commit");
+    }
+    let new_set = ledger.validators_in_force().list().to_vec();
+    assert_eq!(new_set.len(), 2);
+    json!({
+        "genesis_json": serde_json::to_value(&genesis).expect("json"),
+        "genesis_hash": genesis.hash().to_string(),
+        "change_transaction": serde_json::to_value(&change).expect("json"),
+        "change_signed_encoding": h(&codec::encode(&change)),
+        "change_tx_id": change.id().to_string(),
+        "keys": {
+            "validators": h(&StateKey::Validators.to_bytes()),
+            "pending_change": h(&StateKey::PendingChange.to_bytes()),
+            "vote_of_validator": h(&StateKey::Vote(leader.public_key()).to_bytes()),
+        },
+        "new_validators_encoding": h(&codec::encode(&new_set)),
+        "new_validators_hash": validators_hash(&new_set).to_string(),
+        "blocks": blocks,
     })
 }
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use cairn_crypto::PublicKey;
 use cairn_ledger::{
-    ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, PbftParams, RaftParams, Role,
-    Validator,
+    ChangePolicy, ConsensusConfig, ConsensusKind, Genesis, GenesisAccount, PbftParams, RaftParams,
+    Role, Validator,
 };
 
 /// The consensus parameters `new` starts from; `None` keeps the engine's default.
@@ -28,6 +28,10 @@ pub struct ConsensusChoice {
     pub election_timeout_max_ms: Option<u64>,
     /// Raft: heartbeat interval, ms.
     pub heartbeat_interval_ms: Option<u64>,
+    /// Raft: blocks per epoch (validator changes take effect at its multiples).
+    pub epoch_length: Option<u64>,
+    /// Who may change the validator set (the engine's default if absent).
+    pub validator_changes: Option<ChangePolicy>,
 }
 
 impl ConsensusChoice {
@@ -42,12 +46,18 @@ impl ConsensusChoice {
                         "election and heartbeat timings are Raft's; PBFT takes --checkpoint-interval and --view-change-timeout-ms"
                     );
                 }
+                if self.epoch_length.is_some() {
+                    bail!(
+                        "PBFT's validator changes take effect at checkpoints: set --checkpoint-interval, not --epoch-length"
+                    );
+                }
                 let d = PbftParams::default();
                 Ok(ConsensusConfig::Pbft(PbftParams {
                     checkpoint_interval: self.checkpoint_interval.unwrap_or(d.checkpoint_interval),
                     view_change_timeout_ms: self
                         .view_change_timeout_ms
                         .unwrap_or(d.view_change_timeout_ms),
+                    validator_changes: self.validator_changes.unwrap_or(d.validator_changes),
                 }))
             }
             ConsensusKind::Raft => {
@@ -67,6 +77,8 @@ impl ConsensusChoice {
                     heartbeat_interval_ms: self
                         .heartbeat_interval_ms
                         .unwrap_or(d.heartbeat_interval_ms),
+                    epoch_length: self.epoch_length.unwrap_or(d.epoch_length),
+                    validator_changes: self.validator_changes.unwrap_or(d.validator_changes),
                 }))
             }
         }

@@ -112,6 +112,15 @@ enum GenesisCmd {
         /// Raft: leader heartbeat interval, ms [default: 200].
         #[arg(long)]
         heartbeat_interval_ms: Option<u64>,
+        /// Raft: validator-set changes take effect at multiples of this height [default: 100]
+        /// (PBFT: at checkpoints).
+        #[arg(long)]
+        epoch_length: Option<u64>,
+        /// Who may change the validator set: `admins` (one admin's transaction) or
+        /// `validators` (a quorum of the validators in force vote) [default: validators for
+        /// PBFT, admins for Raft].
+        #[arg(long, value_parser = parse_policy)]
+        validator_changes: Option<cairn_ledger::ChangePolicy>,
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
@@ -168,6 +177,16 @@ fn parse_kind(s: &str) -> Result<cairn_ledger::ConsensusKind, String> {
     }
 }
 
+fn parse_policy(s: &str) -> Result<cairn_ledger::ChangePolicy, String> {
+    match s {
+        "admins" => Ok(cairn_ledger::ChangePolicy::Admins),
+        "validators" => Ok(cairn_ledger::ChangePolicy::Validators),
+        _ => Err(format!(
+            "{s:?} is not a policy: admins (one admin approves) or validators (a quorum votes)"
+        )),
+    }
+}
+
 fn genesis_cmd(cmd: GenesisCmd) -> anyhow::Result<()> {
     use cairn_node::genesis_tool as tool;
     match cmd {
@@ -181,6 +200,8 @@ fn genesis_cmd(cmd: GenesisCmd) -> anyhow::Result<()> {
             election_timeout_min_ms,
             election_timeout_max_ms,
             heartbeat_interval_ms,
+            epoch_length,
+            validator_changes,
             force,
         } => {
             let choice = tool::ConsensusChoice {
@@ -189,6 +210,8 @@ fn genesis_cmd(cmd: GenesisCmd) -> anyhow::Result<()> {
                 election_timeout_min_ms,
                 election_timeout_max_ms,
                 heartbeat_interval_ms,
+                epoch_length,
+                validator_changes,
             };
             let g = tool::new(&file, &chain_id, consensus, &choice, genesis_time_ms, force)?;
             println!(

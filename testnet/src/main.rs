@@ -367,10 +367,13 @@ fn init(dir: &Path, layout: &Layout, force: bool) -> anyhow::Result<()> {
                 election_timeout_min_ms: 500,
                 election_timeout_max_ms: 1000,
                 heartbeat_interval_ms: 100,
+                epoch_length: 50,
+                ..RaftParams::default()
             }),
             Engine::Pbft => ConsensusConfig::Pbft(PbftParams {
                 checkpoint_interval: 50,
                 view_change_timeout_ms: 2000,
+                ..PbftParams::default()
             }),
         },
         validators: keys

@@ -91,6 +91,26 @@ fn describe(tx: &cairn_ledger::Transaction) -> String {
             )
         }
         Payload::RemoveMember { account } => format!("{from} removed {}", short_key(account)),
+        Payload::ChangeValidators { change } => {
+            use cairn_ledger::ValidatorChange as C;
+            let what = match change {
+                C::Add { validator } => format!(
+                    "adding validator {} ({})",
+                    validator.name,
+                    short_key(&validator.public_key)
+                ),
+                C::Remove { public_key } => format!("removing validator {}", short_key(public_key)),
+                C::Rotate {
+                    public_key,
+                    new_key,
+                } => format!(
+                    "rotating validator {} to {}",
+                    short_key(public_key),
+                    short_key(new_key)
+                ),
+            };
+            format!("{from} approved or voted for {what}")
+        }
     }
 }
 

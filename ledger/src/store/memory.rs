@@ -59,6 +59,10 @@ impl StateView for MemoryStore {
             .get(&StateKey::Record(*owner, key.to_string()).to_bytes())
             .cloned())
     }
+
+    fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.get(&key.to_bytes()).cloned())
+    }
 }
 
 impl ChainRead for MemoryStore {

@@ -258,7 +258,7 @@ pub fn involved_accounts(tx: &Transaction) -> Vec<PublicKey> {
     match &tx.payload {
         Payload::Transfer { to, .. } => v.push(*to),
         Payload::AddMember { account, .. } | Payload::RemoveMember { account } => v.push(*account),
-        Payload::PutRecord { .. } => {}
+        Payload::PutRecord { .. } | Payload::ChangeValidators { .. } => {}
     }
     v.sort();
     v.dedup();

@@ -206,6 +206,15 @@ impl Admission {
                 "the node is shutting down; submit to another node",
             ));
         }
+        if matches!(tx.tx().payload, Payload::ChangeValidators { .. }) {
+            // The ledger executes them; the engines cannot hand over to a new set yet.
+            return Err(ApiError::new(
+                422,
+                ErrorCode::InvalidTransaction,
+                "validator-set changes are not enabled on this node yet: its consensus engines \
+                 cannot hand over to a new validator set",
+            ));
+        }
         let id = tx.id();
         let signed = tx.signed().clone();
         let fatal = |e: Fatal| ApiError::internal(e);
@@ -284,6 +293,8 @@ impl Admission {
             if self.mempool.contains(&id)
                 || self.verified.contains(id, t.signature)
                 || self.standby.contains(&id)
+                // Not enabled yet (see `submit`).
+                || matches!(t.tx.payload, Payload::ChangeValidators { .. })
             {
                 continue;
             }

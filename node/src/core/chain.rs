@@ -437,8 +437,13 @@ impl<S: BlockStore> Chain<S> {
             return Ok(None);
         }
         let ahead: Vec<&Execution> = self.ahead.iter().collect();
-        let built = self.ledger.build_block_on(&ahead, candidates, params)?;
-        Ok(Some(built))
+        match self.ledger.build_block_on(&ahead, candidates, params) {
+            Ok(built) => Ok(Some(built)),
+            Err(BlockError::Store(source)) => Err(Fatal::Read { source }),
+            // The only other refusal is the handover gate: nothing is built above a block
+            // that changes the validator set until it commits.
+            Err(_) => Ok(None),
+        }
     }
 
     /// The block just built goes to the engine: keep its execution for its commit, on top of

@@ -12,7 +12,7 @@
 const TAGS = {
   txId: "cairn/tx/id/v1",
   block: "cairn/block/v1",
-  genesis: "cairn/genesis/v2",
+  genesis: "cairn/genesis/v3",
   validators: "cairn/validators/v1",
   raftCommit: "cairn/raft/commit/v1",
   pbftCommit: "cairn/pbft/commit/v1",
@@ -80,6 +80,22 @@ class Encoder {
 }
 
 const ROLES = { user: 0, admin: 1 };
+const POLICIES = { admins: 0, validators: 1 };
+
+/// §4: a validator-set change.
+function putChange(e, change) {
+  const [kind, c] = Object.entries(change)[0];
+  switch (kind) {
+    case "add":
+      return e.u32(0).string(c.validator.name).fixed(c.validator.public_key, 32);
+    case "remove":
+      return e.u32(1).fixed(c.public_key, 32);
+    case "rotate":
+      return e.u32(2).fixed(c.public_key, 32).fixed(c.new_key, 32);
+    default:
+      throw new Error(`unknown validator change ${kind}`);
+  }
+}
 
 /// §4: the unsigned transaction.
 export function encodeTx(tx) {
@@ -94,6 +110,8 @@ export function encodeTx(tx) {
       return e.u32(2).fixed(p.account, 32).u32(ROLES[p.role]).done();
     case "remove_member":
       return e.u32(3).fixed(p.account, 32).done();
+    case "change_validators":
+      return putChange(e.u32(4), p.change).done();
     default:
       throw new Error(`unknown payload ${kind}`);
   }
@@ -134,9 +152,11 @@ export function encodeGenesis(g) {
   if (g.consensus.raft) {
     const r = g.consensus.raft;
     e.u32(0).u64(r.election_timeout_min_ms).u64(r.election_timeout_max_ms).u64(r.heartbeat_interval_ms);
+    e.u64(r.epoch_length).u32(POLICIES[r.validator_changes]);
   } else {
     const p = g.consensus.pbft;
     e.u32(1).u64(p.checkpoint_interval).u64(p.view_change_timeout_ms);
+    e.u32(POLICIES[p.validator_changes]);
   }
   putValidators(e, g.validators);
   e.u64(g.accounts.length);

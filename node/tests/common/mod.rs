@@ -104,10 +104,13 @@ impl Net {
                 election_timeout_min_ms: 400,
                 election_timeout_max_ms: 800,
                 heartbeat_interval_ms: 100,
+                epoch_length: 10,
+                ..RaftParams::default()
             }),
             ConsensusKind::Pbft => ConsensusConfig::Pbft(PbftParams {
                 checkpoint_interval: 10,
                 view_change_timeout_ms: 1500,
+                ..PbftParams::default()
             }),
         };
         genesis.genesis_time_ms = 1_700_000_000_000;

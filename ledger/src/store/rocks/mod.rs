@@ -390,6 +390,10 @@ impl StateView for RocksReader {
             &StateKey::Record(*owner, key.to_string()).to_bytes(),
         )
     }
+
+    fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_STATE, &key.to_bytes())
+    }
 }
 
 impl ChainRead for RocksReader {
@@ -578,6 +582,10 @@ impl StateView for RocksStore {
 
     fn record(&self, owner: &PublicKey, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.reader.record(owner, key)
+    }
+
+    fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reader.entry(key)
     }
 }
 
