@@ -14,7 +14,7 @@
 //! (property tests in each engine check it).
 
 use cairn_crypto::codec::{self, CodecError};
-use cairn_ledger::ConsensusWrite;
+use cairn_ledger::{ConsensusWrite, Height};
 
 /// An engine's durable state: the model and its keyed layout.
 pub trait DurableState: Default + Clone + std::fmt::Debug + PartialEq + Sized {
@@ -30,6 +30,12 @@ pub trait DurableState: Default + Clone + std::fmt::Debug + PartialEq + Sized {
     /// Rebuilds the state from every key the writes left, sorted by key (an empty store gives
     /// the default state).
     fn load(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Self, DurableError>;
+
+    /// The state of an instance for a validator set in force above `height` (its first block
+    /// is `height + 1`), with the writes, appended to `out`, that replace whatever the store
+    /// held for an earlier set. Nothing of an earlier set's instance carries over: its votes
+    /// and log concern heights up to `height`, all committed.
+    fn starting_at(height: Height, out: &mut Vec<ConsensusWrite>) -> Self;
 }
 
 /// Why stored consensus state could not be read back.

@@ -81,6 +81,7 @@ impl NodeEngine for Pbft {
         Some(PbftConfig {
             chain_id: genesis.chain_id.clone(),
             validators: genesis.validator_set(),
+            base: cairn_consensus::Seq(0),
             me,
             checkpoint_interval: p.checkpoint_interval,
             view_change_ticks: ticks(p.view_change_timeout_ms, tick_ms),

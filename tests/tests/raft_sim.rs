@@ -1,9 +1,11 @@
 //! Raft under the deterministic simulator: many seeds with faults on (replay floods included),
-//! exact replay, and a planted bug the checkers must catch.
+//! validator-set changes under the same faults, exact replay, and a planted bug the checkers
+//! must catch.
 //!
 //! `SIM_SEED=<n> cargo test -p cairn-tests --test raft_sim` replays one seed.
 
-use cairn_tests::sim::{RunConfig, run_raft, run_seeds, seeds};
+use cairn_ledger::ConsensusKind;
+use cairn_tests::sim::{RunConfig, run_raft, run_seeds, seeds, seeds_from};
 
 const SEEDS: u64 = 240;
 
@@ -40,6 +42,41 @@ fn raft_keeps_every_invariant_under_faults() {
         );
         eprintln!("raft: {} | {}", total.peak, total.rejoins);
     }
+}
+
+#[test]
+fn raft_keeps_every_invariant_across_validator_set_changes() {
+    // Seeds of their own: one to three changes each (adds, removals, replacements) under the
+    // same faults.
+    const RECONFIGURATION_SEEDS: u64 = 80;
+    let (total, violations) = run_seeds(&seeds_from(50_000, RECONFIGURATION_SEEDS), |seed| {
+        run_raft(
+            RunConfig::for_seed(seed)
+                .with_floods()
+                .with_reconfiguration(ConsensusKind::Raft),
+        )
+    });
+    assert!(
+        violations.is_empty(),
+        "{} violations:\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
+    if std::env::var_os("SIM_SEED").is_none() {
+        assert!(
+            total.handovers > RECONFIGURATION_SEEDS,
+            "set changes taken over: {total:?}"
+        );
+        assert!(total.crashes > 0 && total.partitions > 0 && total.syncs > 0);
+    }
+}
+
+#[test]
+fn a_reconfigured_seed_replays_exactly() {
+    let run = || run_raft(RunConfig::for_seed(7).with_reconfiguration(ConsensusKind::Raft));
+    let a = run();
+    assert_eq!(a, run());
+    assert!(a.as_ref().is_ok_and(|r| r.handovers > 0), "{a:?}");
 }
 
 #[test]

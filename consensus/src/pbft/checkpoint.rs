@@ -33,7 +33,7 @@ impl Pbft {
             // Still counted: this replica may have reached the height since it first came.
             return self.count_checkpoint(s, out);
         }
-        if !s.verify(CHECKPOINT, &self.cfg.chain_id, &self.cfg.validators) {
+        if !s.verify(CHECKPOINT, &self.ctx, &self.cfg.validators) {
             return Err(Refusal::BadSignature);
         }
         self.count_checkpoint(s, out)

@@ -5,12 +5,16 @@
 //! and one key per prepared certificate, `pbft/p/<seq, big-endian>`. A new stable checkpoint
 //! removes the certificates at or below it, as garbage collection does in memory (§4.3).
 
-use cairn_ledger::ConsensusWrite;
+use cairn_ledger::{ConsensusWrite, Height};
 
 use super::{PbftDurable, PbftPersist};
 use crate::Seq;
-use crate::durable::{DurableError, DurableState, decode, number_of, numbered, put, show};
+use crate::durable::{
+    DurableError, DurableState, after_prefix, decode, number_of, numbered, put, show,
+};
 
+/// Every key starts with this.
+const PREFIX: &[u8] = b"pbft/";
 const SAFETY: &[u8] = b"pbft/safety";
 const STABLE: &[u8] = b"pbft/stable";
 const CHECKPOINT: &[u8] = b"pbft/checkpoint";
@@ -50,6 +54,15 @@ impl DurableState for PbftDurable {
             }
             PbftPersist::Checkpoint(c) => out.push(put(CHECKPOINT.to_vec(), c)),
         }
+    }
+
+    fn starting_at(_height: Height, out: &mut Vec<ConsensusWrite>) -> PbftDurable {
+        // The engine's configuration carries where the set starts (`PbftConfig::base`).
+        out.push(ConsensusWrite::DeleteRange {
+            from: PREFIX.to_vec(),
+            to: after_prefix(PREFIX),
+        });
+        PbftDurable::default()
     }
 
     fn load(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<PbftDurable, DurableError> {

@@ -65,8 +65,12 @@ type Out = Vec<Output<PbftMessage, PbftPersist>>;
 pub struct PbftConfig {
     /// Chain id (signed into every message).
     pub chain_id: String,
-    /// The validators, in genesis order.
+    /// The validators in force, in order.
     pub validators: ValidatorSet,
+    /// The last height of the validator set before this one (0 for the genesis set): this
+    /// instance orders the heights above it, and signs its messages in a context that names
+    /// it ([`PbftConfig::context`]), so no message of another set's instance verifies here.
+    pub base: Seq,
     /// This replica's index.
     pub me: NodeId,
     /// A checkpoint every K blocks.
@@ -88,6 +92,20 @@ pub struct PbftConfig {
     /// before the horizon existed) that the simulator's bound checker must catch.
     #[doc(hidden)]
     pub planted_bug_unbounded_checkpoints: bool,
+}
+
+impl PbftConfig {
+    /// What every message except a commit vote is signed in: the chain id, and for a set
+    /// after the genesis one `#<base>`. Commit votes are signed with the chain id alone, as
+    /// the certificates they make are checked offline; their sequence numbers never repeat
+    /// across sets.
+    pub fn context(&self) -> String {
+        if self.base == Seq(0) {
+            self.chain_id.clone()
+        } else {
+            format!("{}#{}", self.chain_id, self.base)
+        }
+    }
 }
 
 /// A change to PBFT's durable state.
@@ -126,6 +144,8 @@ pub struct PbftDurable {
 /// send; [`Protocol::footprint`] reports each.
 pub struct Pbft {
     cfg: PbftConfig,
+    /// [`PbftConfig::context`], computed once.
+    ctx: String,
     /// What this replica signed: at most 3 votes (pre-prepare, prepare, commit) per sequence
     /// number of the window, in the current view only (older views are forgotten when a view
     /// is entered: no vote is signed for them again).
@@ -203,7 +223,14 @@ impl Pbft {
     ) -> Pbft {
         let view = durable.safety.view;
         Pbft {
-            safety: Safety::new(key, cfg.me, cfg.chain_id.clone(), durable.safety.clone()),
+            safety: Safety::new(
+                key,
+                cfg.me,
+                cfg.chain_id.clone(),
+                cfg.context(),
+                durable.safety.clone(),
+            ),
+            ctx: cfg.context(),
             view,
             active: view == View(0),
             height: ledger_height,
@@ -253,7 +280,9 @@ impl Pbft {
 
     /// The low watermark: the stable checkpoint's sequence number.
     fn low(&self) -> Seq {
-        self.stable.as_ref().map_or(Seq(0), |p| p.checkpoint.seq)
+        self.stable
+            .as_ref()
+            .map_or(self.cfg.base, |p| p.checkpoint.seq.max(self.cfg.base))
     }
 
     /// The sequence number of the last committed block.

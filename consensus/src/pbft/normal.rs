@@ -150,7 +150,7 @@ impl Pbft {
         if first == Some(v) {
             return Err(Refusal::Duplicate);
         }
-        if !vote.verify(PRE_PREPARE, &self.cfg.chain_id, &self.cfg.validators) {
+        if !vote.verify(PRE_PREPARE, &self.ctx, &self.cfg.validators) {
             return Err(Refusal::BadSignature);
         }
         if first.is_some() {
@@ -181,7 +181,7 @@ impl Pbft {
         {
             return Err(Refusal::Duplicate);
         }
-        if !s.verify(PREPARE, &self.cfg.chain_id, &self.cfg.validators) {
+        if !s.verify(PREPARE, &self.ctx, &self.cfg.validators) {
             return Err(Refusal::BadSignature);
         }
         self.slots

@@ -40,15 +40,24 @@ pub(crate) struct Safety {
     key: SigningKey,
     me: NodeId,
     chain_id: String,
+    /// What messages other than commit votes are signed in (`PbftConfig::context`).
+    context: String,
     data: SafetyData,
 }
 
 impl Safety {
-    pub(crate) fn new(key: SigningKey, me: NodeId, chain_id: String, data: SafetyData) -> Self {
+    pub(crate) fn new(
+        key: SigningKey,
+        me: NodeId,
+        chain_id: String,
+        context: String,
+        data: SafetyData,
+    ) -> Self {
         Safety {
             key,
             me,
             chain_id,
+            context,
             data,
         }
     }
@@ -66,7 +75,15 @@ impl Safety {
         Signed {
             author: self.me,
             body: body.clone(),
-            signature: self.key.sign(domain, &self.chain_id, &codec::encode(body)),
+            signature: self.key.sign(
+                domain,
+                if domain == PBFT_COMMIT {
+                    &self.chain_id
+                } else {
+                    &self.context
+                },
+                &codec::encode(body),
+            ),
         }
     }
 
@@ -150,6 +167,7 @@ mod tests {
             SigningKey::from_seed([1; 32]),
             NodeId(0),
             "c".into(),
+            "c".into(),
             SafetyData::default(),
         );
         let d1 = BlockHash(Hash::sha256(b"1"));
@@ -175,7 +193,13 @@ mod tests {
         assert_eq!(s.commit(v(2, 2, d1)).err(), Some(Refusal::StaleRound));
         // Across a restart: the persisted data keeps the rules.
         let data = s.data().clone();
-        let mut again = Safety::new(SigningKey::from_seed([1; 32]), NodeId(0), "c".into(), data);
+        let mut again = Safety::new(
+            SigningKey::from_seed([1; 32]),
+            NodeId(0),
+            "c".into(),
+            "c".into(),
+            data,
+        );
         assert_eq!(again.prepare(v(0, 1, d2)).err(), Some(Refusal::StaleRound));
         assert!(again.prepare(v(3, 5, d1)).is_ok());
         assert_eq!(

@@ -24,21 +24,24 @@ use super::message::{
 use super::{OWN_VIEW_CHANGES_KEPT, Out, Pbft};
 use crate::{NodeId, Output, Refusal, Seq, View};
 
-/// A VIEW-CHANGE is valid (with quorums of `quorum`, 2f+1) if it is signed by a validator, its checkpoint proof holds, and
-/// each prepared certificate holds, is above the checkpoint, and is from an older view.
+/// A VIEW-CHANGE is valid (with quorums of `quorum`, 2f+1) if it is signed by a validator in
+/// `context` ([`super::PbftConfig::context`]), its checkpoint proof holds, and each prepared
+/// certificate holds, is above the checkpoint (or the set's `base` without one), and is from
+/// an older view.
 pub fn view_change_ok(
     vc: &Signed<ViewChange>,
     chain_id: &str,
     v: &ValidatorSet,
     quorum: usize,
+    base: Seq,
 ) -> bool {
     if !vc.verify(VIEW_CHANGE, chain_id, v) {
         return false;
     }
     let low = match &vc.body.checkpoint {
         Some(p) if !checkpoint_proof_ok(p, chain_id, v, quorum) => return false,
-        Some(p) => p.checkpoint.seq,
-        None => Seq(0),
+        Some(p) => p.checkpoint.seq.max(base),
+        None => base,
     };
     let mut seqs = std::collections::BTreeSet::new();
     vc.body.prepared.iter().all(|p| {
@@ -63,14 +66,14 @@ pub struct Decision {
     pub reproposals: Vec<PreparedProof>,
 }
 
-/// The decision for a set of (valid) view changes. Deterministic: every replica computes the
-/// same from the same set.
-pub fn decide(vcs: &[Signed<ViewChange>]) -> Decision {
+/// The decision for a set of (valid) view changes of the instance above `base`.
+/// Deterministic: every replica computes the same from the same set.
+pub fn decide(vcs: &[Signed<ViewChange>], base: Seq) -> Decision {
     let best = vcs
         .iter()
         .filter_map(|vc| vc.body.checkpoint.as_ref())
         .max_by_key(|p| p.checkpoint.seq);
-    let low = best.map_or(Seq(0), |p| p.checkpoint.seq);
+    let low = best.map_or(base, |p| p.checkpoint.seq.max(base));
     let mut by_seq: BTreeMap<Seq, &PreparedProof> = BTreeMap::new();
     for vc in vcs {
         for p in &vc.body.prepared {
@@ -170,7 +173,13 @@ impl Pbft {
         if self.view_changes.holds(&vc) {
             return Err(Refusal::Duplicate);
         }
-        if !view_change_ok(&vc, &self.cfg.chain_id, &self.cfg.validators, self.quorum()) {
+        if !view_change_ok(
+            &vc,
+            &self.ctx,
+            &self.cfg.validators,
+            self.quorum(),
+            self.cfg.base,
+        ) {
             return Err(Refusal::InvalidProof);
         }
         self.view_changes.add(vc)?;
@@ -198,13 +207,15 @@ impl Pbft {
         if view <= self.view || self.later_views.get(&from).is_some_and(|v| *v >= view) {
             return;
         }
-        let (chain, validators) = (&self.cfg.chain_id, &self.cfg.validators);
+        let (ctx, validators) = (&self.ctx, &self.cfg.validators);
         let signed_by_sender = match msg {
             PbftMessage::PrePrepare { vote, .. } => {
-                vote.author == from && vote.verify(PRE_PREPARE, chain, validators)
+                vote.author == from && vote.verify(PRE_PREPARE, ctx, validators)
             }
-            PbftMessage::Prepare(p) => p.author == from && p.verify(PREPARE, chain, validators),
-            PbftMessage::Commit(c) => c.author == from && c.verify_commit(chain, validators),
+            PbftMessage::Prepare(p) => p.author == from && p.verify(PREPARE, ctx, validators),
+            PbftMessage::Commit(c) => {
+                c.author == from && c.verify_commit(&self.cfg.chain_id, validators)
+            }
             // A NEW-VIEW proves itself when it is handled.
             _ => false,
         };
@@ -254,7 +265,7 @@ impl Pbft {
             .into_iter()
             .take(quorum)
             .collect();
-        let decision = decide(&vcs);
+        let decision = decide(&vcs, self.cfg.base);
         let mut pre_prepares = Vec::new();
         for p in &decision.reproposals {
             let vote = Vote {
@@ -293,7 +304,7 @@ impl Pbft {
         if nv.author != self.primary(view) {
             return Err(Refusal::NotPrimary);
         }
-        if !nv.verify(NEW_VIEW, &self.cfg.chain_id, &self.cfg.validators) {
+        if !nv.verify(NEW_VIEW, &self.ctx, &self.cfg.validators) {
             return Err(Refusal::BadSignature);
         }
         let decision = self.check_new_view(&nv.body).ok_or(Refusal::InvalidProof)?;
@@ -312,7 +323,13 @@ impl Pbft {
         for vc in &nv.view_changes {
             if vc.body.new_view != nv.view
                 || !authors.insert(vc.author)
-                || !view_change_ok(vc, &self.cfg.chain_id, &self.cfg.validators, self.quorum())
+                || !view_change_ok(
+                    vc,
+                    &self.ctx,
+                    &self.cfg.validators,
+                    self.quorum(),
+                    self.cfg.base,
+                )
             {
                 return None;
             }
@@ -320,7 +337,7 @@ impl Pbft {
         if authors.len() < self.quorum() {
             return None;
         }
-        let decision = decide(&nv.view_changes);
+        let decision = decide(&nv.view_changes, self.cfg.base);
         if decision.reproposals.len() != nv.pre_prepares.len() {
             return None;
         }
@@ -334,7 +351,7 @@ impl Pbft {
             if signed.body != want
                 || signed.author != primary
                 || block.hash() != want.digest
-                || !signed.verify(PRE_PREPARE, &self.cfg.chain_id, &self.cfg.validators)
+                || !signed.verify(PRE_PREPARE, &self.ctx, &self.cfg.validators)
             {
                 return None;
             }

@@ -15,6 +15,8 @@ use crate::durable::{
 };
 use crate::{LogIndex, Term};
 
+/// Every key starts with this.
+const PREFIX: &[u8] = b"raft/";
 const VOTE: &[u8] = b"raft/vote";
 const SNAP: &[u8] = b"raft/snap";
 const ENTRY: &[u8] = b"raft/e/";
@@ -117,6 +119,23 @@ impl DurableState for RaftDurable {
                 ));
             }
         }
+    }
+
+    fn starting_at(height: Height, out: &mut Vec<ConsensusWrite>) -> RaftDurable {
+        out.push(ConsensusWrite::DeleteRange {
+            from: PREFIX.to_vec(),
+            to: after_prefix(PREFIX),
+        });
+        // An empty log whose snapshot point is the last block of the set before.
+        let start = RaftPersist::Compact {
+            index: LogIndex(0),
+            term: Term(0),
+            height,
+        };
+        Self::writes(&start, out);
+        let mut d = RaftDurable::default();
+        d.apply(&start);
+        d
     }
 
     fn load(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<RaftDurable, DurableError> {

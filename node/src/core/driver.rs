@@ -121,6 +121,9 @@ mod tests {
         fn load(_: &[(Vec<u8>, Vec<u8>)]) -> Result<Nothing, DurableError> {
             Ok(Nothing)
         }
+        fn starting_at(_: Height, _: &mut Vec<ConsensusWrite>) -> Nothing {
+            Nothing
+        }
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Runs the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p cairn-tests --bin sim -- --engine raft|pbft --seeds 10000 [--start 0] [--blocks-in-flight 3]
+//! cargo run --release -p cairn-tests --bin sim -- --engine raft|pbft --seeds 10000 [--start 0] [--blocks-in-flight 3] [--reconfigure]
 //! SIM_SEED=1234 cargo run --release -p cairn-tests --bin sim -- --engine raft
 //! ```
 //!
@@ -9,16 +9,18 @@
 //! and (PBFT) up to f Byzantine validators of every behaviour, floods included. Prints seeds
 //! run, faults injected, blocks committed, the peak state retained by any honest replica
 //! against its bound, rejoin times, and every failing seed; exits 1 if any seed broke an
-//! invariant.
+//! invariant. With `--reconfigure` each run also changes its validator set one to three times
+//! (adds, removals, rotations) while the faults go on.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cairn_ledger::ConsensusKind;
 use cairn_tests::sim::{RunConfig, RunReport, run_pbft, run_raft};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sim --engine raft|pbft [--seeds N] [--start S] [--blocks-in-flight N (default 3)]   (SIM_SEED=n replays one seed)"
+        "usage: sim --engine raft|pbft [--seeds N] [--start S] [--blocks-in-flight N (default 3)] [--reconfigure]   (SIM_SEED=n replays one seed)"
     );
     ExitCode::from(2)
 }
@@ -28,8 +30,13 @@ fn main() -> ExitCode {
     let mut seeds = 100u64;
     let mut start = 0u64;
     let mut in_flight = 3u64;
+    let mut reconfigure = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--reconfigure" {
+            reconfigure = true;
+            continue;
+        }
         let value = args.next();
         match (a.as_str(), value.as_deref().map(str::parse::<u64>)) {
             ("--engine", _) => engine = value,
@@ -40,9 +47,17 @@ fn main() -> ExitCode {
         }
     }
     type Run = fn(RunConfig) -> Result<RunReport, cairn_tests::sim::Violation>;
-    let (run, config): (Run, fn(u64) -> RunConfig) = match engine.as_deref() {
-        Some("raft") => (run_raft, |s| RunConfig::for_seed(s).with_floods()),
-        Some("pbft") => (run_pbft, |s| RunConfig::pbft_for_seed(s).with_floods()),
+    let (run, config, kind): (Run, fn(u64) -> RunConfig, ConsensusKind) = match engine.as_deref() {
+        Some("raft") => (
+            run_raft,
+            |s| RunConfig::for_seed(s).with_floods(),
+            ConsensusKind::Raft,
+        ),
+        Some("pbft") => (
+            run_pbft,
+            |s| RunConfig::pbft_for_seed(s).with_floods(),
+            ConsensusKind::Pbft,
+        ),
         _ => return usage(),
     };
     let range = cairn_tests::sim::seeds_from(start, seeds);
@@ -52,6 +67,9 @@ fn main() -> ExitCode {
     for &seed in &range {
         let mut cfg = config(seed);
         cfg.knobs.blocks_in_flight = in_flight as usize;
+        if reconfigure {
+            cfg = cfg.with_reconfiguration(kind);
+        }
         match run(cfg) {
             Ok(r) => total.absorb(r),
             Err(v) => {
@@ -61,12 +79,13 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "engine {} | blocks in flight {} | seeds {} | violations {} | blocks committed {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | replayed {} | {} | {} | {:.1} s",
+        "engine {} | blocks in flight {} | seeds {} | violations {} | blocks committed {} | set changes taken over {} | crashes {} (torn steps {}) | partitions {} | messages dropped {} duplicated {} | block syncs {} | byzantine validators {} | highest round {} | replayed {} | {} | {} | {:.1} s",
         engine.as_deref().unwrap_or("?"),
         in_flight,
         range.len(),
         failures.len(),
         total.height,
+        total.handovers,
         total.crashes,
         total.torn_steps,
         total.partitions,

@@ -67,8 +67,10 @@ pub struct Adversary<'a, M> {
     pub key: &'a SigningKey,
     /// The Byzantine node.
     pub me: NodeId,
-    /// The chain id, for signing.
+    /// The chain id, for signing commit votes.
     pub chain_id: &'a str,
+    /// What its set's other messages are signed in (`PbftConfig::context`).
+    pub context: &'a str,
     /// Randomness.
     pub rng: &'a mut DetRng,
     /// Messages this node sent before.
@@ -86,7 +88,15 @@ impl<M> Adversary<'_, M> {
         Signed {
             author,
             body: body.clone(),
-            signature: self.key.sign(domain, self.chain_id, &codec::encode(body)),
+            signature: self.key.sign(
+                domain,
+                if domain == cairn_ledger::domains::PBFT_COMMIT {
+                    self.chain_id
+                } else {
+                    self.context
+                },
+                &codec::encode(body),
+            ),
         }
     }
 

@@ -2,12 +2,13 @@
 //! `Validate`, committing (where the agreement, validity and integrity checkers run), and block
 //! sync from a peer, checked as a node checks what it fetches.
 
+use cairn_consensus::DurableState;
 use cairn_crypto::Hash;
 use cairn_ledger::{Block, BlockHeader, CommitCertificate, Height};
 
 use super::checkers::validity::{self, Tip};
 use super::checkers::{integrity, validity::next_block_ok};
-use super::{Sim, SimEngine, Violation};
+use super::{Sim, SimEngine, Violation, write_keys};
 
 impl<E: SimEngine> Sim<E> {
     /// The tip of instance `(i, k)`'s ledger.
@@ -47,6 +48,7 @@ impl<E: SimEngine> Sim<E> {
     pub(super) fn build_block(&mut self, i: usize, k: usize, round: u64) -> Block {
         let tip = self.tip_ahead(i, k);
         let height = tip.height + 1;
+        let (validators_hash, next_validators) = self.cluster.header_sets(height);
         Block {
             header: BlockHeader {
                 chain_id: self.cluster.genesis.chain_id.clone(),
@@ -59,8 +61,8 @@ impl<E: SimEngine> Sim<E> {
                 state_root: validity::next_root(&tip.state_root, height),
                 proposer: self.cluster.keys[i].public_key(),
                 round,
-                validators_hash: self.cluster.genesis.validators_hash(),
-                next_validators: None,
+                validators_hash,
+                next_validators,
             },
             txs: Vec::new(),
         }
@@ -83,7 +85,12 @@ impl<E: SimEngine> Sim<E> {
         }
         let tip = self.tip(i, k);
         if h == tip.height + 1 {
-            return next_block_ok(&self.cluster.genesis, &tip, b);
+            return next_block_ok(&self.cluster, &tip, b);
+        }
+        if self.gated(tip.height, h) {
+            return Err(format!(
+                "block {h} is above a validator-set change not committed yet"
+            ));
         }
         let Some(parent) = inst.validated.get(&b.header.prev_hash) else {
             return Err(format!("block {h} is not on a block found valid"));
@@ -105,7 +112,7 @@ impl<E: SimEngine> Sim<E> {
             timestamp_ms: parent.header.timestamp_ms,
             height: parent.header.height,
         };
-        next_block_ok(&self.cluster.genesis, &parent_tip, b)
+        next_block_ok(&self.cluster, &parent_tip, b)
     }
 
     /// Keeps a block found valid above the ledger (bounded: a Byzantine primary proposes at
@@ -129,10 +136,10 @@ impl<E: SimEngine> Sim<E> {
         cert: CommitCertificate,
     ) -> Result<(), Violation> {
         if k == 0 && self.honest(i) {
-            let g = &self.cluster.genesis;
-            let mut checked = validity::check(g, i, &self.tip(i, k), &block);
+            let c = &self.cluster;
+            let mut checked = validity::check(c, i, &self.tip(i, k), &block);
             if self.cfg.check_certificates {
-                checked = checked.and_then(|()| integrity::check(g, i, &block, &cert));
+                checked = checked.and_then(|()| integrity::check(c, i, &block, &cert));
             }
             checked
                 .and_then(|()| self.agreement.check(i, block.header.height, block.hash()))
@@ -146,9 +153,49 @@ impl<E: SimEngine> Sim<E> {
         } else {
             inst.ahead.clear();
         }
+        let changes = block.header.next_validators.is_some();
         inst.chain.push((block, cert));
         let height = inst.chain.len() as Height;
         inst.validated.retain(|_, b| b.header.height > height);
+        if changes {
+            self.hand_over(i, k, height);
+        }
+        Ok(())
+    }
+
+    /// Instance `(i, k)` committed block `base`, after which the validator set changes: its
+    /// durable state is reset for the new set, in the same write as a node makes it, and its
+    /// engine replaced by one of the new set (none if it is not a member: an observer).
+    fn hand_over(&mut self, i: usize, k: usize, base: Height) {
+        let epoch = self.cluster.epoch_after(base);
+        let seed = self.cfg.seed ^ (base << 24) ^ ((k as u64) << 16) ^ i as u64;
+        let config = epoch
+            .id_of(i)
+            .map(|me| E::config(&self.cluster, &epoch, me, seed, &self.cfg.knobs));
+        let key = self.cluster.keys[i].clone();
+        let inst = &mut self.nodes[i].instances[k];
+        let mut writes = Vec::new();
+        inst.model = E::Durable::starting_at(base, &mut writes);
+        write_keys(&mut inst.keys, writes);
+        inst.generation += 1;
+        if k == 0 && self.nodes[i].byzantine.is_none() {
+            self.report.handovers += 1;
+        }
+        let inst = &mut self.nodes[i].instances[k];
+        inst.ahead.clear();
+        inst.validated.clear();
+        inst.engine = match config {
+            Some(c) if inst.up => Some(E::restore(c, key, &inst.model, base)),
+            _ => None,
+        };
+    }
+
+    /// An observer copies the blocks the honest node furthest ahead has (checked as a node
+    /// checks what it syncs).
+    pub(super) fn follow(&mut self, i: usize, k: usize) -> Result<(), Violation> {
+        let syncs = self.report.syncs;
+        self.sync(i, k, i, Height::MAX)?;
+        self.report.syncs = syncs;
         Ok(())
     }
 
@@ -173,19 +220,36 @@ impl<E: SimEngine> Sim<E> {
                 None => return Ok(()),
             }
         };
+        let generation = self.nodes[i].instances[k].generation;
         while (self.nodes[i].instances[k].chain.len() as Height) < height {
             let next = self.nodes[i].instances[k].chain.len();
             let Some((b, c)) = self.nodes[source].instances[0].chain.get(next).cloned() else {
                 break;
             };
             // A node checks what it fetches: the link to its tip and the certificate.
-            let g = &self.cluster.genesis;
-            if next_block_ok(g, &self.tip(i, k), &b).is_err()
-                || integrity::certified(g, &b, &c).is_err()
+            let cl = &self.cluster;
+            if next_block_ok(cl, &self.tip(i, k), &b).is_err()
+                || integrity::certified(cl, &b, &c).is_err()
             {
                 break;
             }
             self.commit(i, k, b, c)?;
+        }
+        // A set change on the way started a new engine at its boundary; the blocks synced
+        // after it are news to that engine.
+        let inst = &self.nodes[i].instances[k];
+        if inst.generation != generation && inst.engine.is_some() {
+            let tip = self.tip(i, k);
+            if tip.height > self.epoch_of(i, k).base {
+                self.input(
+                    i,
+                    k,
+                    cairn_consensus::Input::Synced {
+                        height: tip.height,
+                        tip: tip.hash,
+                    },
+                )?;
+            }
         }
         Ok(())
     }

@@ -17,6 +17,9 @@ pub struct Knobs {
     pub pbft_small_quorum: bool,
     /// PBFT: checkpoint votes kept for any future sequence number (an unbounded map).
     pub pbft_unbounded_checkpoints: bool,
+    /// Validator-set changes without the handover gate: blocks are built and found valid
+    /// above an uncommitted set change, so the old set's instance can order them too.
+    pub no_handover_gate: bool,
 }
 
 impl Default for Knobs {
@@ -26,6 +29,7 @@ impl Default for Knobs {
             raft_vote_twice: false,
             pbft_small_quorum: false,
             pbft_unbounded_checkpoints: false,
+            no_handover_gate: false,
         }
     }
 }
@@ -58,6 +62,12 @@ pub struct RunConfig {
     pub quiet: bool,
     /// Planned outages (with `quiet`).
     pub plan: Vec<Outage>,
+    /// Nodes beyond the genesis validators (indices `nodes..nodes + spares`): observers
+    /// that validator-set changes may add.
+    pub spares: usize,
+    /// Validator-set changes: at each boundary height, the members (node indices, in order)
+    /// in force after it. Ascending boundaries, multiples of [`super::EPOCH_LENGTH`].
+    pub changes: Vec<(Height, Vec<usize>)>,
 }
 
 /// A planned crash and restart.
@@ -87,6 +97,8 @@ impl RunConfig {
             replay_floods: false,
             quiet: false,
             plan: Vec::new(),
+            spares: 0,
+            changes: Vec::new(),
         }
     }
 
@@ -117,7 +129,64 @@ impl RunConfig {
             replay_floods: false,
             quiet: false,
             plan: Vec::new(),
+            spares: 0,
+            changes: Vec::new(),
         }
+    }
+
+    /// The same run with validator-set changes: two spare nodes, and one to three changes at
+    /// epoch boundaries within the first few dozen blocks, each adding a node, removing a
+    /// member or replacing one (a key rotation), never leaving more Byzantine members than the
+    /// new set tolerates, a PBFT set below 4 or a Raft set below 3. Drawn from a stream of its
+    /// own.
+    pub fn with_reconfiguration(mut self, kind: cairn_ledger::ConsensusKind) -> RunConfig {
+        let mut r = DetRng::new(self.seed ^ 0x5e7c_4a9e);
+        self.spares = 2;
+        let total = self.nodes + self.spares;
+        let byzantine: Vec<usize> = self.byzantine.iter().map(|(i, _)| *i).collect();
+        let pbft = kind == cairn_ledger::ConsensusKind::Pbft;
+        let allowed = |members: &[usize]| {
+            let n = members.len();
+            let bad = members.iter().filter(|m| byzantine.contains(m)).count();
+            if pbft {
+                n >= 4 && bad <= (n - 1) / 3
+            } else {
+                // A one-validator Raft commits every block it proposes within the step that
+                // proposes it: the simulator, which builds whenever asked, would never leave
+                // that step. Production sets are three or more anyway.
+                n >= 3
+            }
+        };
+        let mut members: Vec<usize> = (0..self.nodes).collect();
+        let mut at = 0;
+        for _ in 0..r.range(1, 4) {
+            at += super::EPOCH_LENGTH * r.range(1, 5);
+            let outside: Vec<usize> = (0..total).filter(|i| !members.contains(i)).collect();
+            // A few tries for a change the fault model allows.
+            for _ in 0..8 {
+                let mut next = members.clone();
+                let pick =
+                    |r: &mut DetRng, from: &[usize]| from[r.range(0, from.len() as u64) as usize];
+                match r.range(0, 3) {
+                    0 if !outside.is_empty() => next.push(pick(&mut r, &outside)),
+                    1 => {
+                        let j = r.range(0, next.len() as u64) as usize;
+                        next.remove(j);
+                    }
+                    2 if !outside.is_empty() => {
+                        let j = r.range(0, next.len() as u64) as usize;
+                        next[j] = pick(&mut r, &outside);
+                    }
+                    _ => continue,
+                }
+                if allowed(&next) {
+                    members = next;
+                    self.changes.push((at, members.clone()));
+                    break;
+                }
+            }
+        }
+        self
     }
 
     /// The same run with every flood on: replay floods in the network and, for each Byzantine
@@ -185,6 +254,8 @@ pub struct RunReport {
     pub peak: Peak,
     /// Restarted replicas that rejoined the others' round, and the ticks that took.
     pub rejoins: Rejoins,
+    /// Engines of honest nodes replaced for a new validator set (member or not).
+    pub handovers: u64,
 }
 
 /// The largest footprint seen, against the bound in force at that moment.
@@ -290,6 +361,7 @@ impl RunReport {
         self.duplicated += r.duplicated;
         self.torn_steps += r.torn_steps;
         self.syncs += r.syncs;
+        self.handovers += r.handovers;
         self.max_round = self.max_round.max(r.max_round);
         self.byzantine.extend(r.byzantine);
         self.replayed += r.replayed;

@@ -16,6 +16,14 @@
 //! Faults: crashes (also in the middle of a step), restarts, partitions of four shapes, loss,
 //! duplication, delay, replay floods, and up to f Byzantine PBFT validators ([`adversary`]);
 //! the report measures how long restarted replicas take to rejoin the others' round.
+//!
+//! Validator-set changes ([`RunConfig::with_reconfiguration`]): spare nodes follow the chain as
+//! observers; at a boundary height where the set changes, the block announces the new list,
+//! and a node that commits it replaces its engine with a fresh instance of the new set
+//! (durable state reset with `DurableState::starting_at`), dropping whatever the old instance
+//! still had to do, as the node does. Messages carry their sender's set (its base height): a
+//! receiver behind it syncs to it, one ahead drops it. Nothing above an uncommitted boundary
+//! is built or found valid (the handover gate).
 
 mod adversary;
 mod app;
@@ -28,7 +36,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use cairn_consensus::pbft::Pbft;
 use cairn_consensus::raft::Raft;
-use cairn_consensus::{DetRng, DurableState, Input, NodeId, Output, Protocol};
+use cairn_consensus::{DetRng, DurableState, Input, Output, Protocol};
 use cairn_ledger::ConsensusWrite;
 use cairn_ledger::{Block, BlockHash, CommitCertificate, ConsensusKind, Height};
 
@@ -40,7 +48,7 @@ use checkers::{bounds, durability, liveness};
 pub use config::{
     Knobs, Outage, Peak, Rejoins, RunConfig, RunReport, Violation, run_seeds, seeds, seeds_from,
 };
-pub use engines::{Cluster, PBFT_CHECKPOINT_INTERVAL, SimEngine};
+pub use engines::{Cluster, EPOCH_LENGTH, Epoch, PBFT_CHECKPOINT_INTERVAL, SimEngine};
 use network::{Envelope, Links, Partition};
 
 /// One engine instance and what it keeps on "disk".
@@ -60,6 +68,12 @@ struct Instance<E: SimEngine> {
     /// lost in a crash).
     validated: BTreeMap<BlockHash, Block>,
     restarts: u64,
+    /// Running (not crashed). A running node outside the validator set has no engine: it
+    /// follows the chain as an observer.
+    up: bool,
+    /// Bumped when the instance's engine is replaced for a new validator set: outputs of
+    /// the replaced engine still queued are dropped.
+    generation: u64,
 }
 
 struct Node<E: SimEngine> {
@@ -97,9 +111,10 @@ type Step<E> = Vec<Output<<E as Protocol>::Message, <E as Protocol>::PersistOp>>
 impl<E: SimEngine> Sim<E> {
     /// A cluster at genesis.
     pub fn new(cfg: RunConfig, kind: ConsensusKind) -> Self {
-        let cluster = Cluster::new(kind, cfg.nodes);
+        let cluster = Cluster::with_changes(kind, cfg.nodes, cfg.spares, &cfg.changes);
         let mut rng = DetRng::new(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed);
-        let nodes = (0..cfg.nodes)
+        let genesis = cluster.epoch_at(1);
+        let nodes = (0..cfg.nodes + cfg.spares)
             .map(|i| {
                 let byzantine = cfg.byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| *b);
                 let copies = if byzantine == Some(Behaviour::Twin) {
@@ -109,21 +124,24 @@ impl<E: SimEngine> Sim<E> {
                 };
                 let instances = (0..copies)
                     .map(|_| {
-                        let me = NodeId(i as u32);
                         let model = E::Durable::default();
                         Instance {
-                            engine: Some(E::restore(
-                                E::config(&cluster, me, rng.next_u64(), &cfg.knobs),
-                                cluster.keys[i].clone(),
-                                &model,
-                                0,
-                            )),
+                            engine: genesis.id_of(i).map(|me| {
+                                E::restore(
+                                    E::config(&cluster, &genesis, me, rng.next_u64(), &cfg.knobs),
+                                    cluster.keys[i].clone(),
+                                    &model,
+                                    0,
+                                )
+                            }),
                             keys: BTreeMap::new(),
                             model,
                             chain: Vec::new(),
                             ahead: Vec::new(),
                             validated: BTreeMap::new(),
                             restarts: 0,
+                            up: true,
+                            generation: 0,
                         }
                     })
                     .collect();
@@ -172,6 +190,18 @@ impl<E: SimEngine> Sim<E> {
 
     fn chain_len(&self, i: usize) -> Height {
         self.nodes[i].instances[0].chain.len() as Height
+    }
+
+    /// Whether the handover gate keeps a block at `height` from being built or found valid on
+    /// a ledger at `tip` (a set change lies between them, not committed yet).
+    fn gated(&self, tip: Height, height: Height) -> bool {
+        !self.cfg.knobs.no_handover_gate && self.cluster.handover_between(tip, height)
+    }
+
+    /// The validator set instance `(i, k)` works in: the one in force for its next block.
+    fn epoch_of(&self, i: usize, k: usize) -> Epoch {
+        self.cluster
+            .epoch_at(self.nodes[i].instances[k].chain.len() as Height + 1)
     }
 
     /// Runs the fault phase, heals, and checks liveness.
@@ -255,22 +285,54 @@ impl<E: SimEngine> Sim<E> {
                 break;
             };
             for k in 0..self.nodes[env.to].instances.len() {
-                self.input(
-                    env.to,
-                    k,
-                    Input::Message {
-                        from: NodeId(env.from as u32),
-                        msg: env.msg.clone(),
-                    },
-                )?;
+                self.deliver(env.to, k, env.from, env.epoch, env.msg.clone())?;
             }
         }
         for i in 0..self.nodes.len() {
             for k in 0..self.nodes[i].instances.len() {
+                let inst = &self.nodes[i].instances[k];
+                if inst.up && inst.engine.is_none() {
+                    // An observer follows the chain.
+                    self.follow(i, k)?;
+                }
                 self.input(i, k, Input::Tick { pending_work: true })?;
             }
         }
         Ok(())
+    }
+
+    /// A message of the set above `epoch` from node `from` reaches instance `(i, k)`: fed to
+    /// its engine if both are in that set; if the sender's set is a later one, the receiver
+    /// lacks the block that started it and syncs to it; an earlier set's message is dropped.
+    fn deliver(
+        &mut self,
+        i: usize,
+        k: usize,
+        from: usize,
+        epoch: Height,
+        msg: E::Message,
+    ) -> Result<(), Violation> {
+        if !self.nodes[i].instances[k].up {
+            return Ok(());
+        }
+        let mine = self.epoch_of(i, k);
+        if epoch > mine.base {
+            return self.sync(i, k, from, epoch);
+        }
+        if epoch < mine.base {
+            // The sender is behind: it hears where this set starts (a node answers an old
+            // set's message with its tip) and syncs to it.
+            for s in 0..self.nodes[from].instances.len() {
+                if self.nodes[from].instances[s].up && self.epoch_of(from, s).base < mine.base {
+                    self.sync(from, s, i, mine.base)?;
+                }
+            }
+            return Ok(());
+        }
+        let Some(from) = mine.id_of(from) else {
+            return Ok(());
+        };
+        self.input(i, k, Input::Message { from, msg })
     }
 
     /// Steps instance `k` of node `i` with `input`, executes its outputs (and the inputs they
@@ -278,6 +340,7 @@ impl<E: SimEngine> Sim<E> {
     fn input(&mut self, i: usize, k: usize, input: Input<E::Message>) -> Result<(), Violation> {
         let mut queue = VecDeque::from([input]);
         while let Some(input) = queue.pop_front() {
+            let generation = self.nodes[i].instances[k].generation;
             let Some(engine) = self.nodes[i].instances[k].engine.as_mut() else {
                 return Ok(());
             };
@@ -295,6 +358,11 @@ impl<E: SimEngine> Sim<E> {
                     break;
                 }
                 self.execute(i, k, o, &mut queue)?;
+                if self.nodes[i].instances[k].generation != generation {
+                    // A new validator set's engine took over: the rest was the old one's.
+                    queue.clear();
+                    break;
+                }
             }
             if let Some(w) = self.broken_certificates.take() {
                 return Err(self.violation(w));
@@ -318,11 +386,17 @@ impl<E: SimEngine> Sim<E> {
         queue: &mut VecDeque<Input<E::Message>>,
     ) -> Result<(), Violation> {
         match o {
-            Output::Send { to, msg } => self.send(i, to.index(), msg),
+            Output::Send { to, msg } => {
+                let epoch = self.epoch_of(i, k);
+                if let Some(to) = epoch.node(to) {
+                    self.send(i, to, msg, &epoch);
+                }
+            }
             Output::Broadcast { msg } => {
-                for to in 0..self.nodes.len() {
+                let epoch = self.epoch_of(i, k);
+                for &to in &epoch.members {
                     if to != i {
-                        self.send(i, to, msg.clone());
+                        self.send(i, to, msg.clone(), &epoch);
                     }
                 }
             }
@@ -331,19 +405,7 @@ impl<E: SimEngine> Sim<E> {
                 inst.model.apply(&op);
                 let mut writes = Vec::new();
                 E::Durable::writes(&op, &mut writes);
-                for w in writes {
-                    match w {
-                        ConsensusWrite::Put { key, value } => {
-                            inst.keys.insert(key, value);
-                        }
-                        ConsensusWrite::Delete { key } => {
-                            inst.keys.remove(&key);
-                        }
-                        ConsensusWrite::DeleteRange { from, to } => {
-                            inst.keys.retain(|k, _| *k < from || *k >= to);
-                        }
-                    }
-                }
+                write_keys(&mut inst.keys, writes);
             }
             Output::Commit { block, certificate } => self.commit(i, k, block, certificate)?,
             Output::RequestProposal { height, round } => {
@@ -351,7 +413,9 @@ impl<E: SimEngine> Sim<E> {
                 // one goes on the ledger or on those below it.
                 let inst = &mut self.nodes[i].instances[k];
                 inst.ahead.retain(|b| b.header.height < height);
-                if height == (inst.chain.len() + inst.ahead.len()) as Height + 1 {
+                let tip = inst.chain.len() as Height;
+                // The handover gate: nothing is built above an uncommitted set change.
+                if height == tip + inst.ahead.len() as Height + 1 && !self.gated(tip, height) {
                     let block = self.build_block(i, k, round);
                     self.nodes[i].instances[k].ahead.push(block.clone());
                     queue.push_back(Input::Propose {
@@ -371,7 +435,8 @@ impl<E: SimEngine> Sim<E> {
             }
             Output::NotLeader { .. } => {}
             Output::SyncTo { peer, height } => {
-                self.sync(i, k, peer.index(), height)?;
+                let peer = self.epoch_of(i, k).node(peer).unwrap_or(i);
+                self.sync(i, k, peer, height)?;
                 let tip = self.tip(i, k);
                 queue.push_back(Input::Synced {
                     height: tip.height,
@@ -389,8 +454,9 @@ impl<E: SimEngine> Sim<E> {
             return Ok(());
         };
         let (status, held) = (e.status(), e.footprint());
+        let base = self.epoch_of(i, 0).base;
         self.election
-            .check(i, &status)
+            .check(i, base, &status)
             .and_then(|()| bounds::check(i, &held, &mut self.report.peak))
             .map_err(|w| self.violation(w))?;
         if let Some(&since) = self.rejoining.get(&i)
@@ -405,8 +471,9 @@ impl<E: SimEngine> Sim<E> {
 
     /// Whether a majority of the live honest nodes other than `i` know a leader in `round`.
     fn in_quorum_round(&self, i: usize, round: u64) -> bool {
+        let base = self.epoch_of(i, 0).base;
         let others: Vec<_> = (0..self.nodes.len())
-            .filter(|&j| j != i && self.honest(j))
+            .filter(|&j| j != i && self.honest(j) && self.epoch_of(j, 0).base == base)
             .filter_map(|j| self.nodes[j].instances[0].engine.as_ref())
             .map(|e| e.status())
             .collect();
@@ -422,7 +489,8 @@ impl<E: SimEngine> Sim<E> {
         for inst in &mut self.nodes[i].instances {
             inst.ahead.clear();
             inst.validated.clear();
-            any |= inst.engine.take().is_some();
+            inst.engine = None;
+            any |= std::mem::replace(&mut inst.up, false);
         }
         self.rejoining.remove(&i);
         if any {
@@ -435,9 +503,10 @@ impl<E: SimEngine> Sim<E> {
     fn restart(&mut self, i: usize) -> Result<(), Violation> {
         for k in 0..self.nodes[i].instances.len() {
             let inst = &mut self.nodes[i].instances[k];
-            if inst.engine.is_some() {
+            if inst.up {
                 continue;
             }
+            inst.up = true;
             inst.restarts += 1;
             let seed = self.cfg.seed ^ (inst.restarts << 40) ^ (k as u64) << 20 ^ i as u64;
             // Restart from the keys, as a node reads its store: they must give back exactly
@@ -450,10 +519,14 @@ impl<E: SimEngine> Sim<E> {
             let loaded = E::Durable::load(&entries);
             let durable =
                 durability::layout(i, loaded, &inst.model).map_err(|w| self.violation(w))?;
+            let epoch = self.epoch_of(i, k);
             let inst = &mut self.nodes[i].instances[k];
-            let me = NodeId(i as u32);
+            let Some(me) = epoch.id_of(i) else {
+                // Not a validator of the set in force: an observer.
+                continue;
+            };
             let engine = E::restore(
-                E::config(&self.cluster, me, seed, &self.cfg.knobs),
+                E::config(&self.cluster, &epoch, me, seed, &self.cfg.knobs),
                 self.cluster.keys[i].clone(),
                 &durable,
                 inst.chain.len() as Height,
@@ -475,6 +548,23 @@ impl<E: SimEngine> Sim<E> {
             self.restart(i)?;
         }
         Ok(())
+    }
+}
+
+/// Applies consensus writes to a key map, as a store does.
+fn write_keys(keys: &mut BTreeMap<Vec<u8>, Vec<u8>>, writes: Vec<ConsensusWrite>) {
+    for w in writes {
+        match w {
+            ConsensusWrite::Put { key, value } => {
+                keys.insert(key, value);
+            }
+            ConsensusWrite::Delete { key } => {
+                keys.remove(&key);
+            }
+            ConsensusWrite::DeleteRange { from, to } => {
+                keys.retain(|k, _| *k < from || *k >= to);
+            }
+        }
     }
 }
 

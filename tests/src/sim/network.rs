@@ -4,8 +4,10 @@
 
 use std::collections::VecDeque;
 
+use cairn_ledger::Height;
+
 use super::adversary::Adversary;
-use super::{Sim, SimEngine};
+use super::{Epoch, Sim, SimEngine};
 
 /// A partition of the validators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ impl Partition {
 pub(super) struct Envelope<M> {
     pub(super) from: usize,
     pub(super) to: usize,
+    /// The sender's validator set (its base height) when it sent it.
+    pub(super) epoch: Height,
     pub(super) msg: M,
 }
 
@@ -53,7 +57,7 @@ pub(super) struct Links<M> {
     pub(super) dup_p: f64,
     pub(super) max_delay: u64,
     /// Recently sent messages, for replay floods.
-    recent: VecDeque<(usize, usize, M)>,
+    recent: VecDeque<(usize, usize, Height, M)>,
 }
 
 impl<M> Links<M> {
@@ -69,22 +73,27 @@ impl<M> Links<M> {
 }
 
 impl<E: SimEngine> Sim<E> {
-    /// Sends `msg` from `from` to `to` through the Byzantine proxy (if `from` is Byzantine)
-    /// and the faulty network.
-    pub(super) fn send(&mut self, from: usize, to: usize, msg: E::Message) {
+    /// Sends `msg` from `from`, a member of `epoch`, to `to` through the Byzantine proxy (if
+    /// `from` is Byzantine) and the faulty network.
+    pub(super) fn send(&mut self, from: usize, to: usize, msg: E::Message, epoch: &Epoch) {
         if to >= self.nodes.len() {
             return;
         }
         let Some(b) = self.nodes[from].byzantine else {
-            return self.transmit(from, to, msg);
+            return self.transmit(from, to, epoch.base, msg);
+        };
+        let Some(me) = epoch.id_of(from) else {
+            return;
         };
         let key = self.cluster.keys[from].clone();
         let history = std::mem::take(&mut self.nodes[from].history);
+        let context = self.cluster.context(epoch);
         let mut sent = Vec::new();
         let mut adv = Adversary {
             key: &key,
-            me: cairn_consensus::NodeId(from as u32),
+            me,
             chain_id: &self.cluster.genesis.chain_id,
+            context: &context,
             rng: &mut self.rng,
             history: &history,
         };
@@ -94,22 +103,27 @@ impl<E: SimEngine> Sim<E> {
             self.nodes[from].history.push(msg);
         }
         for m in sent {
-            self.transmit(from, to, m);
+            self.transmit(from, to, epoch.base, m);
         }
     }
 
-    /// Puts one message on the wire, subject to partitions, loss, duplication and delay.
-    fn transmit(&mut self, from: usize, to: usize, msg: E::Message) {
+    /// Puts one message of the set above `epoch` on the wire, subject to partitions, loss,
+    /// duplication and delay.
+    fn transmit(&mut self, from: usize, to: usize, epoch: Height, msg: E::Message) {
         // A vote on the wire counts toward a certificate whether or not it arrives: anyone
-        // who sees it may assemble one. Receivers take a vote only from its signer.
+        // who sees it may assemble one. Receivers take a vote only from its signer, and a
+        // certificate for a height only from members of the set in force there.
         if let Some((height, block, signer)) = E::commit_vote(&msg)
-            && signer.index() == from
+            && self.cluster.epoch_after(epoch).node(signer) == Some(from)
         {
-            // 2f+1 of n = 3f+1 (n - f in general).
-            let n = self.nodes.len();
-            let quorum = n - (n - 1) / 3;
-            if let Err(w) = self.certified.vote(height, block, signer.0, quorum) {
-                self.broken_certificates.get_or_insert(w);
+            let members = self.cluster.epoch_at(height).members;
+            if members.contains(&from) {
+                // 2f+1 of n = 3f+1 (n - f in general).
+                let n = members.len();
+                let quorum = n - (n - 1) / 3;
+                if let Err(w) = self.certified.vote(height, block, from as u32, quorum) {
+                    self.broken_certificates.get_or_insert(w);
+                }
             }
         }
         if self.faults_on {
@@ -120,11 +134,11 @@ impl<E: SimEngine> Sim<E> {
             if self.links.recent.len() >= RECENT {
                 self.links.recent.pop_front();
             }
-            self.links.recent.push_back((from, to, msg.clone()));
+            self.links.recent.push_back((from, to, epoch, msg.clone()));
             if self.rng.chance(self.links.dup_p) {
                 self.report.duplicated += 1;
                 let at = self.now + self.rng.range(1, self.links.max_delay + 1);
-                self.enqueue(at, from, to, msg.clone());
+                self.enqueue(at, from, to, epoch, msg.clone());
             }
         }
         let delay = if self.faults_on {
@@ -132,12 +146,20 @@ impl<E: SimEngine> Sim<E> {
         } else {
             1
         };
-        self.enqueue(self.now + delay, from, to, msg);
+        self.enqueue(self.now + delay, from, to, epoch, msg);
     }
 
-    fn enqueue(&mut self, at: u64, from: usize, to: usize, msg: E::Message) {
+    fn enqueue(&mut self, at: u64, from: usize, to: usize, epoch: Height, msg: E::Message) {
         self.seq += 1;
-        self.net.insert((at, self.seq), Envelope { from, to, msg });
+        self.net.insert(
+            (at, self.seq),
+            Envelope {
+                from,
+                to,
+                epoch,
+                msg,
+            },
+        );
     }
 
     /// Delivers [`FLOOD`] recently sent messages again, each to its receiver, over the next
@@ -148,9 +170,9 @@ impl<E: SimEngine> Sim<E> {
         }
         for _ in 0..FLOOD {
             let i = self.rng.range(0, self.links.recent.len() as u64) as usize;
-            let (from, to, msg) = self.links.recent[i].clone();
+            let (from, to, epoch, msg) = self.links.recent[i].clone();
             let at = self.now + self.rng.range(1, self.links.max_delay + 1);
-            self.enqueue(at, from, to, msg);
+            self.enqueue(at, from, to, epoch, msg);
             self.report.replayed += 1;
         }
     }
@@ -169,18 +191,14 @@ impl<E: SimEngine> Sim<E> {
         }
         let n = self.nodes.len();
         // Keep a majority up most of the time, so there is progress to disturb.
-        let down = self
-            .nodes
-            .iter()
-            .filter(|x| x.instances[0].engine.is_none())
-            .count();
+        let down = self.nodes.iter().filter(|x| !x.instances[0].up).count();
         if self.rng.chance(0.004) && down < n.div_ceil(2) {
             let i = self.rng.range(0, n as u64) as usize;
             self.crash(i);
         }
         if self.rng.chance(0.01) {
             for i in 0..n {
-                if self.nodes[i].instances[0].engine.is_none() && self.rng.chance(0.5) {
+                if !self.nodes[i].instances[0].up && self.rng.chance(0.5) {
                     self.restart(i)?;
                 }
             }

@@ -2,6 +2,7 @@
 //! per section: [`normal`] (§4.2), [`checkpoints`] (§4.3), [`view_change`] (§4.4).
 
 mod checkpoints;
+mod epochs;
 mod normal;
 mod view_change;
 
@@ -22,6 +23,7 @@ pub(super) fn cfg(c: &TestChain, me: u32) -> PbftConfig {
     PbftConfig {
         chain_id: c.genesis.chain_id.clone(),
         validators: c.genesis.validator_set(),
+        base: Seq(0),
         me: NodeId(me),
         checkpoint_interval: 2,
         view_change_ticks: 10,

@@ -51,7 +51,7 @@ fn s4_4_view_change_and_new_view() {
         1,
         "carries its prepared certificate"
     );
-    assert!(view_change_ok(&vc1, c.chain_id(), &v, 3));
+    assert!(view_change_ok(&vc1, c.chain_id(), &v, 3, Seq(0)));
     assert_eq!(
         (r1.status().round, r1.status().leader),
         (1, None),
@@ -65,7 +65,8 @@ fn s4_4_view_change_and_new_view() {
         &sign(&c, 1, VIEW_CHANGE, &forged),
         c.chain_id(),
         &v,
-        3
+        3,
+        Seq(0)
     ));
 
     // Validator 1 is the primary of view 1. With view changes from 2 and 3 (no prepared
@@ -338,29 +339,38 @@ fn a_new_view_re_proposes_up_to_the_first_gap_or_the_first_block_on_another_pare
             .map(|p| p.pre_prepare.body.seq.0)
             .collect()
     };
-    let chained = decide(&[
-        vc(
-            1,
-            vec![prepared_cert(&c, 0, &one), prepared_cert(&c, 0, &two)],
-        ),
-        vc(2, vec![prepared_cert(&c, 0, &three)]),
-        vc(3, vec![]),
-    ]);
+    let chained = decide(
+        &[
+            vc(
+                1,
+                vec![prepared_cert(&c, 0, &one), prepared_cert(&c, 0, &two)],
+            ),
+            vc(2, vec![prepared_cert(&c, 0, &three)]),
+            vc(3, vec![]),
+        ],
+        Seq(0),
+    );
     assert_eq!(seqs(chained), vec![1, 2, 3]);
-    let gap = decide(&[
-        vc(1, vec![prepared_cert(&c, 0, &one)]),
-        vc(2, vec![prepared_cert(&c, 0, &three)]),
-        vc(3, vec![]),
-    ]);
+    let gap = decide(
+        &[
+            vc(1, vec![prepared_cert(&c, 0, &one)]),
+            vc(2, vec![prepared_cert(&c, 0, &three)]),
+            vc(3, vec![]),
+        ],
+        Seq(0),
+    );
     assert_eq!(seqs(gap), vec![1], "nothing above a gap");
-    let broken = decide(&[
-        vc(
-            1,
-            vec![prepared_cert(&c, 0, &one), prepared_cert(&c, 0, &two)],
-        ),
-        vc(2, vec![prepared_cert(&c, 1, &stray)]),
-        vc(3, vec![]),
-    ]);
+    let broken = decide(
+        &[
+            vc(
+                1,
+                vec![prepared_cert(&c, 0, &one), prepared_cert(&c, 0, &two)],
+            ),
+            vc(2, vec![prepared_cert(&c, 1, &stray)]),
+            vc(3, vec![]),
+        ],
+        Seq(0),
+    );
     assert_eq!(
         seqs(broken),
         vec![1, 2],

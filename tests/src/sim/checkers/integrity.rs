@@ -1,18 +1,23 @@
 //! Integrity: every committed block carries a commit certificate that anyone can check offline
-//! against the genesis validators (and the block is linked to its parent, see validity).
+//! against the validator set in force at its height, followed from the genesis (and the block
+//! is linked to its parent, see validity).
 
-use cairn_ledger::{Block, CommitCertificate, Genesis};
+use cairn_ledger::{Block, CommitCertificate};
 
-/// Whether `cert` certifies `block` under `genesis`.
+use crate::sim::Cluster;
+
+/// Whether `cert` certifies `block` under the set in force at its height.
 pub(crate) fn certified(
-    genesis: &Genesis,
+    cluster: &Cluster,
     block: &Block,
     cert: &CommitCertificate,
 ) -> Result<(), String> {
+    let genesis = &cluster.genesis;
+    let epoch = cluster.epoch_at(block.header.height);
     cert.verify(
         &genesis.chain_id,
         genesis.consensus.kind(),
-        &genesis.validator_set(),
+        &cluster.set_of(&epoch.members),
         block.header.height,
         &block.hash(),
     )
@@ -21,12 +26,12 @@ pub(crate) fn certified(
 
 /// Honest node `node` committed `block` with `cert`.
 pub(crate) fn check(
-    genesis: &Genesis,
+    cluster: &Cluster,
     node: usize,
     block: &Block,
     cert: &CommitCertificate,
 ) -> Result<(), String> {
-    certified(genesis, block, cert).map_err(|e| {
+    certified(cluster, block, cert).map_err(|e| {
         format!(
             "node {node} committed height {} with a bad certificate: {e}",
             block.header.height
