@@ -8,10 +8,10 @@ use std::time::Duration;
 use cairn_api::client::Client;
 use cairn_cli::keystore::Keystore;
 use cairn_cli::output::{FailureDetail, JsonFailure};
-use cairn_ledger::Payload;
+use cairn_ledger::{Payload, ValidatorChange};
 use clap::{CommandFactory, Parser};
 
-use wallet::args::{Cli, Cmd, MemberCmd, RecordCmd, Shell};
+use wallet::args::{Cli, Cmd, MemberCmd, RecordCmd, Shell, ValidatorCmd};
 use wallet::ctx::{Ctx, default_keystore};
 use wallet::fail::{Fail, LOCAL, R, USAGE, fail};
 use wallet::{explore, keys, send, verify_cmd};
@@ -65,6 +65,29 @@ async fn run(cli: Cli) -> R<()> {
         Cmd::Member(MemberCmd::Remove { id, send }) => {
             let account = ctx.account_id(&id)?;
             send::send(&ctx, &send, Payload::RemoveMember { account }).await
+        }
+        Cmd::Validator(v) => {
+            let change = match &v {
+                ValidatorCmd::Add { name, key, .. } => ValidatorChange::Add {
+                    validator: cairn_ledger::Validator {
+                        name: name.clone(),
+                        public_key: ctx.account_id(key)?,
+                    },
+                },
+                ValidatorCmd::Remove { key, .. } => ValidatorChange::Remove {
+                    public_key: ctx.account_id(key)?,
+                },
+                ValidatorCmd::Rotate { key, new_key, .. } => ValidatorChange::Rotate {
+                    public_key: ctx.account_id(key)?,
+                    new_key: ctx.account_id(new_key)?,
+                },
+            };
+            let send = match &v {
+                ValidatorCmd::Add { send, .. }
+                | ValidatorCmd::Remove { send, .. }
+                | ValidatorCmd::Rotate { send, .. } => send,
+            };
+            send::send(&ctx, send, Payload::ChangeValidators { change }).await
         }
         Cmd::Sign {
             payload,

@@ -1,26 +1,34 @@
-//! The two engines as the node runs them: parameters from the genesis and the node's tick
-//! length, and their messages in the wire envelope ([`Direct`]), which tags the engine so a
-//! message of the other kind is refused when it is decoded.
+//! The two engines as the node runs them: parameters from the genesis, the validator set in
+//! force and the node's tick length, and their messages in the wire envelope
+//! ([`EngineBody`]), which tags the engine so a message of the other kind is refused when it
+//! is decoded.
 
 use cairn_consensus::pbft::{Pbft, PbftConfig, PbftMessage};
 use cairn_consensus::raft::{Raft, RaftConfig, RaftMessage};
-use cairn_consensus::{NodeId, Protocol};
-use cairn_ledger::{ConsensusConfig, Genesis};
+use cairn_consensus::{NodeId, Protocol, Seq};
+use cairn_ledger::{ConsensusConfig, Genesis, Height, ValidatorSet};
 
 use crate::config::ConsensusConfig as ConsensusSettings;
-use crate::wire::{Direct, EngineMessage};
+use crate::wire::EngineBody;
 
 /// What the node needs from an engine beyond [`Protocol`].
 pub trait NodeEngine:
     Protocol<Message: Send, PersistOp: Send, Config: Send> + Send + 'static
 {
-    /// The engine's parameters for validator `me`, with genesis timing turned into ticks of
-    /// the node's `tick_ms`. `None` if the genesis names the other engine.
-    fn config(genesis: &Genesis, me: NodeId, node: &ConsensusSettings) -> Option<Self::Config>;
+    /// The parameters of the instance that orders the heights above `base` with `validators`,
+    /// for member `me`, with genesis timing turned into ticks of the node's `tick_ms`. `None`
+    /// if the genesis names the other engine.
+    fn config(
+        genesis: &Genesis,
+        validators: &ValidatorSet,
+        base: Height,
+        me: NodeId,
+        node: &ConsensusSettings,
+    ) -> Option<Self::Config>;
     /// The message as the wire tags it.
-    fn wrap(msg: Self::Message) -> EngineMessage;
+    fn wrap(msg: Self::Message) -> EngineBody;
     /// The message out of the envelope, if it is this engine's.
-    fn unwrap(direct: Direct) -> Option<Self::Message>;
+    fn unwrap(body: EngineBody) -> Option<Self::Message>;
     /// The term or view a message shows its sender working in, if it shows one.
     fn round_of(msg: &Self::Message) -> Option<u64>;
 }
@@ -31,7 +39,13 @@ fn ticks(ms: u64, tick_ms: u64) -> u64 {
 }
 
 impl NodeEngine for Raft {
-    fn config(genesis: &Genesis, me: NodeId, node: &ConsensusSettings) -> Option<RaftConfig> {
+    fn config(
+        genesis: &Genesis,
+        validators: &ValidatorSet,
+        _base: Height,
+        me: NodeId,
+        node: &ConsensusSettings,
+    ) -> Option<RaftConfig> {
         let ConsensusConfig::Raft(p) = &genesis.consensus else {
             return None;
         };
@@ -39,7 +53,7 @@ impl NodeEngine for Raft {
         let min = ticks(p.election_timeout_min_ms, tick_ms).max(2);
         Some(RaftConfig {
             chain_id: genesis.chain_id.clone(),
-            validators: genesis.validator_set(),
+            validators: validators.clone(),
             me,
             election_ticks_min: min,
             election_ticks_max: ticks(p.election_timeout_max_ms, tick_ms).max(min + 1),
@@ -56,13 +70,13 @@ impl NodeEngine for Raft {
         })
     }
 
-    fn wrap(msg: RaftMessage) -> EngineMessage {
-        EngineMessage::Raft(msg)
+    fn wrap(msg: RaftMessage) -> EngineBody {
+        EngineBody::Raft(msg)
     }
 
-    fn unwrap(direct: Direct) -> Option<RaftMessage> {
-        match direct {
-            Direct::Raft(m) => Some(m),
+    fn unwrap(body: EngineBody) -> Option<RaftMessage> {
+        match body {
+            EngineBody::Raft(m) => Some(m),
             _ => None,
         }
     }
@@ -73,15 +87,21 @@ impl NodeEngine for Raft {
 }
 
 impl NodeEngine for Pbft {
-    fn config(genesis: &Genesis, me: NodeId, node: &ConsensusSettings) -> Option<PbftConfig> {
+    fn config(
+        genesis: &Genesis,
+        validators: &ValidatorSet,
+        base: Height,
+        me: NodeId,
+        node: &ConsensusSettings,
+    ) -> Option<PbftConfig> {
         let ConsensusConfig::Pbft(p) = &genesis.consensus else {
             return None;
         };
         let tick_ms = node.tick_ms;
         Some(PbftConfig {
             chain_id: genesis.chain_id.clone(),
-            validators: genesis.validator_set(),
-            base: cairn_consensus::Seq(0),
+            validators: validators.clone(),
+            base: Seq(base),
             me,
             checkpoint_interval: p.checkpoint_interval,
             view_change_ticks: ticks(p.view_change_timeout_ms, tick_ms),
@@ -92,13 +112,13 @@ impl NodeEngine for Pbft {
         })
     }
 
-    fn wrap(msg: PbftMessage) -> EngineMessage {
-        EngineMessage::Pbft(msg)
+    fn wrap(msg: PbftMessage) -> EngineBody {
+        EngineBody::Pbft(msg)
     }
 
-    fn unwrap(direct: Direct) -> Option<PbftMessage> {
-        match direct {
-            Direct::Pbft(m) => Some(m),
+    fn unwrap(body: EngineBody) -> Option<PbftMessage> {
+        match body {
+            EngineBody::Pbft(m) => Some(m),
             _ => None,
         }
     }

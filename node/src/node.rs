@@ -20,11 +20,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cairn_consensus::pbft::Pbft;
 use cairn_consensus::raft::Raft;
-use cairn_consensus::{DurableState, NodeId};
 use cairn_crypto::{PublicKey, SigningKey};
-use cairn_ledger::{
-    ChainRead, ConsensusKind, Genesis, Ledger, RocksReader, RocksStore, StoreError,
-};
+use cairn_ledger::{ConsensusKind, Genesis, Ledger, RocksReader, RocksStore, StoreError};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use crate::api::{AppState, Failure, READ_QUEUE, READER_THREADS, STREAMS_MAX, router, server};
@@ -82,7 +79,10 @@ pub fn preflight(home: &Home, config: &Config) -> anyhow::Result<Preflight> {
         bail!(
             "this node's key {me} is neither a validator in {} nor listed in p2p.observers in {}: \
              the validators would refuse its connections. Run it with a validator's key, or add \
-             the key to p2p.observers here and on the validators (which must allow it)",
+             the key to p2p.observers here and on the validators (which must allow it). A \
+             validator joining a running chain starts this way too: list its key in \
+             p2p.observers here; the validators admit it once the change adding it is approved, \
+             and it takes part from the boundary where the change takes effect",
             home.genesis().display(),
             home.config().display()
         );
@@ -157,35 +157,32 @@ struct Start {
     observers: Vec<PublicKey>,
 }
 
-/// The engine restored from the store, or `None` on an observer.
-fn restore<P: NodeEngine>(s: &Start) -> anyhow::Result<Option<P>> {
-    let me = s.key.public_key();
-    let Some(index) = s.genesis.validators.iter().position(|v| v.public_key == me) else {
-        return Ok(None);
+/// The engine of the set in force, restored from the store (`None` on an observer), and
+/// whether its state was reset because the set changed since it was written.
+fn restore<P: NodeEngine>(s: &mut Start) -> anyhow::Result<(Option<P>, bool)> {
+    let set = s.ledger.validators_in_force().clone();
+    let data = s.home.data();
+    let loaded = crate::core::epoch::load::<P>(s.ledger.store_mut(), set.since())
+        .with_context(|| format!("the consensus state in {} does not load", data.display()))?;
+    // A reset state starts where its set does; the engine learns the tip by sync.
+    let height = if loaded.fresh {
+        set.since()
+    } else {
+        s.ledger.tip().height
     };
-    let entries = s
-        .ledger
-        .store()
-        .consensus_scan(b"")
-        .context("reading consensus state")?;
-    let durable = P::Durable::load(&entries).with_context(|| {
-        format!(
-            "the consensus state in {} does not load",
-            s.home.data().display()
-        )
-    })?;
-    let cfg = P::config(&s.genesis, NodeId(index as u32), &s.config.consensus)
-        .context("the genesis names another engine")?;
-    Ok(Some(P::restore(
-        cfg,
-        s.key.clone(),
-        &durable,
-        s.ledger.tip().height,
-    )))
+    let engine = crate::core::epoch::engine::<P>(
+        &s.genesis,
+        &set,
+        &s.key,
+        &loaded.durable,
+        height,
+        &s.config.consensus,
+    );
+    Ok((engine, loaded.fresh))
 }
 
-async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
-    let engine = restore::<P>(&s)?;
+async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
+    let (engine, fresh) = restore::<P>(&mut s)?;
     let Start {
         home,
         config,
@@ -195,25 +192,26 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
         reader,
         observers,
     } = s;
-    let names: HashMap<PublicKey, String> = genesis
-        .validators
-        .iter()
-        .map(|v| (v.public_key, v.name.clone()))
-        .collect();
+    let set = ledger.validators_in_force().clone();
+    let pending = ledger
+        .pending_change()
+        .context("reading the pending validator change")?;
+    let names: HashMap<PublicKey, String> =
+        crate::core::epoch::names(&genesis, &set, pending.as_ref());
 
-    // The network: genesis validators (and configured observers) only.
+    // The network: the validators in force and those a pending change adds (and configured
+    // observers) only; the core keeps the list up to date as the set changes.
     let mut net_cfg = cairn_p2p::NetworkConfig::new(&genesis.chain_id, key.to_seed());
     net_cfg.listen = vec![config.p2p.listen.clone()];
     net_cfg.mdns = config.p2p.mdns;
     net_cfg.max_direct_bytes = crate::wire::DIRECT_BYTES_MAX;
     net_cfg.max_gossip_bytes = crate::wire::GOSSIP_BYTES_MAX;
     net_cfg.max_sync_response_bytes = crate::wire::SYNC_RESPONSE_BYTES_MAX;
-    net_cfg.allowed = genesis.validators.iter().map(|v| v.public_key).collect();
-    net_cfg.allowed.extend(observers);
+    net_cfg.allowed = crate::core::epoch::allowed(&set, pending.as_ref(), &observers);
     net_cfg.names = names.clone();
     // Where the others run is configuration: the genesis names them by key only.
     net_cfg.bootstrap = config.p2p.bootstrap.clone();
-    if net_cfg.bootstrap.is_empty() && !config.p2p.mdns && genesis.validators.len() > 1 {
+    if net_cfg.bootstrap.is_empty() && !config.p2p.mdns && set.list().len() > 1 {
         tracing::warn!(
             "no peers to dial: [p2p] bootstrap is empty and mDNS is off, so this node waits \
              for the others to dial it; list their addresses (/ip4/<host>/tcp/<port>/p2p/<peer \
@@ -230,6 +228,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
     let tip = ledger.tip();
     let (status_tx, status_rx) = watch::channel(Published {
         at: None,
+        validators: set.list().into(),
         view: StatusView {
             chain_id: genesis.chain_id.clone(),
             genesis_hash: genesis.hash(),
@@ -246,7 +245,7 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
             leader: None,
             peers: 0,
             heard: 0,
-            validators: genesis.validators.len(),
+            validators: set.list().len(),
             mempool_txs: 0,
             mempool_bytes: 0,
             syncing: false,
@@ -268,8 +267,10 @@ async fn run_with<P: NodeEngine>(s: Start) -> anyhow::Result<()> {
             events: events.clone(),
             status: status_tx,
             metrics: metrics.clone(),
+            observers,
         },
         engine,
+        fresh,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut core_task = tokio::spawn(core.run(stop_rx.clone()));

@@ -33,4 +33,6 @@ pub struct Published {
     /// When the core published it (the API calls a status that has gone stale a sign of a
     /// stuck core).
     pub at: Option<std::time::Instant>,
+    /// The validators in force, in order (shared: replaced only when the set changes).
+    pub validators: std::sync::Arc<[cairn_ledger::Validator]>,
 }

@@ -26,10 +26,8 @@ pub const SYNC_BLOCKS_MAX: u32 = 256;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direct {
-    /// Raft.
-    Raft(RaftMessage),
-    /// PBFT.
-    Pbft(PbftMessage),
+    /// A consensus message, whole.
+    Engine(EngineMessage),
     /// Transactions a validator admitted, announced to each other validator once, directly
     /// (re-announcements go through gossip, which relays them around a missing link).
     Txs(TxBatch),
@@ -61,11 +59,25 @@ pub struct Compact {
 /// place of the one its proposer sent.
 pub type TxKey = (TxId, Signature);
 
-/// The consensus message inside a [`Compact`] (a type of its own: a decoder must never
-/// recurse on what a peer sends).
+/// A consensus message with the instance it belongs to. Each validator set is ordered by an
+/// engine instance of its own (ARCHITECTURE.md, "Reconfiguration"), named by its `epoch`: the
+/// last height of the set before it (0 for the genesis set). A receiver hands the engine only
+/// messages of its own instance; one from a later instance tells it that it is behind, one
+/// from an earlier one that the sender is. (A type of its own inside [`Compact`]: a decoder
+/// must never recurse on what a peer sends.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineMessage {
+    /// The sender's instance.
+    pub epoch: Height,
+    /// The message.
+    pub body: EngineBody,
+}
+
+/// What an [`EngineMessage`] carries, tagged by engine so a message of the other kind is
+/// refused when it is decoded.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EngineMessage {
+pub enum EngineBody {
     /// Raft.
     Raft(RaftMessage),
     /// PBFT.
@@ -75,10 +87,7 @@ pub enum EngineMessage {
 impl EngineMessage {
     /// As the direct message it stands for.
     pub fn into_direct(self) -> Direct {
-        match self {
-            EngineMessage::Raft(m) => Direct::Raft(m),
-            EngineMessage::Pbft(m) => Direct::Pbft(m),
-        }
+        Direct::Engine(self)
     }
 }
 
@@ -105,9 +114,9 @@ pub struct BlockTxs {
 /// The blocks a consensus message carries that travel compactly: a PBFT pre-prepare's and a
 /// Raft append's (the messages every block goes out in; the rare NEW-VIEW goes whole).
 pub fn blocks_mut(d: &mut EngineMessage) -> Vec<&mut Block> {
-    match d {
-        EngineMessage::Pbft(PbftMessage::PrePrepare { block, .. }) => vec![block],
-        EngineMessage::Raft(RaftMessage::AppendEntries { entries, .. }) => entries
+    match &mut d.body {
+        EngineBody::Pbft(PbftMessage::PrePrepare { block, .. }) => vec![block],
+        EngineBody::Raft(RaftMessage::AppendEntries { entries, .. }) => entries
             .iter_mut()
             .filter_map(|e| e.block.as_mut())
             .collect(),
@@ -189,7 +198,7 @@ pub fn decode_direct(bytes: &[u8]) -> Result<Direct, CodecError> {
                 });
             }
         }
-        Direct::Raft(_) | Direct::Pbft(_) => {}
+        Direct::Engine(_) => {}
     }
     Ok(d)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn_consensus::pbft::{CHECKPOINT, Checkpoint, PbftMessage, Signed};
 use cairn_crypto::{Hash, SigningKey, codec};
 use cairn_ledger::{BlockHash, ConsensusConfig, ConsensusKind};
-use cairn_node::wire::{Direct, TxBatch};
+use cairn_node::wire::{Direct, EngineBody, EngineMessage, TxBatch};
 use common::Net;
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -154,7 +154,10 @@ async fn a_member_sending_garbage_is_disconnected_and_counted() {
     let mut refused = vec![checkpoint(k * 500_000 + 1), forged];
     refused.extend((0..50).map(|i| checkpoint(k * (1_000_000 - i))));
     for c in refused {
-        let bytes = codec::encode(&Direct::Pbft(PbftMessage::Checkpoint(c)));
+        let bytes = codec::encode(&Direct::Engine(EngineMessage {
+            epoch: 0,
+            body: EngineBody::Pbft(PbftMessage::Checkpoint(c)),
+        }));
         client.send(target, bytes).expect("send");
     }
     net.wait_for(

@@ -123,6 +123,17 @@ pub enum Cmd {
     /// Membership (admins only).
     #[command(subcommand)]
     Member(MemberCmd),
+    /// Change the validator set of a running chain
+    ///
+    /// Who may is the genesis policy (`consensus.*.validator_changes`): under `admins`
+    /// (Raft's default) one admin's transaction approves a change; under `validators`
+    /// (PBFT's default) each validator sends the same change signed with its validator key
+    /// (import it with `cairn key import`), and the one that brings the votes to a quorum of
+    /// the set approves it. An approved change is pending until the next epoch boundary and
+    /// takes effect from the height after it; one change is pending at a time. See the set
+    /// in force with `cairn validators`.
+    #[command(subcommand, verbatim_doc_comment)]
+    Validator(ValidatorCmd),
     /// Sign a transaction offline and write it to a file (submit it later with `submit`)
     ///
     /// The payload is JSON as in docs/PROTOCOL.md: {"transfer":{"to":ACCOUNT,"amount":N}},
@@ -321,6 +332,49 @@ pub enum MemberCmd {
     Remove {
         /// Account id or key name.
         id: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ValidatorCmd {
+    /// Add a validator (at the end of the list)
+    #[command(
+        after_help = "Example:\n  cairn validator add --name v4 --key 3b6a27bc…  --from admin --wait\n\nStart the new validator's node first, with its own key listed in p2p.observers,\nso it syncs the chain while the change is pending."
+    )]
+    Add {
+        /// Its name (unique in the set).
+        #[arg(long)]
+        name: String,
+        /// Its public key (hex) or a key name in the keystore.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// Take a validator out of the set
+    #[command(
+        after_help = "Example:\n  cairn validator remove --key 3b6a27bc… --from admin --wait"
+    )]
+    Remove {
+        /// Its public key (hex) or a key name in the keystore.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// Replace a validator's key, keeping its name and place
+    #[command(
+        after_help = "Example:\n  cairn validator rotate --key 3b6a27bc… --new-key 9f01c2… --from admin --wait"
+    )]
+    Rotate {
+        /// Its key now (hex or a key name).
+        #[arg(long)]
+        key: String,
+        /// Its key from the change on (hex or a key name).
+        #[arg(long)]
+        new_key: String,
         #[command(flatten)]
         send: SendArgs,
     },

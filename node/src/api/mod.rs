@@ -411,15 +411,18 @@ async fn genesis(State(s): State<AppState>) -> axum::Json<cairn_ledger::Genesis>
     axum::Json(s.genesis.as_ref().clone())
 }
 
-/// The genesis validators, and whether this node reaches each.
+/// The validators in force at this node's tip, and whether this node reaches each.
 #[utoipa::path(
     get,
     path = "/api/v1/validators",
     tag = "node",
-    responses((status = 200, description = "Every validator, in genesis order.", body = Vec<ValidatorView>))
+    responses((status = 200, description = "Every validator in force, in order (the genesis order until a change).", body = Vec<ValidatorView>))
 )]
 async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> {
-    let st = s.status.borrow().view.clone();
+    let (st, set) = {
+        let p = s.status.borrow();
+        (p.view.clone(), p.validators.clone())
+    };
     let addresses: HashMap<PublicKey, String> = s
         .net
         .peers()
@@ -428,9 +431,7 @@ async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> 
         .into_iter()
         .map(|p| (p.key, p.addr))
         .collect();
-    let v = s
-        .genesis
-        .validators
+    let v = set
         .iter()
         .enumerate()
         .map(|(i, v)| ValidatorView {

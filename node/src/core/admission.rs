@@ -122,6 +122,9 @@ pub struct Admission {
     own: HashMap<TxId, Instant>,
     /// A Raft follower's unverified copies of others' transactions.
     standby: Standby,
+    /// The validators in force: their validator-change votes are kept although they are not
+    /// members.
+    validators: Vec<PublicKey>,
     accepting: bool,
 }
 
@@ -130,6 +133,7 @@ impl Admission {
     pub fn new(config: MempoolConfig, chain_id: &str, metrics: Arc<Metrics>) -> Admission {
         Admission {
             standby: Standby::new(config.txs_max, config.bytes_max),
+            validators: Vec::new(),
             mempool: Mempool::new(config),
             chain_id: chain_id.into(),
             metrics,
@@ -150,6 +154,12 @@ impl Admission {
     /// The mempool, for reads.
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
+    }
+
+    /// The validators in force changed (or are first known).
+    pub fn set_validators(&mut self, keys: &[PublicKey]) {
+        self.mempool.set_validators(keys);
+        self.validators = keys.to_vec();
     }
 
     /// Refuses submissions from now on (shutdown); what was admitted still goes out.
@@ -204,15 +214,6 @@ impl Admission {
         if !self.accepting {
             return Err(ApiError::unavailable(
                 "the node is shutting down; submit to another node",
-            ));
-        }
-        if matches!(tx.tx().payload, Payload::ChangeValidators { .. }) {
-            // The ledger executes them; the engines cannot hand over to a new set yet.
-            return Err(ApiError::new(
-                422,
-                ErrorCode::InvalidTransaction,
-                "validator-set changes are not enabled on this node yet: its consensus engines \
-                 cannot hand over to a new validator set",
             ));
         }
         let id = tx.id();
@@ -293,8 +294,6 @@ impl Admission {
             if self.mempool.contains(&id)
                 || self.verified.contains(id, t.signature)
                 || self.standby.contains(&id)
-                // Not enabled yet (see `submit`).
-                || matches!(t.tx.payload, Payload::ChangeValidators { .. })
             {
                 continue;
             }
@@ -310,8 +309,10 @@ impl Admission {
                         a
                     }
                 };
-                // A committed nonce or a non-member would only be announced for nothing.
-                if t.tx.nonce >= next && member && self.standby.insert(id, t) {
+                // A committed nonce or a non-member would only be announced for nothing (a
+                // validator's vote for a change comes from a validator key).
+                let voter = self.validators.contains(&sender);
+                if t.tx.nonce >= next && (member || voter) && self.standby.insert(id, t) {
                     // Gossip already spread it; announced again only if it lingers.
                     self.announced.insert(id, now);
                     self.schedule.push_back((id, now));

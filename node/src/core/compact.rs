@@ -18,6 +18,8 @@ use std::collections::{HashMap, VecDeque};
 use cairn_crypto::PublicKey;
 use cairn_ledger::{Block, BlockHash, Height, SignedTransaction};
 
+#[cfg(test)]
+use crate::wire::EngineBody;
 use crate::wire::{self, BlockTxs, Compact, Direct, EngineMessage, TxKey, WantTxs};
 
 /// Blocks sent whose transactions are kept for the receivers that ask.
@@ -267,7 +269,10 @@ mod tests {
             },
             signature: Signature([0; 64]),
         };
-        EngineMessage::Pbft(PbftMessage::PrePrepare { vote, block })
+        EngineMessage {
+            epoch: 0,
+            body: EngineBody::Pbft(PbftMessage::PrePrepare { vote, block }),
+        }
     }
 
     fn pre_prepare() -> (TestChain, EngineMessage, Vec<SignedTransaction>) {
@@ -384,11 +389,14 @@ mod tests {
     fn messages_without_blocks_go_as_they_are_and_the_blocks_kept_are_bounded() {
         let (_, m, _) = pre_prepare();
         let mut sender = Compactor::default();
-        let EngineMessage::Pbft(PbftMessage::PrePrepare { vote, .. }) = &m else {
+        let EngineBody::Pbft(PbftMessage::PrePrepare { vote, .. }) = &m.body else {
             unreachable!()
         };
-        let prepare = EngineMessage::Pbft(PbftMessage::Prepare(vote.clone()));
-        assert!(matches!(sender.compact(prepare), Direct::Pbft(_)));
+        let prepare = EngineMessage {
+            epoch: 0,
+            body: EngineBody::Pbft(PbftMessage::Prepare(vote.clone())),
+        };
+        assert!(matches!(sender.compact(prepare), Direct::Engine(_)));
         let c = TestChain::new(ConsensusKind::Pbft, 4, 2, 1_000);
         let mut l = Ledger::open(MemoryStore::new(), c.genesis.clone()).expect("open");
         for _ in 0..SENT_KEPT + 3 {

@@ -22,6 +22,7 @@ pub mod admission;
 pub mod chain;
 pub mod compact;
 pub mod driver;
+pub mod epoch;
 mod fetch;
 pub mod proposer;
 mod standby;
@@ -113,6 +114,8 @@ pub struct CoreParts {
     pub status: watch::Sender<Published>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// `p2p.observers`: allowed to connect whatever the validator set.
+    pub observers: Vec<PublicKey>,
 }
 
 /// The consensus task.
@@ -124,15 +127,22 @@ pub struct Core<P: NodeEngine> {
     requests: mpsc::Receiver<Request>,
     verified_rx: mpsc::Receiver<VerifiedBatch>,
     tick_ms: u64,
+    /// This node's key, for the engine of each new validator set.
+    key: SigningKey,
+    /// The engine was restored from a reset state at its set's start: it learns the tip
+    /// before anything else.
+    catch_up: bool,
 }
 
 impl<P: NodeEngine> Core<P> {
-    /// Builds the core; `engine` is the restored engine (`None` on an observer).
-    pub fn new(p: CoreParts, engine: Option<P>) -> Core<P> {
+    /// Builds the core; `engine` is the restored engine of the set in force (`None` on an
+    /// observer), `fresh` if its state was reset at the set's start.
+    pub fn new(p: CoreParts, engine: Option<P>, fresh: bool) -> Core<P> {
         let genesis = p.ledger.genesis().clone();
-        let validators: Vec<PublicKey> = genesis.validators.iter().map(|v| v.public_key).collect();
-        let names = genesis.validators.iter().map(|v| v.name.clone()).collect();
-        let quorum = genesis.validator_set().quorum(genesis.consensus.kind());
+        let set = p.ledger.validators_in_force().clone();
+        let validators: Vec<PublicKey> = set.list().iter().map(|v| v.public_key).collect();
+        let names = set.list().iter().map(|v| v.name.clone()).collect();
+        let quorum = set.set().quorum(genesis.consensus.kind());
         let stall_after = stall_bound(&genesis.consensus);
         let me = p.key.public_key();
         let tip = p.ledger.tip().height;
@@ -152,12 +162,19 @@ impl<P: NodeEngine> Core<P> {
             block_interval: Duration::from_millis(p.config.consensus.block_interval_ms),
             empty_blocks: p.config.consensus.empty_blocks,
         });
+        let mut admission = admission;
+        admission.set_validators(&validators);
         Core {
             driver: engine.map(Driver::new),
             tick_ms: p.config.consensus.tick_ms,
+            key: p.key,
+            catch_up: fresh,
             work: Work {
                 me,
                 validators,
+                epoch: set.since(),
+                observers: p.observers,
+                membership_changed: false,
                 chain: Chain::new(p.ledger),
                 admission,
                 proposer,
@@ -203,6 +220,7 @@ impl<P: NodeEngine> Core<P> {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.tick_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.catch_up_engine()?;
         self.work
             .publish_status(self.driver.as_ref().map(Driver::status));
         loop {
@@ -249,6 +267,76 @@ impl<P: NodeEngine> Core<P> {
     }
 
     fn step(&mut self, input: Input<P::Message>) -> Result<(), Fatal> {
+        self.follow_the_set()?;
+        self.run_engine(input)?;
+        self.follow_the_set()
+    }
+
+    /// Starts the instance of the set in force if the ledger has moved to a new set (a block
+    /// committed by consensus or sync announced it), and keeps the allow-list, the mempool's
+    /// voters and the health's names in step with the set.
+    fn follow_the_set(&mut self) -> Result<(), Fatal> {
+        if self.work.membership_changed {
+            self.work.membership_changed = false;
+            self.work.refresh_allowed()?;
+        }
+        if !self.work.instance_over() {
+            return Ok(());
+        }
+        let ledger = self.work.chain.ledger();
+        let set = ledger.validators_in_force().clone();
+        let genesis = ledger.genesis().clone();
+        let since = set.since();
+        let durable = epoch::reset::<P>(self.work.chain.store_mut(), since)
+            .map_err(|source| Fatal::Persist { source })?;
+        let engine = epoch::engine::<P>(
+            &genesis,
+            &set,
+            &self.key,
+            &durable,
+            since,
+            &self.work.cfg.consensus,
+        );
+        let member = engine.is_some();
+        self.driver = engine.map(Driver::new);
+        let w = &mut self.work;
+        w.epoch = since;
+        w.validators = set.list().iter().map(|v| v.public_key).collect();
+        w.admission.set_validators(&w.validators);
+        w.health.set_validators(
+            set.list().iter().map(|v| v.name.clone()).collect(),
+            set.set().quorum(genesis.consensus.kind()),
+        );
+        w.chain.drop_ahead_from(since + 1);
+        w.proposer.forget();
+        w.refresh_allowed()?;
+        tracing::info!(
+            height = since,
+            validators = %set.list().iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
+            role = if member { "validator" } else { "observer" },
+            "the validator set changed: a new consensus instance orders the heights above"
+        );
+        self.catch_up = member;
+        self.catch_up_engine()
+    }
+
+    /// A fresh instance starts at its set's first height; the blocks the ledger holds above
+    /// it (synced past the boundary) are news to it.
+    fn catch_up_engine(&mut self) -> Result<(), Fatal> {
+        if !std::mem::take(&mut self.catch_up) {
+            return Ok(());
+        }
+        let tip = self.work.chain.tip();
+        if tip.height > self.work.epoch {
+            self.run_engine(Input::Synced {
+                height: tip.height,
+                tip: tip.hash,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn run_engine(&mut self, input: Input<P::Message>) -> Result<(), Fatal> {
         let Some(d) = self.driver.as_mut() else {
             return Ok(());
         };
@@ -414,16 +502,18 @@ impl<P: NodeEngine> Core<P> {
                 self.work.sync.on_disconnect(&peer, tip);
             }
             Event::Direct { from, bytes } => {
-                let Some(idx) = self.work.validators.iter().position(|k| *k == from) else {
-                    // Observers have no say in consensus.
-                    return Ok(());
-                };
-                let direct = match wire::decode_direct(&bytes) {
+                let message = match wire::decode_direct(&bytes) {
                     Ok(wire::Direct::Txs(TxBatch { txs })) => return self.on_txs(txs, now),
-                    Ok(wire::Direct::Compact(c)) => match self.work.receive_compact(from, c) {
-                        Some(m) => Ok(P::unwrap(m.into_direct())),
-                        None => return Ok(()),
-                    },
+                    Ok(wire::Direct::Engine(m)) => m,
+                    Ok(wire::Direct::Compact(c)) => {
+                        if !self.of_this_instance(from, c.message.epoch) {
+                            return Ok(());
+                        }
+                        match self.work.receive_compact(from, c) {
+                            Some(m) => m,
+                            None => return Ok(()),
+                        }
+                    }
                     Ok(wire::Direct::WantTxs(w)) => {
                         self.work.answer_want(from, w);
                         return Ok(());
@@ -434,17 +524,9 @@ impl<P: NodeEngine> Core<P> {
                             self.on_txs(unused, now)?;
                         }
                         match whole {
-                            Some(m) => Ok(P::unwrap(m.into_direct())),
+                            Some(m) => m,
                             None => return Ok(()),
                         }
-                    }
-                    other => other.map(P::unwrap),
-                };
-                let msg = match direct {
-                    Ok(Some(m)) => m,
-                    Ok(None) => {
-                        self.work.metrics.bad_messages.inc();
-                        return Ok(());
                     }
                     Err(e) => {
                         self.work.metrics.bad_messages.inc();
@@ -455,13 +537,7 @@ impl<P: NodeEngine> Core<P> {
                         return Ok(());
                     }
                 };
-                if let Some(round) = P::round_of(&msg) {
-                    self.work.health.saw_round(idx, round, now);
-                }
-                self.step(Input::Message {
-                    from: NodeId(idx as u32),
-                    msg,
-                })?;
+                self.on_engine_message(from, message, now)?;
             }
             Event::Gossip { from, topic, bytes } => match topic {
                 Topic::Txs => match wire::decode_tx_batch(&bytes) {
@@ -501,9 +577,55 @@ impl<P: NodeEngine> Core<P> {
                 self.steps(inputs)?;
                 let inputs = self.work.after_sync()?;
                 self.steps(inputs)?;
+                // An observer steps no engine: it follows the set here.
+                self.follow_the_set()?;
             }
         }
         Ok(())
+    }
+}
+
+impl<P: NodeEngine> Core<P> {
+    /// Whether a consensus message of instance `epoch` from `from` is for this node's
+    /// instance. One of a later instance means this node is behind: it syncs to that
+    /// instance's start (and hands over on the way). One of an earlier instance means the
+    /// sender is behind; it learns so from the tip announcements and syncs.
+    fn of_this_instance(&mut self, from: PublicKey, epoch: cairn_ledger::Height) -> bool {
+        let mine = self.work.epoch;
+        if epoch > mine {
+            let (tip, now) = (self.work.chain.tip().height, self.work.clock.at);
+            self.work.sync.note_height(epoch, Some(from), tip, now);
+            self.work.request_sync();
+        }
+        epoch == mine
+    }
+
+    /// A whole consensus message: to the engine if it is of this node's instance and from a
+    /// validator of its set.
+    fn on_engine_message(
+        &mut self,
+        from: PublicKey,
+        m: wire::EngineMessage,
+        now: Instant,
+    ) -> Result<(), Fatal> {
+        if !self.of_this_instance(from, m.epoch) {
+            return Ok(());
+        }
+        let Some(idx) = self.work.validators.iter().position(|k| *k == from) else {
+            // Observers have no say in consensus.
+            return Ok(());
+        };
+        let Some(msg) = P::unwrap(m.body) else {
+            self.work.metrics.bad_messages.inc();
+            return Ok(());
+        };
+        if let Some(round) = P::round_of(&msg) {
+            self.work.health.saw_round(idx, round, now);
+        }
+        self.step(Input::Message {
+            from: NodeId(idx as u32),
+            msg,
+        })
     }
 }
 

@@ -115,6 +115,11 @@ impl Proposer {
     pub fn built(&mut self) {
         self.parked = None;
     }
+
+    /// The engine that asked is gone (the validator set changed): nothing is parked.
+    pub fn forget(&mut self) {
+        self.parked = None;
+    }
 }
 
 #[cfg(test)]

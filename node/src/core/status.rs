@@ -137,6 +137,14 @@ impl Health {
         }
     }
 
+    /// The validator set changed: names and quorum of the new one, and nothing heard from
+    /// it yet.
+    pub fn set_validators(&mut self, names: Vec<String>, quorum: usize) {
+        self.names = names;
+        self.quorum = quorum;
+        self.rounds.clear();
+    }
+
     /// A validator's name.
     pub fn name(&self, index: usize) -> &str {
         self.names.get(index).map_or("?", String::as_str)

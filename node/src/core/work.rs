@@ -29,7 +29,7 @@ use crate::engines::NodeEngine;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::views::{BlockSummary, ChainEvent, Published, ReasonView, ReceiptView, StatusView};
-use crate::wire::{self, Announce, Direct, TxBatch};
+use crate::wire::{self, Announce, Direct, EngineMessage, TxBatch};
 
 /// Most bytes of transactions in a block this node builds: a block must fit in one consensus
 /// message (`wire::DIRECT_BYTES_MAX`, 8 MiB, which a Raft append shares among up to three
@@ -62,7 +62,17 @@ impl Clock {
 pub(super) struct Work {
     pub(super) cfg: Config,
     pub(super) me: PublicKey,
+    /// The validators in force, in order (an engine's `NodeId` is an index into it).
     pub(super) validators: Vec<PublicKey>,
+    /// The instance this node runs: the `since` of the set it was started for. When the
+    /// ledger's set in force moves past it, the instance is over: its outputs are dropped
+    /// until the core starts the next one.
+    pub(super) epoch: cairn_ledger::Height,
+    /// `p2p.observers`.
+    pub(super) observers: Vec<PublicKey>,
+    /// A committed block approved or activated a validator change: the allow-list and the
+    /// validators' names are read again.
+    pub(super) membership_changed: bool,
     pub(super) chain: Chain<RocksStore>,
     pub(super) admission: Admission,
     pub(super) proposer: Proposer,
@@ -113,15 +123,25 @@ impl<P: NodeEngine> Effects<P> for Work {
         follow_up: &mut VecDeque<Input<P::Message>>,
     ) -> Result<(), Fatal> {
         let now = self.clock.at;
+        if self.instance_over() {
+            // A block this instance committed changed the set: nothing more of it counts
+            // (the core starts the next instance when this step ends).
+            return Ok(());
+        }
+        let epoch = self.epoch;
+        let wrap = |msg| EngineMessage {
+            epoch,
+            body: P::wrap(msg),
+        };
         match o {
             Output::Send { to, msg } => {
                 if let Some(k) = self.validators.get(to.index()).copied() {
-                    let bytes = codec::encode(&self.compact.compact(P::wrap(msg)));
+                    let bytes = codec::encode(&self.compact.compact(wrap(msg)));
                     self.send(k, bytes);
                 }
             }
             Output::Broadcast { msg } => {
-                let bytes = codec::encode(&self.compact.compact(P::wrap(msg)));
+                let bytes = codec::encode(&self.compact.compact(wrap(msg)));
                 for k in self.validators.clone() {
                     self.send(k, bytes.clone());
                 }
@@ -218,6 +238,29 @@ impl<P: NodeEngine> Effects<P> for Work {
 }
 
 impl Work {
+    /// Reads the set in force and the pending change again and hands the network its new
+    /// allow-list.
+    pub(super) fn refresh_allowed(&mut self) -> Result<(), Fatal> {
+        let ledger = self.chain.ledger();
+        let pending = ledger
+            .pending_change()
+            .map_err(|source| Fatal::Read { source })?;
+        let keys = super::epoch::allowed(
+            ledger.validators_in_force(),
+            pending.as_ref(),
+            &self.observers,
+        );
+        if let Err(e) = self.net.set_allowed(keys) {
+            tracing::warn!(error = %e, "cannot update the network's allow-list");
+        }
+        Ok(())
+    }
+
+    /// Whether the ledger's set in force is no longer the one this node's instance orders.
+    pub(super) fn instance_over(&self) -> bool {
+        self.chain.ledger().validators_in_force().since() != self.epoch
+    }
+
     /// A compact message from a validator: whole if this node holds every transaction in it;
     /// otherwise it waits, and the sender is asked for the rest.
     pub(super) fn receive_compact(
@@ -403,6 +446,14 @@ impl Work {
         let now = self.clock.at;
         let h = c.block.header.height;
         self.proposer.on_commit(h);
+        if c.block.header.next_validators.is_some()
+            || c.block
+                .txs
+                .iter()
+                .any(|t| matches!(t.tx.payload, cairn_ledger::Payload::ChangeValidators { .. }))
+        {
+            self.membership_changed = true;
+        }
         let dropped = self
             .admission
             .on_block_committed(&c.block, &c.ids, &self.chain, now)?;
@@ -557,7 +608,24 @@ impl Work {
         };
         // Stamped now, not at the event's start: one long event (a large sync answer)
         // republishes after every block and must not look like a stuck core.
+        let validators = match &self.status.borrow().validators {
+            v if v.len() == self.validators.len()
+                && v.iter()
+                    .zip(&self.validators)
+                    .all(|(a, b)| a.public_key == *b) =>
+            {
+                v.clone()
+            }
+            _ => self
+                .chain
+                .ledger()
+                .validators_in_force()
+                .list()
+                .to_vec()
+                .into(),
+        };
         self.status.send_replace(Published {
+            validators,
             view,
             at: Some(Instant::now()),
         });

@@ -155,6 +155,33 @@ impl Net {
         }
     }
 
+    /// Writes the home of a node with a new key that is not in the genesis (not started):
+    /// it lists its own key under `p2p.observers`, as a validator joining a running chain
+    /// does, and dials the genesis validators. Its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let key = SigningKey::generate();
+        let port = free_port();
+        let home = self.dir.path().join(format!("node{i}"));
+        write_home(
+            &home,
+            &key,
+            &self.genesis,
+            port,
+            &format!("node{i}"),
+            &self.peers,
+        );
+        self.nodes.push(Node {
+            home,
+            key: key.clone(),
+            p2p_port: port,
+            child: None,
+            api: String::new(),
+        });
+        self.configure(i, "p2p", &format!("observers = [\"{}\"]", key.public_key()));
+        i
+    }
+
     /// Sets `line` (such as `header_timeout_ms = 500`) in `[section]` of node `i`'s
     /// config.toml, before it starts, replacing the key if it is there.
     pub fn configure(&self, i: usize, section: &str, line: &str) {
