@@ -296,6 +296,11 @@ impl Client {
         self.get("/api/v1/validators").await
     }
 
+    /// `GET /api/v1/validators/changes`.
+    pub async fn validator_changes(&self) -> Result<ValidatorChangesView, ClientError> {
+        self.get("/api/v1/validators/changes").await
+    }
+
     /// `GET /api/v1/peers`.
     pub async fn peers(&self) -> Result<Vec<PeerView>, ClientError> {
         self.get("/api/v1/peers").await

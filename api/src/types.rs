@@ -376,6 +376,48 @@ pub struct ValidatorView {
     pub leader: bool,
 }
 
+/// `GET /api/v1/validators/changes`: where the set in force began, the approved change
+/// waiting for its boundary, and the votes that count now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValidatorChangesView {
+    /// Who may change the set (the genesis policy).
+    pub policy: cairn_ledger::ChangePolicy,
+    /// Blocks per epoch: changes take effect after a multiple of this.
+    pub epoch_length: u64,
+    /// The set in force is in force for heights above this (0: the genesis set).
+    pub in_force_since: Height,
+    /// The approved change waiting for its boundary, with its id.
+    pub pending: Option<PendingView>,
+    /// Under `validators`: each validator's vote that counts now.
+    pub votes: Vec<VoteView>,
+}
+
+/// An approved change waiting for its boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PendingView {
+    /// The change's id (`cairn validator vote` takes it).
+    pub id: Hash,
+    /// The change, the set it makes, the height that approved it and its boundary.
+    #[serde(flatten)]
+    pub change: cairn_ledger::PendingChange,
+}
+
+/// A validator's vote for a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VoteView {
+    /// The validator that cast it.
+    pub voter: PublicKey,
+    /// The change's id.
+    pub id: Hash,
+    /// The change.
+    pub change: cairn_ledger::ValidatorChange,
+    /// The height it was cast at.
+    pub height: Height,
+}
+
 /// `GET /api/v1/peers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

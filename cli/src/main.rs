@@ -66,6 +66,36 @@ async fn run(cli: Cli) -> R<()> {
             let account = ctx.account_id(&id)?;
             send::send(&ctx, &send, Payload::RemoveMember { account }).await
         }
+        Cmd::Validator(ValidatorCmd::List) => explore::validator_changes(&ctx).await,
+        Cmd::Validator(ValidatorCmd::Vote { id, send }) => {
+            let changes = ctx.client.validator_changes().await?;
+            let mut found: Vec<ValidatorChange> = changes
+                .votes
+                .into_iter()
+                .filter(|v| v.id.to_string().starts_with(&id.to_lowercase()))
+                .map(|v| v.change)
+                .collect();
+            found.dedup();
+            let change = match found.len() {
+                1 => found.remove(0),
+                0 => {
+                    return Err(fail(
+                        USAGE,
+                        format!(
+                            "no vote counts now for a change with id {id}; see `cairn validator list` \
+                             (a change already approved needs no more votes)"
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(fail(
+                        USAGE,
+                        format!("{id} names several changes; give more of it"),
+                    ));
+                }
+            };
+            send::send(&ctx, &send, Payload::ChangeValidators { change }).await
+        }
         Cmd::Validator(v) => {
             let change = match &v {
                 ValidatorCmd::Add { name, key, .. } => ValidatorChange::Add {
@@ -81,11 +111,13 @@ async fn run(cli: Cli) -> R<()> {
                     public_key: ctx.account_id(key)?,
                     new_key: ctx.account_id(new_key)?,
                 },
+                ValidatorCmd::Vote { .. } | ValidatorCmd::List => unreachable!("handled above"),
             };
             let send = match &v {
                 ValidatorCmd::Add { send, .. }
                 | ValidatorCmd::Remove { send, .. }
                 | ValidatorCmd::Rotate { send, .. } => send,
+                ValidatorCmd::Vote { .. } | ValidatorCmd::List => unreachable!("handled above"),
             };
             send::send(&ctx, send, Payload::ChangeValidators { change }).await
         }

@@ -193,11 +193,10 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         observers,
     } = s;
     let set = ledger.validators_in_force().clone();
-    let pending = ledger
-        .pending_change()
+    let changes = crate::core::epoch::changes_view(&ledger)
         .context("reading the pending validator change")?;
-    let names: HashMap<PublicKey, String> =
-        crate::core::epoch::names(&genesis, &set, pending.as_ref());
+    let pending = changes.pending.as_ref().map(|p| &p.change);
+    let names: HashMap<PublicKey, String> = crate::core::epoch::names(&genesis, &set, pending);
 
     // The network: the validators in force and those a pending change adds (and configured
     // observers) only; the core keeps the list up to date as the set changes.
@@ -207,7 +206,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
     net_cfg.max_direct_bytes = crate::wire::DIRECT_BYTES_MAX;
     net_cfg.max_gossip_bytes = crate::wire::GOSSIP_BYTES_MAX;
     net_cfg.max_sync_response_bytes = crate::wire::SYNC_RESPONSE_BYTES_MAX;
-    net_cfg.allowed = crate::core::epoch::allowed(&set, pending.as_ref(), &observers);
+    net_cfg.allowed = crate::core::epoch::allowed(&set, pending, &observers);
     net_cfg.names = names.clone();
     // Where the others run is configuration: the genesis names them by key only.
     net_cfg.bootstrap = config.p2p.bootstrap.clone();
@@ -229,6 +228,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
     let (status_tx, status_rx) = watch::channel(Published {
         at: None,
         validators: set.list().into(),
+        changes: Arc::new(changes.clone()),
         view: StatusView {
             chain_id: genesis.chain_id.clone(),
             genesis_hash: genesis.hash(),
@@ -268,6 +268,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
             status: status_tx,
             metrics: metrics.clone(),
             observers,
+            changes,
         },
         engine,
         fresh,

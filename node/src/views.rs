@@ -35,4 +35,6 @@ pub struct Published {
     pub at: Option<std::time::Instant>,
     /// The validators in force, in order (shared: replaced only when the set changes).
     pub validators: std::sync::Arc<[cairn_ledger::Validator]>,
+    /// Pending validator changes and votes (replaced after blocks that carry changes).
+    pub changes: std::sync::Arc<ValidatorChangesView>,
 }

@@ -378,4 +378,17 @@ pub enum ValidatorCmd {
         #[command(flatten)]
         send: SendArgs,
     },
+    /// Vote for a change another validator proposed (policy `validators`): sends the same
+    /// change, signed with your validator key
+    #[command(
+        after_help = "Example:\n  cairn validator list            # shows each vote's change id\n  cairn validator vote 5f2a… --from v2 --wait"
+    )]
+    Vote {
+        /// The change's id, as `cairn validator list` shows it (a unique prefix will do).
+        id: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// The validators in force, the pending change and the votes
+    List,
 }

@@ -338,3 +338,67 @@ pub async fn events(ctx: &Ctx, from: Option<Height>) -> R<()> {
     }
     Err(fail(NODE, "the event stream ended"))
 }
+
+/// How a change reads in a listing.
+fn describe_change(c: &cairn_ledger::ValidatorChange) -> String {
+    use cairn_ledger::ValidatorChange as C;
+    match c {
+        C::Add { validator } => format!("add {} {}", validator.name, validator.public_key),
+        C::Remove { public_key } => format!("remove {public_key}"),
+        C::Rotate {
+            public_key,
+            new_key,
+        } => format!("rotate {public_key} -> {new_key}"),
+    }
+}
+
+/// `cairn validator list`: the set in force, the pending change and the votes.
+pub async fn validator_changes(ctx: &Ctx) -> R<()> {
+    let set = ctx.client.validators().await?;
+    let changes = ctx.client.validator_changes().await?;
+    if ctx.json {
+        let both = serde_json::json!({ "validators": set, "changes": changes });
+        line(&serde_json::to_string_pretty(&both).unwrap_or_default());
+        return Ok(());
+    }
+    let mut out = vec![format!(
+        "validators in force from height {} (policy: {}, epochs of {} blocks):",
+        changes.in_force_since + 1,
+        match changes.policy {
+            cairn_ledger::ChangePolicy::Admins => "admins",
+            cairn_ledger::ChangePolicy::Validators => "validators",
+        },
+        changes.epoch_length
+    )];
+    out.extend(
+        set.iter()
+            .map(|v| format!("  {:<10} {}", v.name, v.public_key)),
+    );
+    match &changes.pending {
+        Some(p) => out.push(format!(
+            "pending: {} (approved at {}, in force from {}), id {}",
+            describe_change(&p.change.change),
+            p.change.approved_at,
+            p.change.boundary + 1,
+            p.id
+        )),
+        None => out.push("pending: none".into()),
+    }
+    if changes.votes.is_empty() {
+        out.push("votes: none".into());
+    }
+    for v in &changes.votes {
+        let name = set
+            .iter()
+            .find(|x| x.public_key == v.voter)
+            .map_or_else(|| v.voter.to_string(), |x| x.name.clone());
+        out.push(format!(
+            "vote by {name} at {}: {} (id {})",
+            v.height,
+            describe_change(&v.change),
+            v.id
+        ));
+    }
+    line(&out.join("\n"));
+    Ok(())
+}

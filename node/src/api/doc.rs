@@ -33,6 +33,7 @@ behind the JSON.";
         super::handlers::record,
         super::genesis,
         super::validators,
+        super::validator_changes,
         super::peers,
         super::events::events,
         super::openapi,

@@ -136,6 +136,7 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .route("/accounts/{id}/records/{key}", get(handlers::record))
         .route("/genesis", get(genesis))
         .route("/validators", get(validators))
+        .route("/validators/changes", get(validator_changes))
         .route("/peers", get(peers))
         .route("/events", get(events::events))
         .route("/openapi.json", get(openapi));
@@ -444,6 +445,19 @@ async fn validators(State(s): State<AppState>) -> ApiResult<Vec<ValidatorView>> 
         })
         .collect();
     Ok(axum::Json(v))
+}
+
+/// The approved validator change waiting for its epoch boundary, and the validators' votes
+/// that count now (under the `validators` policy), as of this node's tip.
+#[utoipa::path(
+    get,
+    path = "/api/v1/validators/changes",
+    tag = "node",
+    responses((status = 200, description = "The policy, the pending change and the votes.", body = ValidatorChangesView))
+)]
+async fn validator_changes(State(s): State<AppState>) -> axum::Json<ValidatorChangesView> {
+    let changes = s.status.borrow().changes.clone();
+    axum::Json(changes.as_ref().clone())
 }
 
 /// The peers this node is connected to.

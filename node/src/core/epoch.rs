@@ -137,6 +137,35 @@ pub fn allowed(
     keys
 }
 
+/// What `GET /api/v1/validators/changes` shows, read from the ledger.
+pub fn changes_view<S: BlockStore>(
+    ledger: &cairn_ledger::Ledger<S>,
+) -> Result<crate::views::ValidatorChangesView, StoreError> {
+    use cairn_ledger::governance::change_id;
+    let consensus = &ledger.genesis().consensus;
+    Ok(crate::views::ValidatorChangesView {
+        policy: consensus.change_policy(),
+        epoch_length: consensus.epoch_length(),
+        in_force_since: ledger.validators_in_force().since(),
+        pending: ledger
+            .pending_change()?
+            .map(|change| crate::views::PendingView {
+                id: change_id(&change.change),
+                change,
+            }),
+        votes: ledger
+            .validator_votes()?
+            .into_iter()
+            .map(|(voter, v)| crate::views::VoteView {
+                voter,
+                id: change_id(&v.change),
+                change: v.change,
+                height: v.height,
+            })
+            .collect(),
+    })
+}
+
 /// The validators' names this node knows, for the network's log lines: the genesis set's,
 /// the set in force's and a pending set's.
 pub fn names(
@@ -151,4 +180,70 @@ pub fn names(
         .chain(pending.into_iter().flat_map(|p| p.validators.iter()))
         .map(|v| (v.public_key, v.name.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_consensus::raft::{Raft, RaftPersist};
+    use cairn_consensus::{LogIndex, Term};
+    use cairn_crypto::Hash;
+    use cairn_ledger::BlockHash;
+
+    fn store(dir: &std::path::Path) -> RocksStore {
+        RocksStore::open(dir, &BlockHash(Hash::ZERO)).expect("open")
+    }
+
+    fn raft_writes(op: &RaftPersist) -> Vec<ConsensusWrite> {
+        let mut w = Vec::new();
+        <Raft as Protocol>::Durable::writes(op, &mut w);
+        w
+    }
+
+    #[test]
+    fn a_state_of_another_set_is_reset_once_and_then_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        // Nothing marked yet: the genesis set's state, loaded as it is.
+        let vote = RaftPersist::HardState {
+            term: Term(7),
+            voted_for: None,
+        };
+        s.consensus_write(&raft_writes(&vote)).expect("write");
+        let l = load::<Raft>(&mut s, 0).expect("load");
+        assert!(!l.fresh);
+        assert_eq!(l.durable.term, Term(7));
+
+        // The ledger's set changed above 20 (a crash came between the commit and the reset):
+        // the old instance's vote is gone, the log starts at the boundary, and the marker
+        // says so, durably.
+        let l = load::<Raft>(&mut s, 20).expect("load");
+        assert!(l.fresh);
+        assert_eq!(l.durable.term, Term(0));
+        assert_eq!(
+            (l.durable.snapshot_index, l.durable.snapshot_height),
+            (LogIndex(0), 20)
+        );
+        drop(s);
+        let mut s = store(dir.path());
+        s.consensus_write(&raft_writes(&vote)).expect("write");
+        let l = load::<Raft>(&mut s, 20).expect("load");
+        assert!(!l.fresh, "the same set's state is kept across restarts");
+        assert_eq!(l.durable.term, Term(7));
+    }
+
+    #[test]
+    fn a_damaged_marker_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        s.consensus_write(&[ConsensusWrite::Put {
+            key: MARKER.to_vec(),
+            value: vec![1, 2, 3],
+        }])
+        .expect("write");
+        assert!(matches!(
+            load::<Raft>(&mut s, 0),
+            Err(LoadError::BadMarker { len: 3 })
+        ));
+    }
 }

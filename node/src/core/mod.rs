@@ -116,6 +116,8 @@ pub struct CoreParts {
     pub metrics: Arc<Metrics>,
     /// `p2p.observers`: allowed to connect whatever the validator set.
     pub observers: Vec<PublicKey>,
+    /// Pending validator changes and votes, as read at start.
+    pub changes: crate::views::ValidatorChangesView,
 }
 
 /// The consensus task.
@@ -175,6 +177,7 @@ impl<P: NodeEngine> Core<P> {
                 epoch: set.since(),
                 observers: p.observers,
                 membership_changed: false,
+                changes: Arc::new(p.changes),
                 chain: Chain::new(p.ledger),
                 admission,
                 proposer,
@@ -278,7 +281,7 @@ impl<P: NodeEngine> Core<P> {
     fn follow_the_set(&mut self) -> Result<(), Fatal> {
         if self.work.membership_changed {
             self.work.membership_changed = false;
-            self.work.refresh_allowed()?;
+            self.work.refresh_membership()?;
         }
         if !self.work.instance_over() {
             return Ok(());
@@ -309,7 +312,7 @@ impl<P: NodeEngine> Core<P> {
         );
         w.chain.drop_ahead_from(since + 1);
         w.proposer.forget();
-        w.refresh_allowed()?;
+        w.refresh_membership()?;
         tracing::info!(
             height = since,
             validators = %set.list().iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),

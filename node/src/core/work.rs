@@ -73,6 +73,8 @@ pub(super) struct Work {
     /// A committed block approved or activated a validator change: the allow-list and the
     /// validators' names are read again.
     pub(super) membership_changed: bool,
+    /// What the API shows of pending changes and votes.
+    pub(super) changes: Arc<crate::views::ValidatorChangesView>,
     pub(super) chain: Chain<RocksStore>,
     pub(super) admission: Admission,
     pub(super) proposer: Proposer,
@@ -238,18 +240,18 @@ impl<P: NodeEngine> Effects<P> for Work {
 }
 
 impl Work {
-    /// Reads the set in force and the pending change again and hands the network its new
-    /// allow-list.
-    pub(super) fn refresh_allowed(&mut self) -> Result<(), Fatal> {
+    /// Reads the set in force, the pending change and the votes again: hands the network its
+    /// new allow-list, and the API what it shows.
+    pub(super) fn refresh_membership(&mut self) -> Result<(), Fatal> {
         let ledger = self.chain.ledger();
-        let pending = ledger
-            .pending_change()
-            .map_err(|source| Fatal::Read { source })?;
+        let changes =
+            super::epoch::changes_view(ledger).map_err(|source| Fatal::Read { source })?;
         let keys = super::epoch::allowed(
             ledger.validators_in_force(),
-            pending.as_ref(),
+            changes.pending.as_ref().map(|p| &p.change),
             &self.observers,
         );
+        self.changes = Arc::new(changes);
         if let Err(e) = self.net.set_allowed(keys) {
             tracing::warn!(error = %e, "cannot update the network's allow-list");
         }
@@ -626,6 +628,7 @@ impl Work {
         };
         self.status.send_replace(Published {
             validators,
+            changes: self.changes.clone(),
             view,
             at: Some(Instant::now()),
         });
