@@ -72,7 +72,7 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
                 &format!("Block {h1}"),
                 "✓ the header hashes to the block hash",
                 "✓ the transaction hashes to the header's transaction root",
-                "✓ the header names the genesis validator set",
+                "✓ the header names the validator set in force, followed from the genesis",
                 "✓ Certificate verified:",
                 "validators signed (quorum 3)",
             ],
@@ -123,7 +123,7 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
     assert!(
         verdict[6]
             .as_str()
-            .is_some_and(|e| e.contains("validator set other than the genesis")),
+            .is_some_and(|e| e.contains("validator set other than the one in force")),
         "{verdict}"
     );
 

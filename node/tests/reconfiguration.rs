@@ -3,6 +3,8 @@
 //! out, which is refused from then on; a Raft network goes from 3 to 5 validators and back
 //! under load without losing an acknowledged transaction. `cairn verify` follows the sets.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
 use std::path::PathBuf;
@@ -384,6 +386,37 @@ async fn pbft_votes_a_validator_in_and_one_out() {
     std::fs::write(&file, forged.to_string()).expect("write");
     let (code, out) = verify(&net, 1, file.to_str().expect("path"));
     assert_eq!(code, Some(8), "{out}");
+
+    // The explorer page follows the sets too (verify.js, in a real browser): the tip checks
+    // against the set in force, and not against the genesis set.
+    let mut page = browser::Browser::start().await;
+    page.open(&format!("{}/#/block/{tip}", net.nodes[1].api))
+        .await;
+    let text = page
+        .wait_text(
+            &[
+                "✓ the header names the validator set in force, followed from the genesis",
+                "✓ Certificate verified:",
+                "node4",
+            ],
+            WITHIN,
+        )
+        .await;
+    assert!(!text.contains('✗'), "{text}");
+    let genesis_only = page
+        .eval(&format!(
+            "(async () => {{
+                const v = await (await fetch('/api/v1/blocks/{tip}')).json();
+                const g = await (await fetch('/api/v1/genesis')).json();
+                return (await window.cairnVerify.verifyBlock(v, g)).ok;
+            }})()"
+        ))
+        .await;
+    assert_eq!(
+        genesis_only,
+        Value::Bool(false),
+        "the genesis set no longer certifies"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

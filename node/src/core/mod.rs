@@ -509,7 +509,10 @@ impl<P: NodeEngine> Core<P> {
                     Ok(wire::Direct::Txs(TxBatch { txs })) => return self.on_txs(txs, now),
                     Ok(wire::Direct::Engine(m)) => m,
                     Ok(wire::Direct::Compact(c)) => {
-                        if !self.of_this_instance(from, c.message.epoch) {
+                        // Nothing is fetched for a message the engine would not take.
+                        if !self.of_this_instance(from, c.message.epoch)
+                            || !self.work.validators.contains(&from)
+                        {
                             return Ok(());
                         }
                         match self.work.receive_compact(from, c) {

@@ -229,7 +229,8 @@ async function block(id) {
   if (NO_CRYPTO()) return checks.replaceChildren(check(false, NO_CRYPTO()));
   let r;
   try {
-    r = await verify.verifyBlock(v, g);
+    const set = await verify.setFor(h.height, g, (e) => api(`/blocks/${e}`));
+    r = await verify.verifyBlock(v, g, set);
   } catch (e) {
     checks.replaceChildren(check(false, `cannot check here: ${e.message}`));
     return;
@@ -244,7 +245,7 @@ async function block(id) {
         : `the ${h.tx_count} transactions hash to the header's transaction root`,
     ),
     check(r.chainOk, `the block is of chain ${g.chain_id}`),
-    check(r.validatorsOk, "the header names the genesis validator set"),
+    check(r.validatorsOk, "the header names the validator set in force, followed from the genesis"),
     r.linkOk === undefined ? null : check(r.linkOk, "block 1 links to the genesis"),
     c.ok
       ? check(
@@ -257,7 +258,7 @@ async function block(id) {
     el(
       "li",
       { class: "note" },
-      "against the validators of the genesis this node serves, whose hash (computed in this page) is ",
+      "against the validators in force at this height, followed from the genesis this node serves through every boundary block below it; the genesis hash (computed in this page) is ",
       el("span", { class: "mono" }, await verify.genesisHash(g)),
       s.genesis_hash === (await verify.genesisHash(g)) ? "" : " — NOT the one its status names",
       ": compare it with the genesis hash you know.",

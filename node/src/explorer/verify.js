@@ -243,11 +243,11 @@ export async function genesisHash(genesis) {
   return bytesToHex(await taggedHash(TAGS.genesis, encodeGenesis(genesis)));
 }
 
-/// §8: a certificate for (height, hash), against the genesis validators.
-async function checkCertificate(cert, height, blockHashHex, genesis) {
+/// §8: a certificate for (height, hash), against the validators in force at that height.
+async function checkCertificate(cert, height, blockHashHex, genesis, set) {
   const chain = genesis.chain_id;
-  const keys = genesis.validators.map((v) => v.public_key);
-  const names = Object.fromEntries(genesis.validators.map((v) => [v.public_key, v.name]));
+  const keys = set.map((v) => v.public_key);
+  const names = Object.fromEntries(set.map((v) => [v.public_key, v.name]));
   const hashBytes = hexToBytes(blockHashHex);
   if (cert.raft) {
     if (!genesis.consensus.raft) return { ok: false, why: "a Raft certificate on a PBFT chain" };
@@ -284,9 +284,41 @@ async function checkCertificate(cert, height, blockHashHex, genesis) {
   return { ok: true, kind: "pbft", signers, quorum, n, round: c.view };
 }
 
+/// Blocks per epoch: set changes take effect after multiples of it (§8).
+export function epochLength(genesis) {
+  const c = genesis.consensus;
+  return BigInt(c.raft ? c.raft.epoch_length : c.pbft.checkpoint_interval);
+}
+
+/// The set in force after each boundary already followed, by chain: [boundary, set] pairs.
+const followed = new Map();
+
+/// §8: the validator set in force at `height`, followed from the genesis: every boundary
+/// block below it is checked against the set before it (its certificate included), and the
+/// set its header announces (next_validators) takes over after it. `fetchBlock(h)` returns
+/// the block view at h. Throws when a boundary block does not verify.
+export async function setFor(height, genesis, fetchBlock) {
+  const k = epochLength(genesis);
+  const key = await genesisHash(genesis);
+  const known = followed.get(key) ?? [[0n, genesis.validators]];
+  followed.set(key, known);
+  let [at, set] = known[known.length - 1];
+  for (let e = at + k; e < BigInt(height); e += k) {
+    const view = await fetchBlock(e);
+    const r = await verifyBlock(view, genesis, set);
+    if (!r.ok) throw new Error(`boundary block ${e} does not verify: ${r.errors.join("; ")}`);
+    if (view.block.header.next_validators != null) set = view.block.header.next_validators;
+    known.push([e, set]);
+  }
+  // The boundaries below `height` only (another call may have gone further).
+  for (const [e, s] of known) if (e < BigInt(height)) set = s;
+  return set;
+}
+
 /// Everything the page can check about a block (as `GET /api/v1/blocks/{id}` serves it)
-/// against a genesis: its hash, its transactions' ids and root, and its certificate.
-export async function verifyBlock(view, genesis) {
+/// against a genesis and the validator set in force at its height (see `setFor`; the genesis
+/// set by default): its hash, its transactions' ids and root, and its certificate.
+export async function verifyBlock(view, genesis, set = genesis.validators) {
   const h = view.block.header;
   const out = { errors: [] };
   const hash = bytesToHex(await taggedHash(TAGS.block, encodeHeader(h)));
@@ -303,14 +335,11 @@ export async function verifyBlock(view, genesis) {
     out.linkOk = h.prev_hash === (await genesisHash(genesis));
     if (!out.linkOk) out.errors.push("block 1 does not link to this genesis");
   }
-  // The page knows the genesis set only (as does every verifier today: no set can change
-  // yet). A chain whose set changed is checked by following next_validators from the
-  // genesis (§8).
-  out.validatorsOk = h.validators_hash === (await validatorsHash(genesis.validators));
+  out.validatorsOk = h.validators_hash === (await validatorsHash(set));
   if (!out.validatorsOk) {
-    out.errors.push("the block names a validator set other than the genesis one");
+    out.errors.push("the block names a validator set other than the one in force");
   }
-  out.certificate = await checkCertificate(view.certificate, h.height, view.hash, genesis);
+  out.certificate = await checkCertificate(view.certificate, h.height, view.hash, genesis, set);
   if (!out.certificate.ok) out.errors.push(`certificate: ${out.certificate.why}`);
   out.ok = out.errors.length === 0;
   return out;

@@ -21,20 +21,6 @@ fn later_replica(c: &TestChain, me: u32) -> Pbft {
     )
 }
 
-fn sign_in<T: serde::Serialize + Clone>(
-    c: &TestChain,
-    context: &str,
-    author: u32,
-    domain: Domain,
-    body: &T,
-) -> Signed<T> {
-    Signed {
-        author: NodeId(author),
-        body: body.clone(),
-        signature: c.validators[author as usize].sign(domain, context, &codec::encode(body)),
-    }
-}
-
 fn empty_view_change() -> ViewChange {
     ViewChange {
         new_view: View(1),

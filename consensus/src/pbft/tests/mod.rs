@@ -62,10 +62,21 @@ pub(super) fn sign<T: serde::Serialize + Clone>(
     domain: Domain,
     body: &T,
 ) -> Signed<T> {
+    sign_in(c, c.chain_id(), author, domain, body)
+}
+
+/// Signed in `context` (an instance's, see [`PbftConfig::context`]).
+pub(super) fn sign_in<T: serde::Serialize + Clone>(
+    c: &TestChain,
+    context: &str,
+    author: u32,
+    domain: Domain,
+    body: &T,
+) -> Signed<T> {
     Signed {
         author: NodeId(author),
         body: body.clone(),
-        signature: c.validators[author as usize].sign(domain, c.chain_id(), &codec::encode(body)),
+        signature: c.validators[author as usize].sign(domain, context, &codec::encode(body)),
     }
 }
 
