@@ -3,6 +3,8 @@
 //! out, which is refused from then on; a Raft network goes from 3 to 5 validators and back
 //! under load without losing an acknowledged transaction. `cairn verify` follows the sets.
 
+// Shared with the explorer's test, which uses all of it.
+#[allow(dead_code)]
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
