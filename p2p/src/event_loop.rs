@@ -72,9 +72,10 @@ pub fn start(cfg: NetworkConfig) -> Result<(Client, mpsc::Receiver<Event>, Event
     let chain = &cfg.chain_id;
     let kad_protocol =
         StreamProtocol::try_from_owned(format!("/cairn/{chain}/kad/1")).map_err(setup)?;
-    // Version 2: a stream of frames per peer (version 1 was one request per message).
+    // Version 3: consensus messages name their engine instance (version 2 did not; version 1
+    // was one request per message, version 2 brought a stream of frames per peer).
     let direct_protocol =
-        StreamProtocol::try_from_owned(format!("/cairn/{chain}/direct/2")).map_err(setup)?;
+        StreamProtocol::try_from_owned(format!("/cairn/{chain}/direct/3")).map_err(setup)?;
     let sync_protocol =
         StreamProtocol::try_from_owned(format!("/cairn/{chain}/sync/1")).map_err(setup)?;
     let mut swarm = swarm::build(&cfg, keypair, &keys, kad_protocol, sync_protocol)?;

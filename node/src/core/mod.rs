@@ -177,6 +177,12 @@ impl<P: NodeEngine> Core<P> {
                 epoch: set.since(),
                 observers: p.observers,
                 membership_changed: false,
+                pending_keys: p
+                    .changes
+                    .pending
+                    .as_ref()
+                    .map(|c| c.change.validators.iter().map(|v| v.public_key).collect())
+                    .unwrap_or_default(),
                 changes: Arc::new(p.changes),
                 chain: Chain::new(p.ledger),
                 admission,
@@ -598,7 +604,10 @@ impl<P: NodeEngine> Core<P> {
     /// sender is behind; it learns so from the tip announcements and syncs.
     fn of_this_instance(&mut self, from: PublicKey, epoch: cairn_ledger::Height) -> bool {
         let mine = self.work.epoch;
-        if epoch > mine {
+        // Only a validator of this set or the next one is taken at its word (an observer's
+        // claim sends this node after nothing).
+        let w = &self.work;
+        if epoch > mine && (w.validators.contains(&from) || w.pending_keys.contains(&from)) {
             let (tip, now) = (self.work.chain.tip().height, self.work.clock.at);
             self.work.sync.note_height(epoch, Some(from), tip, now);
             self.work.request_sync();

@@ -75,6 +75,9 @@ pub(super) struct Work {
     pub(super) membership_changed: bool,
     /// What the API shows of pending changes and votes.
     pub(super) changes: Arc<crate::views::ValidatorChangesView>,
+    /// The keys of the set a pending change makes: besides the set in force, whose messages
+    /// of a later instance this node takes as a sign it is behind.
+    pub(super) pending_keys: Vec<PublicKey>,
     pub(super) chain: Chain<RocksStore>,
     pub(super) admission: Admission,
     pub(super) proposer: Proposer,
@@ -251,9 +254,16 @@ impl Work {
             changes.pending.as_ref().map(|p| &p.change),
             &self.observers,
         );
+        self.pending_keys = changes
+            .pending
+            .as_ref()
+            .map(|p| p.change.validators.iter().map(|v| v.public_key).collect())
+            .unwrap_or_default();
         self.changes = Arc::new(changes);
         if let Err(e) = self.net.set_allowed(keys) {
-            tracing::warn!(error = %e, "cannot update the network's allow-list");
+            // The network's command queue is full: tried again at the next step or tick.
+            tracing::warn!(error = %e, "cannot update the network's allow-list yet");
+            self.membership_changed = true;
         }
         Ok(())
     }
@@ -448,7 +458,10 @@ impl Work {
         let now = self.clock.at;
         let h = c.block.header.height;
         self.proposer.on_commit(h);
-        if c.block.header.next_validators.is_some()
+        // Votes expire at boundaries, changes come with transactions and take effect with
+        // boundary blocks: the listing and the allow-list are read again after each.
+        let epoch_length = self.chain.ledger().genesis().consensus.epoch_length();
+        if h.is_multiple_of(epoch_length.max(1))
             || c.block
                 .txs
                 .iter()

@@ -308,10 +308,15 @@ export async function setFor(height, genesis, fetchBlock) {
     const r = await verifyBlock(view, genesis, set);
     if (!r.ok) throw new Error(`boundary block ${e} does not verify: ${r.errors.join("; ")}`);
     if (view.block.header.next_validators != null) set = view.block.header.next_validators;
-    known.push([e, set]);
+    // Another call may have followed this far meanwhile (the result is the same): the list
+    // stays in boundary order.
+    if (known[known.length - 1][0] < e) known.push([e, set]);
   }
-  // The boundaries below `height` only (another call may have gone further).
-  for (const [e, s] of known) if (e < BigInt(height)) set = s;
+  // The set after the highest boundary below `height` (another call may have gone further).
+  let best = 0n;
+  for (const [e, s] of known) {
+    if (e < BigInt(height) && e >= best) [best, set] = [e, s];
+  }
   return set;
 }
 
