@@ -363,9 +363,13 @@ async fn pbft_votes_a_validator_in_and_one_out() {
         assert!(code == 200 && v["status"] == "committed", "{id}: {v}");
     }
 
-    // Offline verification follows both changes.
+    // Offline verification follows both changes: every block from the genesis to the tip.
     let checked = verify_across_changes(&net, 1, tip, 10).await;
     assert_eq!(checked, 6, "two boundaries changed the set");
+    for h in 2..tip {
+        let (code, out) = verify(&net, 1, &h.to_string());
+        assert_eq!(code, Some(0), "block {h}: {out}");
+    }
     // A block after the removal, certified by the old set (node0 among the signers), is
     // refused.
     let (_, b) = net.get(1, &format!("/api/v1/blocks/{tip}")).await;
