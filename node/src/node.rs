@@ -75,19 +75,26 @@ pub fn preflight(home: &Home, config: &Config) -> anyhow::Result<Preflight> {
         genesis,
         observers,
     };
-    if !p.is_validator() && !p.observers.contains(&me) {
-        bail!(
-            "this node's key {me} is neither a validator in {} nor listed in p2p.observers in {}: \
-             the validators would refuse its connections. Run it with a validator's key, or add \
-             the key to p2p.observers here and on the validators (which must allow it). A \
-             validator joining a running chain starts this way too: list its key in \
-             p2p.observers here; the validators admit it once the change adding it is approved, \
-             and it takes part from the boundary where the change takes effect",
-            home.genesis().display(),
-            home.config().display()
-        );
+    // A validator added on the running chain is in its store's set, not the genesis one: that
+    // is checked once the store is open (`run`). A node without a store must be known here.
+    if !p.is_validator() && !p.observers.contains(&me) && !home.data().exists() {
+        bail!("{}", outsider(home, &me));
     }
     Ok(p)
+}
+
+/// Why a key that neither the chain nor the config knows cannot run.
+fn outsider(home: &Home, me: &PublicKey) -> String {
+    format!(
+        "this node's key {me} is neither a validator in {} nor listed in p2p.observers in {}: \
+         the validators would refuse its connections. Run it with a validator's key, or add \
+         the key to p2p.observers here and on the validators (which must allow it). A \
+         validator joining a running chain starts this way too: list its key in p2p.observers \
+         here; the validators admit it once the change adding it is approved, and it takes \
+         part from the boundary where the change takes effect",
+        home.genesis().display(),
+        home.config().display()
+    )
 }
 
 /// Runs the node in `home` until SIGINT or SIGTERM, or until a part of it fails.
@@ -101,6 +108,20 @@ pub async fn run(home: Home, config: Config) -> anyhow::Result<()> {
     let store = open_store(&home, &genesis, &config)?;
     let reader = store.reader();
     let ledger = Ledger::open(store, genesis.clone()).context("opening the ledger")?;
+    let known = ledger
+        .validators_in_force()
+        .list()
+        .iter()
+        .any(|v| v.public_key == me)
+        || genesis.validators.iter().any(|v| v.public_key == me)
+        || observers.contains(&me)
+        || ledger
+            .pending_change()
+            .context("reading the pending validator change")?
+            .is_some_and(|p| p.validators.iter().any(|v| v.public_key == me));
+    if !known {
+        bail!("{}", outsider(&home, &me));
+    }
     tracing::info!(
         chain = %genesis.chain_id,
         consensus = %format!("{:?}", genesis.consensus.kind()).to_lowercase(),

@@ -474,6 +474,11 @@ async fn raft_goes_from_three_to_five_validators_and_back_under_load() {
     assert_eq!(set, vec![keys[1], keys[2], keys[b]]);
     net.start(2).await;
     wait_set(&net, &[2], &set).await;
+    // A validator added on the running chain restarts as one: its store's set names it, with
+    // no `p2p.observers` entry for its own key.
+    net.kill(b);
+    net.configure(b, "p2p", "observers = []");
+    net.start(b).await;
     let next = nonce(&net, 2, &admin.public_key()).await;
     let tx = net.transfer(0, next, net.accounts[2].public_key(), 5);
     let tip = commit(&net, 2, &tx).await;
