@@ -166,6 +166,15 @@ pub fn changes_view<S: BlockStore>(
     })
 }
 
+/// The keys of the set a pending change makes (none without one).
+pub fn pending_keys(changes: &crate::views::ValidatorChangesView) -> Vec<PublicKey> {
+    changes
+        .pending
+        .as_ref()
+        .map(|p| p.change.validators.iter().map(|v| v.public_key).collect())
+        .unwrap_or_default()
+}
+
 /// The validators' names this node knows, for the network's log lines: the genesis set's,
 /// the set in force's and a pending set's.
 pub fn names(

@@ -64,6 +64,8 @@ pub(super) struct Work {
     pub(super) me: PublicKey,
     /// The validators in force, in order (an engine's `NodeId` is an index into it).
     pub(super) validators: Vec<PublicKey>,
+    /// The same with their names, as the API shows them (replaced when the set changes).
+    pub(super) validator_list: Arc<[cairn_ledger::Validator]>,
     /// The instance this node runs: the `since` of the set it was started for. When the
     /// ledger's set in force moves past it, the instance is over: its outputs are dropped
     /// until the core starts the next one.
@@ -254,11 +256,7 @@ impl Work {
             changes.pending.as_ref().map(|p| &p.change),
             &self.observers,
         );
-        self.pending_keys = changes
-            .pending
-            .as_ref()
-            .map(|p| p.change.validators.iter().map(|v| v.public_key).collect())
-            .unwrap_or_default();
+        self.pending_keys = super::epoch::pending_keys(&changes);
         self.changes = Arc::new(changes);
         if let Err(e) = self.net.set_allowed(keys) {
             // The network's command queue is full: tried again at the next step or tick.
@@ -623,24 +621,8 @@ impl Work {
         };
         // Stamped now, not at the event's start: one long event (a large sync answer)
         // republishes after every block and must not look like a stuck core.
-        let validators = match &self.status.borrow().validators {
-            v if v.len() == self.validators.len()
-                && v.iter()
-                    .zip(&self.validators)
-                    .all(|(a, b)| a.public_key == *b) =>
-            {
-                v.clone()
-            }
-            _ => self
-                .chain
-                .ledger()
-                .validators_in_force()
-                .list()
-                .to_vec()
-                .into(),
-        };
         self.status.send_replace(Published {
-            validators,
+            validators: self.validator_list.clone(),
             changes: self.changes.clone(),
             view,
             at: Some(Instant::now()),
