@@ -252,6 +252,11 @@ impl Client {
         self.get(&format!("/api/v1/accounts/{id}")).await
     }
 
+    /// `GET /api/v1/accounts/{id}?prove=true`: with the proof against a certified block.
+    pub async fn account_proved(&self, id: &PublicKey) -> Result<AccountView, ClientError> {
+        self.get(&format!("/api/v1/accounts/{id}?prove=true")).await
+    }
+
     /// `GET /api/v1/accounts/{id}/txs`.
     pub async fn account_txs(
         &self,
@@ -284,6 +289,19 @@ impl Client {
     pub async fn record(&self, owner: &PublicKey, key: &str) -> Result<RecordView, ClientError> {
         self.get(&format!("/api/v1/accounts/{owner}/records/{}", escape(key)))
             .await
+    }
+
+    /// `GET /api/v1/accounts/{owner}/records/{key}?prove=true`.
+    pub async fn record_proved(
+        &self,
+        owner: &PublicKey,
+        key: &str,
+    ) -> Result<RecordView, ClientError> {
+        self.get(&format!(
+            "/api/v1/accounts/{owner}/records/{}?prove=true",
+            escape(key)
+        ))
+        .await
     }
 
     /// `GET /api/v1/genesis`: the node's word for it; check its hash before trusting it.

@@ -3,7 +3,7 @@
 use cairn_crypto::{Hash, PublicKey, merkle::MerkleProof};
 use cairn_ledger::{
     Block, BlockHash, BlockHeader, CommitCertificate, ConsensusKind, Height, Role,
-    SignedTransaction, TxId, TxRejection,
+    SignedTransaction, StateProof, TxId, TxRejection,
 };
 use serde::{Deserialize, Serialize};
 
@@ -294,6 +294,31 @@ pub struct AccountView {
     pub role: Option<Role>,
     /// Committed height this was read at.
     pub height: Height,
+    /// With `?prove=true`: the proof of this account (or of its absence) at `height`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<StateProofView>,
+}
+
+/// Proof that a state entry holds a value, or none, in the state a certified block commits
+/// to (`?prove=true`; PROTOCOL.md §7). Check the certificate against the validator set in
+/// force at `height`, then the proof against the header's `state_root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StateProofView {
+    /// The height whose state is proved. At 0 (no block yet) the root is the genesis state's,
+    /// which a verifier computes from the genesis.
+    pub height: Height,
+    /// The block at `height`: its `state_root` is the root the proof leads to. Absent at 0.
+    pub header: Option<BlockHeader>,
+    /// That block's commit certificate. Absent at 0.
+    pub certificate: Option<CommitCertificate>,
+    /// The state key proved (hex, PROTOCOL.md §7).
+    pub key: String,
+    /// Its value (hex): the account's encoding, or the record's bytes. Absent when the key
+    /// holds nothing.
+    pub value: Option<String>,
+    /// The sibling hashes and the leaf the key's path ends at.
+    pub proof: StateProof,
 }
 
 /// One transaction of an account.
@@ -332,6 +357,9 @@ pub struct RecordView {
     pub value: String,
     /// The value as text, when it is UTF-8.
     pub text: Option<String>,
+    /// With `?prove=true`: the proof of this record at a certified height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<StateProofView>,
 }
 
 impl RecordView {
@@ -342,6 +370,7 @@ impl RecordView {
             key,
             value: hex::encode(value),
             text: std::str::from_utf8(value).ok().map(str::to_string),
+            proof: None,
         }
     }
 }

@@ -31,7 +31,15 @@ async fn run(cli: Cli) -> R<()> {
     };
     match cli.cmd {
         Cmd::Key(k) => keys::run(&ctx, k),
-        Cmd::Account { id, from } => explore::account(&ctx, id, from).await,
+        Cmd::Account {
+            id,
+            from,
+            verify,
+            genesis,
+        } => {
+            let check = genesis.filter(|_| verify);
+            explore::account(&ctx, id, from, check.as_deref()).await
+        }
         Cmd::History { id, before, limit } => explore::history(&ctx, &id, before, limit).await,
         Cmd::Transfer { to, amount, send } => {
             let to = ctx.account_id(&to)?;
@@ -47,7 +55,15 @@ async fn run(cli: Cli) -> R<()> {
             };
             send::send(&ctx, &send, payload).await
         }
-        Cmd::Record(RecordCmd::Get { account, key }) => explore::record(&ctx, &account, &key).await,
+        Cmd::Record(RecordCmd::Get {
+            account,
+            key,
+            verify,
+            genesis,
+        }) => {
+            let check = genesis.filter(|_| verify);
+            explore::record(&ctx, &account, &key, check.as_deref()).await
+        }
         Cmd::Record(RecordCmd::List {
             account,
             after,

@@ -2,7 +2,11 @@
 //! the validator set in force at its height, which a verifier follows from the genesis through
 //! the epoch boundaries (PROTOCOL.md §8).
 
-use cairn_ledger::{Block, BlockHash, BlockHeader, CommitCertificate, Genesis, SetInForce};
+use cairn_api::StateProofView;
+use cairn_ledger::state::genesis_writes;
+use cairn_ledger::{
+    Block, BlockHash, BlockHeader, CommitCertificate, Genesis, SetInForce, StateTree,
+};
 
 /// What was checked, for people.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -205,6 +209,57 @@ pub fn verify_block(
         validators_since: set.since(),
         announces_validators: h.next_validators.as_ref().map(Vec::len),
     })
+}
+
+/// Checks a proof of a state entry (PROTOCOL.md §7) against `genesis` and `set`, the validator
+/// set in force at its height ([`Trail::set_at`]): the block's certificate, and that the
+/// proof leads from `key` (the key the caller means, never the one the node names) and the
+/// value shown to the header's `state_root`. At height 0 the root is the genesis state's,
+/// computed here. Returns the value proved (`None`: the key holds nothing).
+pub fn verify_state_proof(
+    genesis: &Genesis,
+    set: &SetInForce,
+    p: &StateProofView,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    if p.key != hex::encode(key) {
+        return Err(format!(
+            "the proof is for key {}, not {}",
+            p.key,
+            hex::encode(key)
+        ));
+    }
+    let value = p
+        .value
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .map_err(|e| format!("the value is not hex: {e}"))?;
+    let root = match (&p.header, &p.certificate) {
+        (None, None) if p.height == 0 => StateTree::default()
+            .apply(&genesis_writes(genesis))
+            .root_hash(),
+        (Some(h), Some(c)) => {
+            if h.height != p.height {
+                return Err(format!(
+                    "the header is for height {}, the proof says {}",
+                    h.height, p.height
+                ));
+            }
+            check_header(genesis, set, h, c)?;
+            h.state_root
+        }
+        _ => {
+            return Err(format!(
+                "a proof at height {} needs that block's header and certificate",
+                p.height
+            ));
+        }
+    };
+    p.proof
+        .verify(&root, key, value.as_deref())
+        .map_err(|e| format!("state proof: {e}"))?;
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v3");
 pub const VALIDATORS: Domain = Domain::new("cairn/validators/v1");
 /// A validator-set change, as listings name it.
 pub const VALIDATOR_CHANGE: Domain = Domain::new("cairn/validator-change/v1");
-/// State root chaining.
-pub const STATE_ROOT: Domain = Domain::new("cairn/state/v1");
+/// A leaf of the state tree.
+pub const STATE_LEAF: Domain = Domain::new("cairn/state/leaf/v2");
+/// A node of the state tree.
+pub const STATE_NODE: Domain = Domain::new("cairn/state/node/v2");
 /// Full-state digest (audits and tests).
 pub const STATE_DIGEST: Domain = Domain::new("cairn/state-digest/v1");
 /// Raft leader's commit signature.

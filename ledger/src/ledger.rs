@@ -15,9 +15,8 @@ use crate::certificate::{CertificateError, CommitCertificate};
 use crate::genesis::{Genesis, GenesisError, Validator, ValidatorSet};
 use crate::governance::{PendingChange, SetInForce, SetRecord, Vote};
 use crate::overlay::{BlockContext, Overlay};
-use crate::state::{
-    Account, StateKey, StateView, WriteSet, genesis_state_root, genesis_writes, next_state_root,
-};
+use crate::state::{Account, StateKey, StateView, WriteSet, genesis_writes};
+use crate::state_tree::{PublishedTree, StateTree};
 use crate::store::{BlockCommit, BlockStore, SCHEMA_VERSION, StoreError};
 use crate::transaction::{TxId, VerifiedTransaction};
 use crate::validation::{TxRejection, check_stateless, check_stateless_sized, verify_transactions};
@@ -173,6 +172,8 @@ pub struct Execution {
     receipts: Vec<Receipt>,
     /// The set in force after this block, when it changes here.
     next_validators: Option<Vec<Validator>>,
+    /// The state tree after this block.
+    tree: StateTree,
 }
 
 impl Execution {
@@ -227,6 +228,18 @@ pub enum OpenError {
     /// The store refused (another chain, another schema version) or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored state is not the one the stored tip's header commits to.
+    #[error(
+        "the stored state has root {computed}, but the block at height {height} commits to {certified}: the store is damaged; move it aside and let the node sync or restore a backup"
+    )]
+    StateMismatch {
+        /// The stored tip's height.
+        height: Height,
+        /// The root of the stored state.
+        computed: Hash,
+        /// The tip's `state_root`.
+        certified: Hash,
+    },
 }
 
 /// A block built by a proposer, and what was left out of it.
@@ -264,6 +277,10 @@ pub struct Ledger<S> {
     tip: Tip,
     /// Committed accounts read lately, kept up to date by [`Ledger::commit`].
     accounts: AccountCache,
+    /// The committed state as a Merkle tree: its root is the tip's `state_root`.
+    tree: StateTree,
+    /// The committed tree for readers on other threads.
+    published: PublishedTree,
 }
 
 impl<S: BlockStore> Ledger<S> {
@@ -272,17 +289,18 @@ impl<S: BlockStore> Ledger<S> {
     pub fn open(mut store: S, genesis: Genesis) -> Result<Self, OpenError> {
         genesis.validate()?;
         let genesis_hash = genesis.hash();
-        let tip = match store.meta()? {
+        let (tip, tree) = match store.meta()? {
             None => {
                 let writes = genesis_writes(&genesis);
+                let tree = StateTree::default().apply(&writes);
                 let tip = Tip {
                     height: 0,
                     hash: genesis_hash,
-                    state_root: genesis_state_root(&genesis_hash, &writes),
+                    state_root: tree.root_hash(),
                     timestamp_ms: genesis.genesis_time_ms,
                 };
                 store.initialize(genesis_hash, &writes, tip)?;
-                tip
+                (tip, tree)
             }
             Some(meta) => {
                 if meta.schema_version != SCHEMA_VERSION {
@@ -299,7 +317,21 @@ impl<S: BlockStore> Ledger<S> {
                     }
                     .into());
                 }
-                store.tip()?
+                let tip = store.tip()?;
+                // The stored state must be the one the tip certifies: this catches a store
+                // damaged or changed behind the node's back before anything uses it.
+                let entries = store.state_entries()?;
+                let tree = StateTree::from_entries(
+                    entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                );
+                if tree.root_hash() != tip.state_root {
+                    return Err(OpenError::StateMismatch {
+                        height: tip.height,
+                        computed: tree.root_hash(),
+                        certified: tip.state_root,
+                    });
+                }
+                (tip, tree)
             }
         };
         let validators = match decode_entry::<SetRecord>(store.entry(&StateKey::Validators)?)? {
@@ -313,6 +345,8 @@ impl<S: BlockStore> Ledger<S> {
             store,
             tip,
             accounts: AccountCache::default(),
+            published: PublishedTree::new(tip, tree.clone()),
+            tree,
         })
     }
 
@@ -430,6 +464,22 @@ impl<S: BlockStore> Ledger<S> {
         ahead.last().map_or(self.tip, |e| e.tip)
     }
 
+    /// The state tree once the blocks of `ahead` are committed.
+    fn tree_after<'a>(&'a self, ahead: &[&'a Execution]) -> &'a StateTree {
+        ahead.last().map_or(&self.tree, |e| &e.tree)
+    }
+
+    /// The committed state tree (its root is the tip's `state_root`).
+    pub fn state_tree(&self) -> &StateTree {
+        &self.tree
+    }
+
+    /// A handle on the committed state tree that follows every commit, for readers on other
+    /// threads (account and record proofs).
+    pub fn published_tree(&self) -> PublishedTree {
+        self.published.clone()
+    }
+
     /// Refuses to go above an uncommitted block that changes the validator set (the handover
     /// gate, ARCHITECTURE.md "Reconfiguration"): the set of every block ahead is then the one
     /// in force now.
@@ -493,7 +543,8 @@ impl<S: BlockStore> Ledger<S> {
         }
         let next_validators = overlay.finish()?;
         let writes = overlay.into_writes();
-        let state_root = next_state_root(&parent.state_root, height, &writes);
+        let tree = self.tree_after(ahead).apply(&writes);
+        let state_root = tree.root_hash();
         let header = BlockHeader {
             chain_id: self.genesis.chain_id.clone(),
             height,
@@ -522,6 +573,7 @@ impl<S: BlockStore> Ledger<S> {
                 writes,
                 receipts,
                 next_validators,
+                tree,
             },
             dropped,
         })
@@ -649,7 +701,8 @@ impl<S: BlockStore> Ledger<S> {
             });
         }
         let writes = overlay.into_writes();
-        let computed = next_state_root(&parent.state_root, h.height, &writes);
+        let tree = self.tree_after(ahead).apply(&writes);
+        let computed = tree.root_hash();
         if computed != h.state_root {
             return Err(BlockError::StateRootMismatch {
                 claimed: h.state_root,
@@ -668,6 +721,7 @@ impl<S: BlockStore> Ledger<S> {
             writes,
             receipts,
             next_validators,
+            tree,
         })
     }
 
@@ -688,6 +742,7 @@ impl<S: BlockStore> Ledger<S> {
         }
         let tip = execution.tip;
         let next_validators = execution.next_validators;
+        let tree = execution.tree;
         let commit = BlockCommit {
             block,
             hash: tip.hash,
@@ -701,6 +756,8 @@ impl<S: BlockStore> Ledger<S> {
         }
         self.accounts.on_commit(&commit.writes);
         self.tip = tip;
+        self.published.set(tip, tree.clone());
+        self.tree = tree;
         if let Some(list) = next_validators {
             self.validators = SetInForce::new(list, tip.height);
         }

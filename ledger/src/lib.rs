@@ -26,6 +26,7 @@ mod ledger;
 pub mod mempool;
 mod overlay;
 pub mod state;
+pub mod state_tree;
 pub mod store;
 pub mod testkit;
 pub mod transaction;
@@ -46,6 +47,7 @@ pub use governance::{ChangePolicy, PendingChange, SetInForce, ValidatorChange, V
 pub use ledger::{BlockError, BlockParams, BuiltBlock, Execution, Ledger, OpenError, Trust};
 pub use mempool::{Mempool, MempoolConfig};
 pub use state::{Account, StateView};
+pub use state_tree::{ProofError, ProofLeaf, PublishedTree, StateProof, StateTree};
 pub use store::{
     AccountTx, BlockStore, ChainRead, ConsensusWrite, MemoryStore, RecordEntry, StoreError,
     involved_accounts,

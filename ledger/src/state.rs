@@ -1,20 +1,13 @@
-//! The replicated state: accounts (balance, nonce, role) and per-account records; how it is
-//! keyed, written and committed to by the state root.
-//!
-//! # State root
-//! `state_root(h) = SHA-256(tag "cairn/state/v1" ‖ state_root(h-1) ‖ u64 h ‖ encoded writes(h))`
-//! where `writes(h)` is every key block `h` changed with its new value, sorted by key, and
-//! `state_root(0)` chains from the genesis hash over the genesis accounts. Equal roots at a
-//! height mean equal sequences of changes from the same genesis, hence equal states. It costs
-//! O(changes) per block; it does not give proofs of single entries (see ARCHITECTURE.md).
-//! [`state_digest`] hashes the whole state for audits and tests.
+//! The replicated state: accounts (balance, nonce, role), per-account records and the
+//! validator-set keys; how they are keyed and written. The state root over them is the root of
+//! a sparse Merkle tree ([`crate::state_tree`]); [`state_digest`] hashes the whole state for
+//! audits and tests.
 
 use std::collections::BTreeMap;
 
 use cairn_crypto::{Hash, PublicKey, codec};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{BlockHash, Height};
 use crate::domains;
 use crate::store::StoreError;
 use crate::transaction::Role;
@@ -100,19 +93,6 @@ pub trait StateView {
     fn entry(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
-/// The root after applying `writes` at `height` on top of `prev_root`.
-pub fn next_state_root(prev_root: &Hash, height: Height, writes: &WriteSet) -> Hash {
-    let entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = writes.iter().collect();
-    Hash::tagged(
-        domains::STATE_ROOT,
-        &[
-            &prev_root.0,
-            &height.to_le_bytes(),
-            &codec::encode(&entries),
-        ],
-    )
-}
-
 /// The writes that create the genesis accounts.
 pub fn genesis_writes(genesis: &crate::genesis::Genesis) -> WriteSet {
     genesis
@@ -130,11 +110,6 @@ pub fn genesis_writes(genesis: &crate::genesis::Genesis) -> WriteSet {
             )
         })
         .collect()
-}
-
-/// The state root at height 0.
-pub fn genesis_state_root(genesis_hash: &BlockHash, writes: &WriteSet) -> Hash {
-    next_state_root(&genesis_hash.0, 0, writes)
 }
 
 /// A digest of a whole state, given as sorted `(key, value)` pairs: for audits and tests that

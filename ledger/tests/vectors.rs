@@ -9,11 +9,11 @@ use cairn_crypto::{Hash, SigningKey, codec, merkle, signing_bytes};
 use cairn_ledger::certificate::{PbftCommitStatement, RaftCommitStatement};
 use cairn_ledger::domains;
 use cairn_ledger::genesis::validators_hash;
-use cairn_ledger::state::{Account, StateKey, WriteSet, next_state_root};
+use cairn_ledger::state::{Account, StateKey, WriteSet};
 use cairn_ledger::{
-    BlockParams, ChangePolicy, ConsensusConfig, Genesis, GenesisAccount, Ledger, MemoryStore,
-    Payload, PbftParams, RaftParams, Role, Transaction, Validator, ValidatorChange,
-    VerifiedTransaction,
+    BlockParams, ChainRead, ChangePolicy, ConsensusConfig, Genesis, GenesisAccount, Ledger,
+    MemoryStore, Payload, PbftParams, RaftParams, Role, StateProof, StateView, Transaction,
+    Validator, ValidatorChange, VerifiedTransaction,
 };
 use serde_json::{Value, json};
 
@@ -251,8 +251,7 @@ fn vectors() -> Value {
         StateKey::Record(alice.public_key(), "greeting".into()).to_bytes(),
         None,
     );
-    let deletion_entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = with_deletion.iter().collect();
-    let deletion_root = next_state_root(&header.state_root, 2, &with_deletion);
+    let state_tree = state_tree_vectors(&ledger, &header, &alice, &with_deletion);
 
     json!({
         "about": "Cairn protocol test vectors; see docs/PROTOCOL.md. Seeds are RFC 8032 secret keys.",
@@ -261,7 +260,8 @@ fn vectors() -> Value {
             "tx_id": domains::TX_ID.as_str(),
             "block_hash": domains::BLOCK_HASH.as_str(),
             "genesis_hash": domains::GENESIS_HASH.as_str(),
-            "state_root": domains::STATE_ROOT.as_str(),
+            "state_leaf": domains::STATE_LEAF.as_str(),
+            "state_node": domains::STATE_NODE.as_str(),
             "validators": domains::VALIDATORS.as_str(),
             "raft_commit": domains::RAFT_COMMIT.as_str(),
             "pbft_commit": domains::PBFT_COMMIT.as_str(),
@@ -322,15 +322,73 @@ fn vectors() -> Value {
             "proof_of_index_2": odd_proofs[0],
             "proof_of_index_4": odd_proofs[1],
         },
-        "state_root_with_deletion": {
-            "previous_root": header.state_root.to_string(),
-            "height": 2,
+        "state_tree": state_tree,
+    })
+}
+
+/// The state after block 1 as a Merkle tree: its entries and root, a leaf's hashes, proofs of
+/// a present key and of absent ones (one ending at another key's leaf, one at an empty
+/// subtree), and the root after a write set that deletes.
+fn state_tree_vectors(
+    ledger: &Ledger<MemoryStore>,
+    header: &cairn_ledger::BlockHeader,
+    alice: &SigningKey,
+    with_deletion: &WriteSet,
+) -> Value {
+    let tree = ledger.state_tree();
+    let root = tree.root_hash();
+    assert_eq!(root, header.state_root, "the tree's root is block 1's");
+    let entries = ledger.store().state_entries().expect("entries");
+    let (k0, v0) = &entries[0];
+    let alice_key = StateKey::Account(alice.public_key()).to_bytes();
+    let alice_value = ledger
+        .store()
+        .entry(&StateKey::Account(alice.public_key()))
+        .expect("read")
+        .expect("alice");
+    let present = tree.prove(&alice_key);
+    present
+        .verify(&root, &alice_key, Some(&alice_value))
+        .expect("present");
+    // Absent keys (accounts of keys nobody holds): the first whose path ends at another
+    // key's leaf, and the first whose path ends at an empty subtree.
+    let absent = |at_leaf: bool| -> (Vec<u8>, StateProof) {
+        (0u8..=255)
+            .map(|i| {
+                let mut k = vec![0x01];
+                k.extend_from_slice(&[i; 32]);
+                let p = tree.prove(&k);
+                (k, p)
+            })
+            .find(|(_, p)| p.leaf.is_some() == at_leaf && !p.siblings.is_empty())
+            .expect("an absent key of that kind")
+    };
+    let proof_json = |key: &[u8], value: Option<&[u8]>, proof: &StateProof| {
+        proof
+            .verify(&root, key, value)
+            .expect("the vector's proof verifies");
+        json!({ "key": h(key), "value": value.map(h), "proof": serde_json::to_value(proof).expect("json") })
+    };
+    let (leaf_key, at_leaf) = absent(true);
+    let (empty_key, at_empty) = absent(false);
+    let after = tree.apply(with_deletion);
+    json!({
+        "entries": entries.iter().map(|(k, v)| json!({ "key": h(k), "value": h(v) })).collect::<Vec<_>>(),
+        "state_root": root.to_string(),
+        "entry_0": {
+            "key_hash": Hash::sha256(k0).to_string(),
+            "value_hash": Hash::sha256(v0).to_string(),
+            "leaf_hash": cairn_ledger::state_tree::leaf_hash(&Hash::sha256(k0), &Hash::sha256(v0)).to_string(),
+        },
+        "proof_present": proof_json(&alice_key, Some(&alice_value), &present),
+        "proof_absent_at_leaf": proof_json(&leaf_key, None, &at_leaf),
+        "proof_absent_at_empty": proof_json(&empty_key, None, &at_empty),
+        "after_deletion": {
             "writes": with_deletion
                 .iter()
                 .map(|(k, v)| json!({ "key": h(k), "value": v.as_deref().map(h) }))
                 .collect::<Vec<_>>(),
-            "writes_encoding": h(&codec::encode(&deletion_entries)),
-            "state_root": deletion_root.to_string(),
+            "state_root": after.root_hash().to_string(),
         },
     })
 }

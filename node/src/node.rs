@@ -214,6 +214,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         observers,
     } = s;
     let set = ledger.validators_in_force().clone();
+    let tree = ledger.published_tree();
     let changes = crate::core::epoch::changes_view(&ledger)
         .context("reading the pending validator change")?;
     let pending = changes.pending.as_ref().map(|p| &p.change);
@@ -314,6 +315,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         genesis: Arc::new(genesis),
         names: Arc::new(names),
         reader,
+        tree,
         reads,
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
         body_timeout: Duration::from_millis(config.api.body_timeout_ms),

@@ -3,7 +3,11 @@
 //! consensus task, so read load cannot delay ticks, elections or view changes.
 
 use cairn_crypto::PublicKey;
-use cairn_ledger::{BlockHash, ChainRead, Height, RocksReader, StoreError, TxId};
+use cairn_crypto::codec;
+use cairn_ledger::state::{Account, StateKey};
+use cairn_ledger::{
+    BlockHash, ChainRead, Height, PublishedTree, RocksReader, StoreError, Tip, TxId,
+};
 
 use crate::views::*;
 use crate::wire::{self, SyncRequest, SyncResponse};
@@ -118,14 +122,98 @@ pub fn committed_tx(r: &RocksReader, id: TxId) -> Result<Option<TxView>, ApiErro
 /// An account, read at one consistent tip.
 pub fn account(r: &RocksReader, id: PublicKey) -> Result<AccountView, ApiError> {
     let (a, tip) = r.account_at_tip(&id).map_err(internal)?;
-    Ok(AccountView {
+    Ok(account_view(id, a, tip.height, None))
+}
+
+fn account_view(
+    id: PublicKey,
+    a: Option<Account>,
+    height: Height,
+    proof: Option<StateProofView>,
+) -> AccountView {
+    AccountView {
         id,
         exists: a.is_some(),
         balance: a.as_ref().map_or(0, |a| a.balance),
         nonce: a.as_ref().map_or(0, |a| a.nonce),
         role: a.and_then(|a| a.role),
-        height: tip.height,
-    })
+        height,
+        proof,
+    }
+}
+
+/// An account with the proof of it (or of its absence) at the committed height.
+pub fn proved_account(
+    r: &RocksReader,
+    tree: &PublishedTree,
+    id: PublicKey,
+) -> Result<AccountView, ApiError> {
+    let (value, proof) = state_proof(r, tree, &StateKey::Account(id))?;
+    let a: Option<Account> = value
+        .map(|v| codec::decode(&v))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("a stored account does not decode: {e}")))?;
+    Ok(account_view(id, a, proof.height, Some(proof)))
+}
+
+/// How often a proof read tries again when a commit lands between its two reads.
+const PROOF_TRIES: usize = 200;
+
+/// The proof of `key` in the committed state with the certified block it is against, and the
+/// value it proves. The tree and the store are two reads; they are taken again until both
+/// are at one height (a commit lands between them for a moment at most).
+fn state_proof(
+    r: &RocksReader,
+    tree: &PublishedTree,
+    key: &StateKey,
+) -> Result<(Option<Vec<u8>>, StateProofView), ApiError> {
+    let bytes = key.to_bytes();
+    for _ in 0..PROOF_TRIES {
+        let (tip, t): (Tip, _) = tree.get();
+        let (value, at) = r.entry_at_tip(key).map_err(internal)?;
+        if at.height != tip.height {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
+        }
+        let proof = t.prove(&bytes);
+        proof
+            .verify(&tip.state_root, &bytes, value.as_deref())
+            .map_err(|e| {
+                ApiError::internal(format!(
+                    "the state tree and the store disagree at height {}: {e}",
+                    tip.height
+                ))
+            })?;
+        let (header, certificate) = if tip.height == 0 {
+            (None, None)
+        } else {
+            let missing = || ApiError::internal(format!("block {} is missing", tip.height));
+            (
+                Some(
+                    r.header(tip.height)
+                        .map_err(internal)?
+                        .ok_or_else(missing)?,
+                ),
+                Some(
+                    r.certificate(tip.height)
+                        .map_err(internal)?
+                        .ok_or_else(missing)?,
+                ),
+            )
+        };
+        let view = StateProofView {
+            height: tip.height,
+            header,
+            certificate,
+            key: hex::encode(&bytes),
+            value: value.as_deref().map(hex::encode),
+            proof,
+        };
+        return Ok((value, view));
+    }
+    Err(ApiError::unavailable(
+        "the state kept moving while the proof was read; try again",
+    ))
 }
 
 /// An account's committed transactions below `before`, newest first, from the account
@@ -188,11 +276,26 @@ pub fn records(
     })
 }
 
-/// One record.
-pub fn record(r: &RocksReader, owner: PublicKey, key: &str) -> Result<RecordView, ApiError> {
+/// One record; with `tree`, with the proof of it at the committed height.
+pub fn record(
+    r: &RocksReader,
+    owner: PublicKey,
+    key: &str,
+    tree: Option<&PublishedTree>,
+) -> Result<RecordView, ApiError> {
     use cairn_ledger::StateView;
-    match r.record(&owner, key).map_err(internal)? {
-        Some(v) => Ok(RecordView::of(owner, key.to_string(), &v)),
+    let (value, proof) = match tree {
+        Some(tree) => {
+            let (v, p) = state_proof(r, tree, &StateKey::Record(owner, key.to_string()))?;
+            (v, Some(p))
+        }
+        None => (r.record(&owner, key).map_err(internal)?, None),
+    };
+    match value {
+        Some(v) => Ok(RecordView {
+            proof,
+            ..RecordView::of(owner, key.to_string(), &v)
+        }),
         None => Err(ApiError::not_found(format!(
             "account {owner} has no record {key:?}"
         ))),

@@ -1,7 +1,7 @@
 //! The block explorer page, in a real headless Chromium against a real 4-node PBFT network:
 //! what a person sees on each view, live blocks arriving without a reload, certificates and
-//! inclusion proofs checked in the page (and a tampered one refused), lookups, and no HTML
-//! injected from chain data.
+//! inclusion proofs and account proofs checked in the page (and tampered ones refused),
+//! lookups, and no HTML injected from chain data.
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -183,10 +183,54 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
             "Nonce 3",
             &t1.id().to_string()[..12],
             "<b>bold</b><img src=x onerror=alert(1)>",
+            "✓ balance, nonce and role proved against block",
         ],
         WAIT,
     )
     .await;
+    // The page's proof check refuses a flipped sibling, another balance and another key.
+    let verdict = b
+        .eval(&format!(
+            "(async () => {{
+                const fresh = async () => (await fetch('/api/v1/accounts/{sender}?prove=true')).json();
+                const g = await (await fetch('/api/v1/genesis')).json();
+                const v = await fresh();
+                const ok = await window.cairnVerify.verifyAccount(v, '{sender}', g, g.validators);
+                const f = await fresh();
+                const s = f.proof.proof.siblings[0];
+                f.proof.proof.siblings[0] = (s[0] === '0' ? '1' : '0') + s.slice(1);
+                const flipped = await window.cairnVerify.verifyAccount(f, '{sender}', g, g.validators);
+                const r = await fresh();
+                r.balance += 1;
+                const richer = await window.cairnVerify.verifyAccount(r, '{sender}', g, g.validators);
+                const o = await fresh();
+                const other = await window.cairnVerify.verifyAccount(o, '{receiver}', g, g.validators);
+                return [ok.ok, flipped.ok, flipped.why, richer.ok, richer.why, other.ok, other.why];
+            }})()"
+        ))
+        .await;
+    assert_eq!(verdict[0], true, "{verdict}");
+    assert_eq!(
+        (&verdict[1], verdict[2].as_str()),
+        (
+            &false.into(),
+            Some("the proof does not lead to the block's state root")
+        ),
+        "{verdict}"
+    );
+    assert_eq!(
+        (&verdict[3], verdict[4].as_str()),
+        (
+            &false.into(),
+            Some("the account shown is not the one proved")
+        ),
+        "{verdict}"
+    );
+    assert_eq!(
+        (&verdict[5], verdict[6].as_str()),
+        (&false.into(), Some("the proof is for another key")),
+        "{verdict}"
+    );
     assert_eq!(
         b.eval("document.querySelectorAll('main b, main img').length")
             .await,

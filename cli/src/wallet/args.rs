@@ -85,13 +85,21 @@ pub enum Cmd {
     #[command(subcommand)]
     Key(KeyCmd),
     /// An account's balance, nonce and role (default: the key --from names).
-    #[command(after_help = "Example:\n  cairn account alice\n  cairn account --from alice --json")]
+    #[command(
+        after_help = "Example:\n  cairn account alice\n  cairn account --from alice --json\n  cairn account alice --verify --genesis genesis.json\n\nWith --verify the node's answer is not trusted: it must come with a proof that\nleads to the state root of a block certified by the validators in force at its\nheight (followed from the genesis), or the command fails with exit code 8."
+    )]
     Account {
         /// Account id (hex) or a key name in the keystore.
         id: Option<String>,
         /// Key name.
         #[arg(long, env = "CAIRN_KEY")]
         from: Option<String>,
+        /// Check the answer offline: a proof against a certified block (needs --genesis).
+        #[arg(long, requires = "genesis")]
+        verify: bool,
+        /// The network's genesis.json, for --verify.
+        #[arg(long, requires = "verify")]
+        genesis: Option<PathBuf>,
     },
     /// An account's committed transactions, newest first.
     #[command(after_help = "Example:\n  cairn history alice --limit 5")]
@@ -299,6 +307,12 @@ pub enum RecordCmd {
         account: String,
         /// Record key.
         key: String,
+        /// Check the answer offline: a proof against a certified block (needs --genesis).
+        #[arg(long, requires = "genesis")]
+        verify: bool,
+        /// The network's genesis.json, for --verify.
+        #[arg(long, requires = "verify")]
+        genesis: Option<PathBuf>,
     },
     /// List an account's records in key order, a page at a time.
     #[command(after_help = "Example:\n  cairn record list alice --limit 50")]

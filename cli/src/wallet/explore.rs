@@ -1,19 +1,29 @@
 //! Reading the chain: accounts, histories, records, transactions, blocks, status, validators,
 //! and the live event stream.
 
+use std::path::Path;
 use std::time::Duration;
 
 use cairn_api::client::Event;
-use cairn_api::{ChainEvent, TxStatus};
-use cairn_ledger::{Height, TxId};
+use cairn_api::{ChainEvent, StateProofView, TxStatus};
+use cairn_cli::verify::{Trail, verify_state_proof};
+use cairn_crypto::codec;
+use cairn_ledger::state::{Account, StateKey};
+use cairn_ledger::{Genesis, Height, TxId};
 use futures::StreamExt;
 
 use super::ctx::Ctx;
-use super::fail::{NODE, R, USAGE, fail};
+use super::fail::{INVALID, NODE, R, USAGE, fail};
 use super::out::{line, print, shell_quote, short, time};
+use super::verify_cmd::follow;
 
-/// `cairn account`.
-pub async fn account(ctx: &Ctx, id: Option<String>, from: Option<String>) -> R<()> {
+/// `cairn account`; with `verify` (a genesis file), checked against a proof.
+pub async fn account(
+    ctx: &Ctx,
+    id: Option<String>,
+    from: Option<String>,
+    verify: Option<&Path>,
+) -> R<()> {
     let id = match (id, from) {
         (Some(s), _) | (None, Some(s)) => ctx.account_id(&s)?,
         (None, None) => {
@@ -23,9 +33,34 @@ pub async fn account(ctx: &Ctx, id: Option<String>, from: Option<String>) -> R<(
             ));
         }
     };
-    let v = ctx.client.account(&id).await?;
+    let mut checked = None;
+    let v = match verify {
+        None => ctx.client.account(&id).await?,
+        Some(genesis) => {
+            let v = ctx.client.account_proved(&id).await?;
+            let key = StateKey::Account(id).to_bytes();
+            let value = check_proof(ctx, genesis, v.proof.as_ref(), &key).await?;
+            let proved: Option<Account> =
+                value.map(|b| codec::decode(&b)).transpose().map_err(|e| {
+                    fail(
+                        INVALID,
+                        format!("INVALID: the proved value is not an account: {e}"),
+                    )
+                })?;
+            let shown = (v.exists, v.balance, v.nonce, v.role);
+            let real = proved.map_or((false, 0, 0, None), |a| (true, a.balance, a.nonce, a.role));
+            if shown != real || v.proof.as_ref().map(|p| p.height) != Some(v.height) {
+                return Err(fail(
+                    INVALID,
+                    "INVALID: the account shown is not the one the proof proves",
+                ));
+            }
+            checked = v.proof.as_ref().map(proof_line);
+            v
+        }
+    };
     print(ctx.json, &v, |v| {
-        format!(
+        let mut s = format!(
             "account {}\n  balance {}\n  nonce   {}\n  role    {}\n  (at height {})",
             v.id,
             v.balance,
@@ -34,9 +69,41 @@ pub async fn account(ctx: &Ctx, id: Option<String>, from: Option<String>) -> R<(
                 .map_or("none (not a member)".to_string(), |r| format!("{r:?}")
                     .to_lowercase()),
             v.height
-        )
+        );
+        if let Some(c) = &checked {
+            s.push_str(&format!("\n{c}"));
+        }
+        s
     });
     Ok(())
+}
+
+/// Checks a proof against the genesis in `genesis_path`, following the validator sets from
+/// it through the boundary blocks below the proof's height; returns the value proved.
+async fn check_proof(
+    ctx: &Ctx,
+    genesis_path: &Path,
+    proof: Option<&StateProofView>,
+    key: &[u8],
+) -> R<Option<Vec<u8>>> {
+    let genesis = Genesis::load(genesis_path)
+        .map_err(|e| fail(USAGE, format!("{}: {e}", genesis_path.display())))?;
+    let p = proof.ok_or_else(|| fail(INVALID, "INVALID: the node sent no proof"))?;
+    let mut trail = Trail::new(&genesis);
+    follow(ctx, &mut trail, p.height).await?;
+    let set = trail.set_at(p.height).map_err(|e| fail(INVALID, e))?;
+    verify_state_proof(&genesis, set, p, key).map_err(|e| fail(INVALID, format!("INVALID: {e}")))
+}
+
+fn proof_line(p: &StateProofView) -> String {
+    match &p.header {
+        Some(h) => format!(
+            "  verified: proof against the state root of block {} {}, whose certificate verifies against the validators in force there",
+            p.height,
+            h.hash()
+        ),
+        None => "  verified: proof against the genesis state".to_string(),
+    }
 }
 
 /// `cairn history`.
@@ -134,12 +201,32 @@ fn record_key(key: &str) -> R<()> {
 }
 
 /// `cairn record get`.
-pub async fn record(ctx: &Ctx, account: &str, key: &str) -> R<()> {
+pub async fn record(ctx: &Ctx, account: &str, key: &str, verify: Option<&Path>) -> R<()> {
     record_key(key)?;
     let id = ctx.account_id(account)?;
-    let v = ctx.client.record(&id, key).await?;
+    let mut checked = None;
+    let v = match verify {
+        None => ctx.client.record(&id, key).await?,
+        Some(genesis) => {
+            let v = ctx.client.record_proved(&id, key).await?;
+            let state_key = StateKey::Record(id, key.to_string()).to_bytes();
+            let value = check_proof(ctx, genesis, v.proof.as_ref(), &state_key).await?;
+            if value.map(hex::encode).as_deref() != Some(v.value.as_str()) {
+                return Err(fail(
+                    INVALID,
+                    "INVALID: the record shown is not the one the proof proves",
+                ));
+            }
+            checked = v.proof.as_ref().map(proof_line);
+            v
+        }
+    };
     print(ctx.json, &v, |v| {
-        format!("{} = {}", v.key.escape_debug(), record_value(v))
+        let mut s = format!("{} = {}", v.key.escape_debug(), record_value(v));
+        if let Some(c) = &checked {
+            s.push_str(&format!("\n{c}"));
+        }
+        s
     });
     Ok(())
 }

@@ -93,7 +93,7 @@ pub async fn run(ctx: &Ctx, which: &str, genesis_path: &Path) -> R<()> {
 
 /// Fetches and follows every epoch boundary block below `height` not followed yet: each is
 /// checked against the set before it, so the node serving them need not be trusted.
-async fn follow(ctx: &Ctx, trail: &mut Trail, height: u64) -> R<()> {
+pub(super) async fn follow(ctx: &Ctx, trail: &mut Trail, height: u64) -> R<()> {
     for e in trail.boundaries_below(height) {
         let b = ctx.client.block(&e.to_string()).await?;
         trail

@@ -28,7 +28,9 @@ pub use rocks::{RocksReader, RocksStore, StoreMemory};
 ///
 /// 2: block headers and transaction ids by height, an account → transactions index, and
 /// the consensus column family in the engines' keyed layouts (`cairn_consensus`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the state root is a sparse Merkle tree's (`state_tree`), so version 2 chains' roots
+/// are not this version's; the layout is unchanged.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Everything committing one block changes, written atomically.
 #[derive(Debug, Clone)]

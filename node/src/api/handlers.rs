@@ -8,7 +8,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use cairn_ledger::{BlockHash, Height, TxId};
 
-use super::{ApiResult, AppState, ask, limit, number, parse_key, path, query, read};
+use super::{ApiResult, AppState, ask, limit, number, parse_key, path, prove, query, read};
 use crate::core::Request;
 use crate::reads::{self, BlockRef};
 use crate::views::*;
@@ -114,17 +114,28 @@ pub async fn tx(
     get,
     path = "/api/v1/accounts/{id}",
     tag = "accounts",
-    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id: its public key (64 hex digits).")),
+    params(
+        ("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id: its public key (64 hex digits)."),
+        ("prove" = Option<bool>, Query, description = "`true`: add the proof of the account (or of its absence) against the certified block at `height` (PROTOCOL.md §7)."),
+    ),
     responses(
         (status = 200, description = "The account at the committed height.", body = AccountView),
-        (status = 400, description = "`bad_account_id`: not 64 hex digits.", body = ErrorBody),
+        (status = 400, description = "`bad_account_id`: not 64 hex digits; `bad_query`: `prove` is not `true` or `false`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: blocks kept committing while the proof was read; try again.", body = ErrorBody),
     )
 )]
 pub async fn account(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    q: Q,
 ) -> ApiResult<AccountView> {
     let id = parse_key(&path(id)?)?;
+    if prove(&query(q)?)? {
+        let tree = s.tree.clone();
+        return read(&s, move |r| reads::proved_account(r, &tree, id))
+            .await
+            .map(axum::Json);
+    }
     read(&s, move |r| reads::account(r, id))
         .await
         .map(axum::Json)
@@ -197,20 +208,24 @@ pub async fn records(
     params(
         ("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Account id (64 hex digits)."),
         ("key" = String, Path, min_length = 1, max_length = 128, description = "The record's key, percent-encoded."),
+        ("prove" = Option<bool>, Query, description = "`true`: add the proof of the record against the certified block at the committed height (PROTOCOL.md §7)."),
     ),
     responses(
         (status = 200, description = "The record.", body = RecordView),
-        (status = 400, description = "`bad_account_id` or `bad_path`.", body = ErrorBody),
+        (status = 400, description = "`bad_account_id`, `bad_path`, or `bad_query`: `prove` is not `true` or `false`.", body = ErrorBody),
         (status = 404, description = "`not_found`: the account has no such record.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: blocks kept committing while the proof was read; try again.", body = ErrorBody),
     )
 )]
 pub async fn record(
     State(s): State<AppState>,
     p: Result<Path<(String, String)>, PathRejection>,
+    q: Q,
 ) -> ApiResult<RecordView> {
     let (id, key) = path(p)?;
     let id = parse_key(&id)?;
-    read(&s, move |r| reads::record(r, id, &key))
+    let tree = prove(&query(q)?)?.then(|| s.tree.clone());
+    read(&s, move |r| reads::record(r, id, &key, tree.as_ref()))
         .await
         .map(axum::Json)
 }

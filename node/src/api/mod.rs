@@ -87,6 +87,8 @@ pub struct AppState {
     pub names: Arc<HashMap<PublicKey, String>>,
     /// Committed reads.
     pub reader: RocksReader,
+    /// The committed state tree, for proofs.
+    pub tree: cairn_ledger::PublishedTree,
     /// The threads committed reads run on.
     pub reads: ReadPool,
     /// Longest `?wait=commit`.
@@ -232,6 +234,18 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiErr
                 format!("{name} must be a non-negative integer, not {v:?}"),
             )
         }),
+    }
+}
+
+/// `?prove=true|false` (default false).
+fn prove(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("prove").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(ApiError::bad_request(
+            ErrorCode::BadQuery,
+            format!("prove must be true or false, not {v:?}"),
+        )),
     }
 }
 

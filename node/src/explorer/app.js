@@ -307,11 +307,13 @@ async function tx(id) {
 
 async function account(id) {
   await header();
-  const [a, history, records] = await Promise.all([
-    api(`/accounts/${encodeURIComponent(id)}`),
+  const [a, history, records, g] = await Promise.all([
+    api(`/accounts/${encodeURIComponent(id)}?prove=true`),
     api(`/accounts/${encodeURIComponent(id)}/txs?limit=50`),
     api(`/accounts/${encodeURIComponent(id)}/records?limit=50`),
+    theGenesis(),
   ]);
+  const checks = el("ul", { id: "checks" }, el("li", {}, "checking in this page…"));
   main().replaceChildren(
     el("h2", {}, "Account"),
     fields([
@@ -321,6 +323,8 @@ async function account(id) {
       ["Role", a.role ?? "none (not a member)"],
       ["As of height", String(a.height)],
     ]),
+    el("h3", {}, "Verified in this page"),
+    checks,
     el("h3", {}, "Transactions"),
     history.txs.length
       ? table(
@@ -347,6 +351,19 @@ async function account(id) {
         )
       : el("p", {}, "none"),
   );
+  if (NO_CRYPTO()) return checks.replaceChildren(check(false, NO_CRYPTO()));
+  if (BigInt(a.height) === 0n) return checks.replaceChildren(el("li", {}, "nothing committed yet: no block to prove against"));
+  try {
+    const set = await verify.setFor(a.height, g, (e) => api(`/blocks/${e}`));
+    const r = await verify.verifyAccount(a, id.toLowerCase(), g, set);
+    checks.replaceChildren(
+      r.ok
+        ? check(true, `balance, nonce and role proved against block ${r.height}'s state root, whose certificate verifies against the validators in force`)
+        : check(false, `account proof INVALID: ${r.why}`),
+    );
+  } catch (e) {
+    checks.replaceChildren(check(false, `cannot check here: ${e.message}`));
+  }
 }
 
 /// A search: a height, a transaction id, a block hash, or an account id.

@@ -16,6 +16,8 @@ const TAGS = {
   validators: "cairn/validators/v1",
   raftCommit: "cairn/raft/commit/v1",
   pbftCommit: "cairn/pbft/commit/v1",
+  stateLeaf: "cairn/state/leaf/v2",
+  stateNode: "cairn/state/node/v2",
 };
 
 const utf8 = new TextEncoder();
@@ -233,6 +235,64 @@ export async function verifyProof(idHex, proof, rootHex) {
     width = (width + 1n) / 2n;
   }
   return used === proof.path.length && bytesToHex(acc) === rootHex.toLowerCase();
+}
+
+/// §7: whether `proof` shows that `key` (bytes) holds the value `valueHex` (null: holds
+/// nothing) in the state whose root is `rootHex`.
+export async function verifyStateProof(key, valueHex, proof, rootHex) {
+  const depth = proof.siblings.length;
+  if (depth > 256) return false;
+  const path = await sha256(key);
+  const bit = (b, i) => (b[i >> 3] >> (7 - (i & 7))) & 1;
+  const leaf = proof.leaf;
+  if (valueHex != null) {
+    if (!leaf || leaf.key_hash !== bytesToHex(path)) return false;
+    if (leaf.value_hash !== bytesToHex(await sha256(hexToBytes(valueHex)))) return false;
+  } else if (leaf) {
+    const other = hexToBytes(leaf.key_hash);
+    if (leaf.key_hash === bytesToHex(path)) return false;
+    for (let i = 0; i < depth; i++) if (bit(other, i) !== bit(path, i)) return false;
+  }
+  let acc = leaf
+    ? await taggedHash(TAGS.stateLeaf, new Encoder().raw(hexToBytes(leaf.key_hash)).raw(hexToBytes(leaf.value_hash)).done())
+    : new Uint8Array(32);
+  for (let i = depth - 1; i >= 0; i--) {
+    const s = hexToBytes(proof.siblings[i]);
+    const pair = bit(path, i) ? new Encoder().raw(s).raw(acc) : new Encoder().raw(acc).raw(s);
+    acc = await taggedHash(TAGS.stateNode, pair.done());
+  }
+  return bytesToHex(acc) === rootHex.toLowerCase();
+}
+
+/// §7: an account as `GET /api/v1/accounts/{id}?prove=true` serves it, checked: the block it
+/// is proved at against the validator set in force there (`set`, see `setFor`), and the proof
+/// from the account's own key (`id`, not the one the node names) and the value shown to that
+/// block's state root. The value must be what the page shows: balance, nonce, role.
+export async function verifyAccount(view, id, genesis, set) {
+  const p = view.proof;
+  if (!p) return { ok: false, why: "the node sent no proof" };
+  if (BigInt(p.height) === 0n || !p.header) return { ok: false, why: "nothing is committed yet" };
+  const key = new Uint8Array([1, ...hexToBytes(id)]);
+  if (p.key !== bytesToHex(key)) return { ok: false, why: "the proof is for another key" };
+  const h = p.header;
+  if (h.chain_id !== genesis.chain_id) return { ok: false, why: "the block is of another chain" };
+  const hash = bytesToHex(await taggedHash(TAGS.block, encodeHeader(h)));
+  const cert = await checkCertificate(p.certificate, h.height, hash, genesis, set);
+  if (!cert.ok) return { ok: false, why: `certificate: ${cert.why}` };
+  if (!(await verifyStateProof(key, p.value, p.proof, h.state_root))) {
+    return { ok: false, why: "the proof does not lead to the block's state root" };
+  }
+  if (p.value == null) {
+    const empty = !view.exists && BigInt(view.balance) === 0n && BigInt(view.nonce) === 0n;
+    return empty ? { ok: true, height: h.height, absent: true } : { ok: false, why: "the account shown is not the one proved" };
+  }
+  // Account { balance: u64, nonce: u64, role: Option<Role> } (§1, §7).
+  const b = hexToBytes(p.value);
+  const u64 = (at) => new DataView(b.buffer, b.byteOffset + at, 8).getBigUint64(0, true);
+  const shown = view.exists && BigInt(view.balance) === u64(0) && BigInt(view.nonce) === u64(8);
+  const role = b[16] === 0 ? null : Object.keys(ROLES).find((r) => ROLES[r] === new DataView(b.buffer, b.byteOffset + 17, 4).getUint32(0, true));
+  if (!shown || (view.role ?? null) !== (role ?? null)) return { ok: false, why: "the account shown is not the one proved" };
+  return { ok: true, height: h.height };
 }
 
 export async function txId(tx) {

@@ -357,17 +357,21 @@ impl RocksReader {
 
     /// An account and the tip it was read at, from one consistent snapshot.
     pub fn account_at_tip(&self, id: &PublicKey) -> Result<(Option<Account>, Tip), StoreError> {
+        let (bytes, tip) = self.entry_at_tip(&StateKey::Account(*id))?;
+        Ok((bytes.map(|b| codec::decode(&b)).transpose()?, tip))
+    }
+
+    /// A state entry's value and the tip it was read at, from one consistent snapshot.
+    pub fn entry_at_tip(&self, key: &StateKey) -> Result<(Option<Vec<u8>>, Tip), StoreError> {
         let snap = self.db.snapshot();
         let tip = snap
             .get_cf(self.cf(CF_META)?, META_TIP)
             .map_err(engine)?
             .ok_or(StoreError::Uninitialized)?;
-        let account = snap
-            .get_cf(self.cf(CF_STATE)?, StateKey::Account(*id).to_bytes())
-            .map_err(engine)?
-            .map(|b| codec::decode(&b))
-            .transpose()?;
-        Ok((account, codec::decode(&tip)?))
+        let value = snap
+            .get_cf(self.cf(CF_STATE)?, key.to_bytes())
+            .map_err(engine)?;
+        Ok((value, codec::decode(&tip)?))
     }
 }
 
