@@ -16,6 +16,8 @@ pub const VERSION: &str = concat!(
 );
 
 pub mod api;
+pub mod archive;
+pub mod backup;
 pub mod config;
 pub mod core;
 pub mod engines;

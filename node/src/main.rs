@@ -7,6 +7,8 @@ use cairn_crypto::SigningKey;
 use cairn_node::config::{Config, Home, read_key, write_new_key};
 use clap::{Parser, Subcommand};
 
+mod data_cmd;
+
 /// A Cairn validator node: orders signed transactions with the network's other validators
 /// (Raft or PBFT, as the genesis says), keeps the ledger in RocksDB, serves the JSON API.
 #[derive(Parser)]
@@ -70,6 +72,61 @@ enum Command {
     /// Print the API's OpenAPI document (what every node serves at /api/v1/openapi.json),
     /// for client generators and API testers, without running a node.
     Openapi,
+    /// Write certified blocks FROM..=TO to a file that another node can import, verifying
+    /// each. Works while the node runs.
+    #[command(
+        after_help = "Example:\n  cairn-node export --home n0 --from 1 --to 5000 blocks.cairn\n  cairn-node import --home fresh blocks.cairn"
+    )]
+    Export {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// First block.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last block (default: the tip).
+        #[arg(long)]
+        to: Option<u64>,
+        /// The file to write (replaced whole, or left alone on failure).
+        file: PathBuf,
+    },
+    /// Apply the blocks of an export to this home's store, each verified as if a peer had sent
+    /// it: its certificate against the validator set in force, every signature, its execution
+    /// and state root. The node must be stopped.
+    #[command(after_help = "Example:\n  cairn-node import --home fresh blocks.cairn")]
+    Import {
+        /// The node's home directory (with its genesis.json).
+        #[arg(long)]
+        home: PathBuf,
+        /// The export.
+        file: PathBuf,
+    },
+    /// Back up the node's store to a new directory, while the node runs (it takes a
+    /// consistent checkpoint at a block boundary) or not; the copy is checked before it counts.
+    #[command(
+        after_help = "Example:\n  cairn-node backup --home n0 --to /backups/n0-$(date +%F)\n  cairn-node restore --home n0-new --from /backups/n0-2026-12-01"
+    )]
+    Backup {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// A new or empty directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a home that has no store yet: the copy is checked (its state
+    /// matches the certified root of its tip) before the node may use it.
+    #[command(
+        after_help = "Example:\n  cairn-node init --home n0-new ... && cp genesis.json n0-new/\n  cairn-node restore --home n0-new --from /backups/n0-2026-12-01"
+    )]
+    Restore {
+        /// The node's home directory (initialised, with the chain's genesis.json).
+        #[arg(long)]
+        home: PathBuf,
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Print the node's public key and libp2p peer id.
     ShowKey {
         /// The node's home directory.
@@ -426,6 +483,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ShowKey { home, json } => print_key(&read_key(&Home(home).key())?, json),
+        Command::Export {
+            home,
+            from,
+            to,
+            file,
+        } => data_cmd::export(home, from, to, &file),
+        Command::Import { home, file } => data_cmd::import(home, &file),
+        Command::Backup { home, to } => data_cmd::backup(home, &to),
+        Command::Restore { home, from } => data_cmd::restore(home, &from),
         Command::Run { home } => {
             let h = Home(home);
             let cfg = load_config(&h)?;

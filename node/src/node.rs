@@ -314,7 +314,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         net,
         genesis: Arc::new(genesis),
         names: Arc::new(names),
-        reader,
+        reader: reader.clone(),
         tree,
         reads,
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
@@ -325,6 +325,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         accepting: accepting.clone(),
         failure: failure.clone(),
     };
+    let admin_reader = reader;
     let app = router(state, config.api.max_concurrent_requests);
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
@@ -339,6 +340,15 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         max_connections: config.api.max_connections,
     };
     let mut api_task = tokio::spawn(server::serve(listener, app, limits, stop_rx));
+    // Backups while running (`cairn-node backup`): not vital, so a failure is only logged.
+    let admin_path = home.0.join(crate::backup::ADMIN_SOCKET);
+    if let Err(e) = crate::backup::serve_admin(&admin_path, admin_reader) {
+        tracing::warn!(
+            error = %e,
+            socket = %admin_path.display(),
+            "no admin socket: `cairn-node backup` cannot reach this node while it runs"
+        );
+    }
 
     // Which task ended, and how (a task that ended must not be awaited again).
     let died: Option<(&str, Fatal)> = tokio::select! {
@@ -371,6 +381,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         core_task.abort();
         net_task.abort();
         api_task.abort();
+        let _ = std::fs::remove_file(&admin_path);
         bail!("{why}");
     }
     tracing::info!("shutting down");
@@ -386,6 +397,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
     net_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), &mut api_task).await;
     api_task.abort();
+    let _ = std::fs::remove_file(&admin_path);
     tracing::info!("stopped");
     Ok(())
 }

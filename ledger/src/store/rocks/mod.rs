@@ -17,6 +17,7 @@
 //! [`RocksStore`] is the one writer. [`RocksReader`] handles share its database and serve
 //! committed reads from any thread.
 
+mod copies;
 mod mark;
 
 use std::path::{Path, PathBuf};
