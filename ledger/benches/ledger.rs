@@ -7,6 +7,8 @@
 //! - `apply_store_5000/verify`: the same with every signature batch-verified (block sync).
 //! - `verify_transactions_5000`: stateless checks + batch signature verification.
 //! - `mempool_insert_5000`: mempool admission of 5,000 verified transactions.
+//! - `state_tree_apply_5000`: the state tree's share of a block of 5,000 transfers: 5,000
+//!   account writes applied to a tree of 5,000 and of 100,000 accounts, and the new root.
 
 use cairn_ledger::testkit::TestChain;
 use cairn_ledger::{
@@ -115,5 +117,31 @@ fn verify_and_admit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, apply_store, verify_and_admit);
+/// The state tree's share of a block: 5,000 account writes (a block of transfers among 5,000
+/// accounts changes each) applied to a tree of 5,000 and of 100,000 accounts.
+fn state_tree(c: &mut Criterion) {
+    use cairn_ledger::StateTree;
+    use cairn_ledger::state::WriteSet;
+    let mut g = c.benchmark_group("state_tree_apply_5000");
+    g.throughput(Throughput::Elements(TXS as u64));
+    for accounts in [5_000u32, 100_000] {
+        let key = |i: u32| {
+            let mut k = vec![0x01];
+            k.extend_from_slice(&cairn_crypto::Hash::sha256(&i.to_le_bytes()).0);
+            k
+        };
+        let value = |i: u32, v: u64| cairn_crypto::codec::encode(&(u64::from(i) + v, v, 0u8));
+        let all: WriteSet = (0..accounts).map(|i| (key(i), Some(value(i, 0)))).collect();
+        let tree = StateTree::default().apply(&all);
+        let writes: WriteSet = (0..TXS as u32)
+            .map(|i| (key(i * (accounts / TXS as u32)), Some(value(i, 1))))
+            .collect();
+        g.bench_function(format!("{accounts}_accounts"), |b| {
+            b.iter(|| black_box(tree.apply(black_box(&writes)).root_hash()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, apply_store, verify_and_admit, state_tree);
 criterion_main!(benches);
