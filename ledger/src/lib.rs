@@ -25,6 +25,7 @@ pub mod governance;
 mod ledger;
 pub mod mempool;
 mod overlay;
+pub mod snapshot;
 pub mod state;
 pub mod state_tree;
 pub mod store;

@@ -111,7 +111,7 @@ pub enum ProofError {
 }
 
 /// Bit `i` of a path, from the most significant bit of byte 0.
-fn bit(path: &Hash, i: usize) -> bool {
+pub(crate) fn bit(path: &Hash, i: usize) -> bool {
     (path.0[i / 8] >> (7 - i % 8)) & 1 == 1
 }
 
@@ -165,6 +165,12 @@ fn build(depth: usize, leaves: &[(Hash, Hash)]) -> Link {
             )
         }
     }
+}
+
+/// The hash of the subtree at `depth` holding `leaves` (`(path, value hash)`, sorted by path,
+/// paths distinct, all sharing their first `depth` bits).
+pub(crate) fn subtree_hash(depth: usize, leaves: &[(Hash, Hash)]) -> Hash {
+    hash_of(&build(depth, leaves))
 }
 
 /// `link` at `depth` with `changes` (sorted by path, distinct; `None` removes) applied.
