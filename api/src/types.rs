@@ -360,6 +360,10 @@ pub struct RecordView {
     /// With `?prove=true`: the proof of this record at a certified height.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<StateProofView>,
+    /// With `?prove=true` only: the account has no such record (`value` is empty), and
+    /// `proof` shows it. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
 }
 
 impl RecordView {
@@ -371,6 +375,7 @@ impl RecordView {
             value: hex::encode(value),
             text: std::str::from_utf8(value).ok().map(str::to_string),
             proof: None,
+            absent: false,
         }
     }
 }
@@ -511,4 +516,12 @@ pub struct ReadyView {
 pub struct HealthView {
     /// Always `ok` here.
     pub status: String,
+}
+
+/// `GET /api/v1/snapshots`: the state snapshots this node serves, for joining nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SnapshotList {
+    /// Their heights, newest first.
+    pub heights: Vec<Height>,
 }

@@ -9,7 +9,7 @@ pub const TX_ID: Domain = Domain::new("cairn/tx/id/v1");
 /// Block hash (over the encoded header).
 pub const BLOCK_HASH: Domain = Domain::new("cairn/block/v1");
 /// Genesis hash (over the encoded genesis document).
-pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v3");
+pub const GENESIS_HASH: Domain = Domain::new("cairn/genesis/v4");
 /// A validator list, as block headers commit to it.
 pub const VALIDATORS: Domain = Domain::new("cairn/validators/v1");
 /// A validator-set change, as listings name it.

@@ -302,7 +302,7 @@ impl Genesis {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The chain's identity: `SHA-256(tag "cairn/genesis/v3" ‖ encoded genesis)`.
+    /// The chain's identity: `SHA-256(tag "cairn/genesis/v4" ‖ encoded genesis)`.
     pub fn hash(&self) -> BlockHash {
         BlockHash(Hash::tagged(domains::GENESIS_HASH, &[&codec::encode(self)]))
     }

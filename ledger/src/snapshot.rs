@@ -24,6 +24,7 @@ pub const DEPTH_MAX: u8 = 16;
 
 /// One chunk's line in a manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkInfo {
     /// The hash of the chunk's subtree.
     pub hash: Hash,
@@ -33,6 +34,7 @@ pub struct ChunkInfo {
 
 /// What a snapshot holds, checkable against a certified header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SnapshotManifest {
     /// The height whose state this is.
     pub height: Height,

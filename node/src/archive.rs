@@ -34,12 +34,12 @@ const RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// Reading or writing a file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (in the message, not a source, so it is said once).
+        error: std::io::Error,
     },
     /// Not a block export.
     #[error("{0} is not a Cairn block export (no CAIRNBLK header)")]
@@ -59,7 +59,7 @@ pub enum ArchiveError {
         expected: BlockHash,
     },
     /// A range that the store does not hold.
-    #[error("cannot export {from}..={to}: the store holds blocks 1..={tip}")]
+    #[error("cannot export {from}..={to}: the store's tip is block {tip}")]
     Range {
         /// First asked for.
         from: Height,
@@ -71,8 +71,8 @@ pub enum ArchiveError {
     /// A block or certificate missing from the store.
     #[error("block {0} or its certificate is missing from the store")]
     Missing(Height),
-    /// The file ends inside a record.
-    #[error("the export ends inside the record of block {0}: the file is truncated")]
+    /// The file ends before the last block its header announces.
+    #[error("the export ends before the end of block {0}: the file is truncated")]
     Truncated(Height),
     /// A record whose checksum does not match: a byte of it changed.
     #[error("the record of block {height} is damaged (its checksum does not match)")]
@@ -119,9 +119,9 @@ pub enum ArchiveError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Io {
+    move |error| ArchiveError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -154,13 +154,35 @@ pub fn export<R: ChainRead>(
     if from == 0 || from > to || to > tip {
         return Err(ArchiveError::Range { from, to, tip });
     }
-    let tmp = out.with_extension("partial");
-    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut name = out.as_os_str().to_owned();
+    name.push(".partial");
+    let tmp = PathBuf::from(name);
+    let written = write_export(store, genesis_hash, from, to, &tmp);
+    match written {
+        Ok(bytes) => {
+            std::fs::rename(&tmp, out).map_err(io(out))?;
+            Ok(Exported { from, to, bytes })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_export<R: ChainRead>(
+    store: &R,
+    genesis_hash: BlockHash,
+    from: Height,
+    to: Height,
+    tmp: &Path,
+) -> Result<u64, ArchiveError> {
+    let file = File::create(tmp).map_err(io(tmp))?;
     let mut w = BufWriter::new(file);
     let mut bytes = 0u64;
     let mut put = |w: &mut BufWriter<File>, b: &[u8]| -> Result<(), ArchiveError> {
         bytes += b.len() as u64;
-        w.write_all(b).map_err(io(&tmp))
+        w.write_all(b).map_err(io(tmp))
     };
     let mut head = Vec::with_capacity(HEADER_BYTES);
     head.extend_from_slice(MAGIC);
@@ -183,12 +205,11 @@ pub fn export<R: ChainRead>(
         put(&mut w, &checksum(h, len, &payload).0)?;
     }
     let file = w.into_inner().map_err(|e| ArchiveError::Io {
-        path: tmp.clone(),
-        source: e.into_error(),
+        path: tmp.to_path_buf(),
+        error: e.into_error(),
     })?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, out).map_err(io(out))?;
-    Ok(Exported { from, to, bytes })
+    file.sync_all().map_err(io(tmp))?;
+    Ok(bytes)
 }
 
 /// What an import applied.

@@ -52,12 +52,12 @@ pub struct Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// A file or directory.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// Where.
         path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (in the message, not a source, so it is said once).
+        error: std::io::Error,
     },
     /// The target already holds something.
     #[error("{0} is not empty: a backup or restore writes only to a new or empty directory")]
@@ -67,9 +67,12 @@ pub enum BackupError {
     Node(String),
     /// The store is locked by a process that does not answer on its admin socket.
     #[error(
-        "the store in {0} is in use, but no node answers on its admin socket: is the node still starting or stopping?"
+        "the store in {0} is in use, but no node answers on its admin socket ({ADMIN_SOCKET} in the home): the node may be starting or stopping, or could not bind the socket (its log says why; a socket path must be under 108 bytes)"
     )]
     Busy(PathBuf),
+    /// Nothing to back up.
+    #[error("{0} holds no store: nothing to back up")]
+    NoStore(PathBuf),
     /// Not a backup.
     #[error("{path} is not a Cairn backup: {why}")]
     NotABackup {
@@ -100,9 +103,9 @@ pub enum BackupError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
+    move |error| BackupError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -153,6 +156,9 @@ fn answer(stream: UnixStream, reader: &RocksReader) {
     let mut line = String::new();
     let reply = match BufReader::new(stream.take(REQUEST_BYTES_MAX)).read_line(&mut line) {
         Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+            Ok(AdminRequest::Checkpoint { to }) if to.is_relative() => AdminReply {
+                error: Some(format!("{} is not an absolute path", to.display())),
+            },
             Ok(AdminRequest::Checkpoint { to }) => {
                 tracing::info!(to = %to.display(), "taking a backup checkpoint");
                 AdminReply {
@@ -259,6 +265,9 @@ pub fn check_store(path: &Path, genesis: &Genesis) -> Result<Tip, BackupError> {
 /// Backs up the node in `home` to the new or empty directory `to`, while it runs (it takes
 /// the checkpoint) or not (the store is copied here), and checks the copy.
 pub fn backup(home: &Home, genesis: &Genesis, to: &Path) -> Result<Manifest, BackupError> {
+    if !home.data().join("CURRENT").exists() {
+        return Err(BackupError::NoStore(home.data()));
+    }
     empty_dir(to)?;
     let to = std::fs::canonicalize(to).map_err(io(to))?;
     let store_dir = to.join("store");
@@ -294,7 +303,8 @@ pub fn backup(home: &Home, genesis: &Genesis, to: &Path) -> Result<Manifest, Bac
 
 /// Restores the backup `from` into `home` (initialised, with the chain's genesis.json, and
 /// no store yet): copies the store, checks it, and empties its consensus state, so the node
-/// starts with no record of votes (as after `data` was moved aside).
+/// starts with no record of votes (as after `data` was moved aside). `data` appears only once
+/// all of that succeeded.
 pub fn restore(from: &Path, home: &Home, genesis: &Genesis) -> Result<Manifest, BackupError> {
     let not_a_backup = |why: String| BackupError::NotABackup {
         path: from.to_path_buf(),
@@ -316,29 +326,37 @@ pub fn restore(from: &Path, home: &Home, genesis: &Genesis) -> Result<Manifest, 
         empty_dir(&data)?;
         std::fs::remove_dir(&data).map_err(io(&data))?;
     }
+    // Everything is checked and the vote record emptied in a directory of its own: `data`
+    // appears only when the copy is good, and a failed restore leaves nothing behind.
     let partial = home.0.join("data.restoring");
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
     }
-    copy_dir(&from.join("store"), &partial)?;
-    std::fs::rename(&partial, &data).map_err(io(&data))?;
-    let tip = check_store(&data, genesis)?;
-    if tip.hash != manifest.block_hash || tip.state_root != manifest.state_root {
-        return Err(BackupError::Damaged {
-            path: data,
-            why: format!(
-                "it holds block {} {}, the manifest says {} {}",
-                tip.height, tip.hash, manifest.height, manifest.block_hash
-            ),
-        });
+    let prepared = copy_dir(&from.join("store"), &partial).and_then(|()| {
+        let tip = check_store(&partial, genesis)?;
+        if tip.hash != manifest.block_hash || tip.state_root != manifest.state_root {
+            return Err(BackupError::Damaged {
+                path: from.join("store"),
+                why: format!(
+                    "it holds block {} {}, its {MANIFEST} says {} {}",
+                    tip.height, tip.hash, manifest.height, manifest.block_hash
+                ),
+            });
+        }
+        let mut store = RocksStore::open(&partial, &genesis.hash())?;
+        let ops: Vec<ConsensusWrite> = store
+            .consensus_scan(&[])?
+            .into_iter()
+            .map(|(key, _)| ConsensusWrite::Delete { key })
+            .collect();
+        store.consensus_write(&ops)?;
+        Ok(())
+    });
+    if let Err(e) = prepared {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
     }
-    let mut store = RocksStore::open(&data, &genesis.hash())?;
-    let ops: Vec<ConsensusWrite> = store
-        .consensus_scan(&[])?
-        .into_iter()
-        .map(|(key, _)| ConsensusWrite::Delete { key })
-        .collect();
-    store.consensus_write(&ops)?;
+    std::fs::rename(&partial, &data).map_err(io(&data))?;
     Ok(manifest)
 }
 

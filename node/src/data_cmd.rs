@@ -70,7 +70,7 @@ pub fn import(home: PathBuf, file: &Path) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => bail!(
-            "{e}; the store keeps the {} blocks applied before it (tip {})",
+            "{e}; the store keeps what was applied before it: {} blocks, tip {}",
             tip.height - start,
             tip.height
         ),
@@ -97,15 +97,16 @@ pub fn restore(home: PathBuf, from: &Path) -> anyhow::Result<()> {
     let g = genesis(&h)?;
     let m = backup::restore(from, &h, &g)?;
     println!(
-        "restored chain {} at block {} {} into {}; checked: the state matches the root the tip's certificate covers",
+        "restored chain {} at block {} {} into {}; checked: the state matches the root the tip's certificate covers; start the node with `cairn-node run`",
         m.chain_id,
         m.height,
         m.block_hash,
         h.data().display()
     );
     eprintln!(
-        "note: the restored store has no record of the votes this node cast. Start it where the \
-         node it replaces no longer runs; it syncs the blocks after {} from its peers. A \
+        "note: the restored store has no record of the votes this node cast. Start it only where \
+         the node it replaces no longer runs (to replace a validator, its home needs that \
+         validator's node_key and config.toml); it syncs the blocks after {} from its peers. A \
          validator restored this way should start while the rest of the network is healthy, \
          or under a new key (`cairn validator rotate`)",
         m.height

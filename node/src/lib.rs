@@ -28,5 +28,6 @@ pub mod metrics;
 pub mod node;
 pub mod read_pool;
 pub mod reads;
+pub mod snapshots;
 pub mod views;
 pub mod wire;

@@ -72,8 +72,8 @@ enum Command {
     /// Print the API's OpenAPI document (what every node serves at /api/v1/openapi.json),
     /// for client generators and API testers, without running a node.
     Openapi,
-    /// Write certified blocks FROM..=TO to a file that another node can import, verifying
-    /// each. Works while the node runs.
+    /// Write certified blocks FROM..=TO to a file that another node can import (and verify).
+    /// Works while the node runs.
     #[command(
         after_help = "Example:\n  cairn-node export --home n0 --from 1 --to 5000 blocks.cairn\n  cairn-node import --home fresh blocks.cairn"
     )]

@@ -215,6 +215,8 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
     } = s;
     let set = ledger.validators_in_force().clone();
     let tree = ledger.published_tree();
+    let snapshots = crate::snapshots::Snapshots::new(home.0.join("snapshots"));
+    let genesis_hash = genesis.hash();
     let changes = crate::core::epoch::changes_view(&ledger)
         .context("reading the pending validator change")?;
     let pending = changes.pending.as_ref().map(|p| &p.change);
@@ -316,6 +318,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         names: Arc::new(names),
         reader: reader.clone(),
         tree,
+        snapshots: snapshots.clone(),
         reads,
         wait_timeout: Duration::from_millis(config.api.wait_timeout_ms),
         body_timeout: Duration::from_millis(config.api.body_timeout_ms),
@@ -325,7 +328,7 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         accepting: accepting.clone(),
         failure: failure.clone(),
     };
-    let admin_reader = reader;
+    let admin_reader = reader.clone();
     let app = router(state, config.api.max_concurrent_requests);
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
@@ -340,7 +343,17 @@ async fn run_with<P: NodeEngine>(mut s: Start) -> anyhow::Result<()> {
         max_connections: config.api.max_connections,
     };
     let mut api_task = tokio::spawn(server::serve(listener, app, limits, stop_rx));
-    // Backups while running (`cairn-node backup`): not vital, so a failure is only logged.
+    // Snapshots for joining nodes, and backups while running: not vital, so a failure to
+    // start either is only logged.
+    if let Err(e) = crate::snapshots::start_taker(
+        snapshots,
+        reader,
+        genesis_hash,
+        config.storage.snapshot_interval,
+        config.storage.snapshots_kept,
+    ) {
+        tracing::warn!(error = %e, "no state snapshots: the thread that takes them did not start");
+    }
     let admin_path = home.0.join(crate::backup::ADMIN_SOCKET);
     if let Err(e) = crate::backup::serve_admin(&admin_path, admin_reader) {
         tracing::warn!(

@@ -276,7 +276,8 @@ pub fn records(
     })
 }
 
-/// One record; with `tree`, with the proof of it at the committed height.
+/// One record; with `tree`, with the proof of it (or of its absence: then `absent`) at the
+/// committed height.
 pub fn record(
     r: &RocksReader,
     owner: PublicKey,
@@ -291,12 +292,18 @@ pub fn record(
         }
         None => (r.record(&owner, key).map_err(internal)?, None),
     };
-    match value {
-        Some(v) => Ok(RecordView {
+    match (value, proof) {
+        (Some(v), proof) => Ok(RecordView {
             proof,
             ..RecordView::of(owner, key.to_string(), &v)
         }),
-        None => Err(ApiError::not_found(format!(
+        // Asked for a proof: the absence is proved too.
+        (None, Some(proof)) => Ok(RecordView {
+            proof: Some(proof),
+            absent: true,
+            ..RecordView::of(owner, key.to_string(), &[])
+        }),
+        (None, None) => Err(ApiError::not_found(format!(
             "account {owner} has no record {key:?}"
         ))),
     }

@@ -170,7 +170,38 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
         err.contains("the record of block") || err.contains("block "),
         "{err}"
     );
-    assert!(err.contains("the store keeps the"), "{err}");
+    assert!(err.contains("the store keeps what was applied"), "{err}");
+
+    // A backup whose manifest does not match its store is refused, and leaves no store.
+    let forged = backups.join("forged");
+    std::fs::create_dir_all(forged.join("store")).expect("dir");
+    for e in std::fs::read_dir(b1.join("store")).expect("store") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), forged.join("store").join(e.file_name())).expect("copy");
+    }
+    let mut m = manifest.clone();
+    m["height"] = (backed_up + 1).into();
+    m["block_hash"] = "00".repeat(32).into();
+    std::fs::write(forged.join("BACKUP.json"), m.to_string()).expect("write");
+    let (ok, _, err) = node_cmd(&[
+        "restore",
+        "--home",
+        s(&net.nodes[restored].home),
+        "--from",
+        s(&forged),
+    ]);
+    assert!(!ok && err.contains("not intact"), "{err}");
+    assert!(!net.nodes[restored].home.join("data").exists());
+    assert!(!net.nodes[restored].home.join("data.restoring").exists());
+    // A home without a store has nothing to back up.
+    let (ok, _, err) = node_cmd(&[
+        "backup",
+        "--home",
+        s(&net.nodes[restored].home),
+        "--to",
+        s(&backups.join("none")),
+    ]);
+    assert!(!ok && err.contains("holds no store"), "{err}");
 
     // Restore the backup into the observer's home, start it: it catches up and agrees.
     let (ok, out, err) = node_cmd(&[

@@ -205,7 +205,11 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
                 const richer = await window.cairnVerify.verifyAccount(r, '{sender}', g, g.validators);
                 const o = await fresh();
                 const other = await window.cairnVerify.verifyAccount(o, '{receiver}', g, g.validators);
-                return [ok.ok, flipped.ok, flipped.why, richer.ok, richer.why, other.ok, other.why];
+                const m = await fresh();
+                m.height += 1;
+                const moved = await window.cairnVerify.verifyAccount(m, '{sender}', g, g.validators);
+                return [ok.ok, flipped.ok, flipped.why, richer.ok, richer.why, other.ok, other.why,
+                        moved.ok, moved.why];
             }})()"
         ))
         .await;
@@ -229,6 +233,14 @@ async fn the_explorer_shows_the_chain_live_and_checks_it_in_the_page() {
     assert_eq!(
         (&verdict[5], verdict[6].as_str()),
         (&false.into(), Some("the proof is for another key")),
+        "{verdict}"
+    );
+    assert_eq!(
+        (&verdict[7], verdict[8].as_str()),
+        (
+            &false.into(),
+            Some("the heights of the account, the proof and the block differ")
+        ),
         "{verdict}"
     );
     assert_eq!(

@@ -165,6 +165,29 @@ async fn proofs_from_every_node_verify_offline_and_forgeries_are_refused() {
     .expect("record proof");
     assert_eq!(value.as_deref(), Some(&b"verify, then trust"[..]));
 
+    // An absent record: without a proof a 404, with one its absence proved.
+    let (code, _) = net
+        .get(1, &format!("/api/v1/accounts/{owner}/records/nothing"))
+        .await;
+    assert_eq!(code, 404);
+    let (code, r) = net
+        .get(
+            1,
+            &format!("/api/v1/accounts/{owner}/records/nothing?prove=true"),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let r: RecordView = serde_json::from_value(r).expect("record view");
+    assert!(r.absent);
+    let value = verify_state_proof(
+        &net.genesis,
+        &SetInForce::genesis(&net.genesis),
+        r.proof.as_ref().expect("proof"),
+        &StateKey::Record(owner, "nothing".into()).to_bytes(),
+    )
+    .expect("proof of absence");
+    assert_eq!(value, None);
+
     // Bad query values are refused; without `prove` nothing changes.
     let (code, v) = net
         .get(0, &format!("/api/v1/accounts/{owner}?prove=yes"))
@@ -207,6 +230,21 @@ async fn proofs_from_every_node_verify_offline_and_forgeries_are_refused() {
         out.contains("verify, then trust") && out.contains("verified"),
         "{out}"
     );
+    let (code, out) = wallet(
+        &net,
+        2,
+        &[
+            "record",
+            "get",
+            &owner.to_string(),
+            "nothing",
+            "--verify",
+            "--genesis",
+            g,
+        ],
+    );
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("proved absent"), "{out}");
     let other_path = net.dir.path().join("other-genesis.json");
     std::fs::write(
         &other_path,

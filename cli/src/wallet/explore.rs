@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_api::client::Event;
-use cairn_api::{ChainEvent, StateProofView, TxStatus};
+use cairn_api::{ChainEvent, RecordView, StateProofView, TxStatus};
 use cairn_cli::verify::{Trail, verify_state_proof};
 use cairn_crypto::codec;
 use cairn_ledger::state::{Account, StateKey};
@@ -13,7 +13,7 @@ use cairn_ledger::{Genesis, Height, TxId};
 use futures::StreamExt;
 
 use super::ctx::Ctx;
-use super::fail::{INVALID, NODE, R, USAGE, fail};
+use super::fail::{INVALID, NODE, NOT_FOUND, R, USAGE, fail};
 use super::out::{line, print, shell_quote, short, time};
 use super::verify_cmd::follow;
 
@@ -47,8 +47,10 @@ pub async fn account(
                         format!("INVALID: the proved value is not an account: {e}"),
                     )
                 })?;
-            let shown = (v.exists, v.balance, v.nonce, v.role);
-            let real = proved.map_or((false, 0, 0, None), |a| (true, a.balance, a.nonce, a.role));
+            let shown = (v.id == id, v.exists, v.balance, v.nonce, v.role);
+            let real = proved.map_or((true, false, 0, 0, None), |a| {
+                (true, true, a.balance, a.nonce, a.role)
+            });
             if shown != real || v.proof.as_ref().map(|p| p.height) != Some(v.height) {
                 return Err(fail(
                     INVALID,
@@ -200,7 +202,8 @@ fn record_key(key: &str) -> R<()> {
     Ok(())
 }
 
-/// `cairn record get`.
+/// `cairn record get`; with `verify` (a genesis file), checked against a proof, and only what
+/// the proof shows is printed.
 pub async fn record(ctx: &Ctx, account: &str, key: &str, verify: Option<&Path>) -> R<()> {
     record_key(key)?;
     let id = ctx.account_id(account)?;
@@ -211,14 +214,19 @@ pub async fn record(ctx: &Ctx, account: &str, key: &str, verify: Option<&Path>) 
             let v = ctx.client.record_proved(&id, key).await?;
             let state_key = StateKey::Record(id, key.to_string()).to_bytes();
             let value = check_proof(ctx, genesis, v.proof.as_ref(), &state_key).await?;
-            if value.map(hex::encode).as_deref() != Some(v.value.as_str()) {
+            let line = v.proof.as_ref().map(proof_line).unwrap_or_default();
+            let Some(value) = value else {
                 return Err(fail(
-                    INVALID,
-                    "INVALID: the record shown is not the one the proof proves",
+                    NOT_FOUND,
+                    format!("account {id} has no record {key:?}\n{line} (proved absent)"),
                 ));
+            };
+            checked = Some(line);
+            // Print the key asked for and the bytes proved, never the node's rendering.
+            RecordView {
+                proof: v.proof,
+                ..RecordView::of(id, key.to_string(), &value)
             }
-            checked = v.proof.as_ref().map(proof_line);
-            v
         }
     };
     print(ctx.json, &v, |v| {

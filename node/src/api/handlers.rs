@@ -211,9 +211,9 @@ pub async fn records(
         ("prove" = Option<bool>, Query, description = "`true`: add the proof of the record against the certified block at the committed height (PROTOCOL.md §7)."),
     ),
     responses(
-        (status = 200, description = "The record.", body = RecordView),
+        (status = 200, description = "The record. With `prove=true` an absent record answers 200 too, with `absent: true` and the proof of its absence.", body = RecordView),
         (status = 400, description = "`bad_account_id`, `bad_path`, or `bad_query`: `prove` is not `true` or `false`.", body = ErrorBody),
-        (status = 404, description = "`not_found`: the account has no such record.", body = ErrorBody),
+        (status = 404, description = "`not_found`: the account has no such record (without `prove=true`).", body = ErrorBody),
         (status = 503, description = "`unavailable`: blocks kept committing while the proof was read; try again.", body = ErrorBody),
     )
 )]

@@ -13,6 +13,7 @@ mod events;
 mod handlers;
 pub mod intake;
 pub mod server;
+mod snapshots;
 pub mod submit;
 
 use std::collections::HashMap;
@@ -89,6 +90,8 @@ pub struct AppState {
     pub reader: RocksReader,
     /// The committed state tree, for proofs.
     pub tree: cairn_ledger::PublishedTree,
+    /// The state snapshots kept for joining nodes.
+    pub snapshots: crate::snapshots::Snapshots,
     /// The threads committed reads run on.
     pub reads: ReadPool,
     /// Longest `?wait=commit`.
@@ -141,6 +144,9 @@ pub fn router(state: AppState, max_concurrent: usize) -> Router {
         .route("/validators/changes", get(validator_changes))
         .route("/peers", get(peers))
         .route("/events", get(events::events))
+        .route("/snapshots", get(snapshots::snapshots))
+        .route("/snapshots/{height}", get(snapshots::manifest))
+        .route("/snapshots/{height}/chunks/{index}", get(snapshots::chunk))
         .route("/openapi.json", get(openapi));
     // The limit covers the API, not the probes: a node busy with clients is still alive and
     // ready, and `/health`, `/ready` and `/metrics` must say so.

@@ -30,7 +30,7 @@ fn an_import_of_an_export_reaches_the_same_tip_and_state_root() {
     let file = dir.path().join("blocks.cairn");
     let e = export(l.store(), l.genesis_hash(), 1, None, &file).expect("export");
     assert_eq!((e.from, e.to), (1, 5));
-    assert!(!dir.path().join("blocks.partial").exists());
+    assert!(!dir.path().join("blocks.cairn.partial").exists());
     let mut m = fresh(&c);
     let mut seen = Vec::new();
     let i = import(&mut m, &file, |h| seen.push(h)).expect("import");

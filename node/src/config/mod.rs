@@ -138,12 +138,17 @@ pub struct MempoolConfig {
     pub bytes_max: usize,
 }
 
-/// `[storage]`: the memory RocksDB's write buffers may use (all column families together).
+/// `[storage]`: the memory RocksDB's write buffers may use (all column families together), and
+/// the state snapshots the node keeps for others to join from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// All write buffers (memtables); past it the largest is flushed to disk.
     pub memtable_bytes: usize,
+    /// Blocks between state snapshots (0: none).
+    pub snapshot_interval: u64,
+    /// Snapshots kept (the newest).
+    pub snapshots_kept: usize,
 }
 
 impl Default for StorageConfig {
@@ -151,6 +156,8 @@ impl Default for StorageConfig {
         let d = cairn_ledger::StoreMemory::default();
         StorageConfig {
             memtable_bytes: d.memtable_bytes,
+            snapshot_interval: 1000,
+            snapshots_kept: 2,
         }
     }
 }
@@ -285,6 +292,9 @@ impl Config {
     /// Checks every value, addresses included.
     pub fn check(&self) -> Result<(), String> {
         check_log_level(&self.log.level)?;
+        if self.storage.snapshots_kept == 0 {
+            return Err("storage.snapshots_kept: at least 1 (storage.snapshot_interval = 0 turns snapshots off)".into());
+        }
         if self.storage.memtable_bytes != 0 && self.storage.memtable_bytes < 4 << 20 {
             return Err(
                 "storage.memtable_bytes: 0 (no shared budget) or at least 4194304 (4 MiB)".into(),

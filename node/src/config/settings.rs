@@ -160,6 +160,18 @@ pub const SETTINGS: &[Setting] = &[
         BYTES,
     ),
     s(
+        "storage.snapshot_interval",
+        "Take a snapshot of the state every this many blocks, for new nodes to join from \
+         (`cairn-node join`) instead of replaying the chain. Taken off the consensus task, in \
+         HOME/snapshots; 0 turns it off.",
+        Some("blocks"),
+    ),
+    s(
+        "storage.snapshots_kept",
+        "How many of the newest snapshots to keep and serve.",
+        None,
+    ),
+    s(
         "log.format",
         "\"human\" for people, \"json\" for log collectors (one object per line).",
         None,

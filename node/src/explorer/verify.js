@@ -12,7 +12,7 @@
 const TAGS = {
   txId: "cairn/tx/id/v1",
   block: "cairn/block/v1",
-  genesis: "cairn/genesis/v3",
+  genesis: "cairn/genesis/v4",
   validators: "cairn/validators/v1",
   raftCommit: "cairn/raft/commit/v1",
   pbftCommit: "cairn/pbft/commit/v1",
@@ -275,7 +275,17 @@ export async function verifyAccount(view, id, genesis, set) {
   const key = new Uint8Array([1, ...hexToBytes(id)]);
   if (p.key !== bytesToHex(key)) return { ok: false, why: "the proof is for another key" };
   const h = p.header;
+  if (BigInt(view.height) !== BigInt(p.height) || BigInt(p.height) !== BigInt(h.height)) {
+    return { ok: false, why: "the heights of the account, the proof and the block differ" };
+  }
   if (h.chain_id !== genesis.chain_id) return { ok: false, why: "the block is of another chain" };
+  // The set is the one in force at the height the page followed to: the header must name it.
+  if (h.validators_hash !== (await validatorsHash(set))) {
+    return { ok: false, why: "the block names a validator set other than the one in force" };
+  }
+  if (!set.some((v) => v.public_key === h.proposer)) {
+    return { ok: false, why: "the proposer is not a validator in force" };
+  }
   const hash = bytesToHex(await taggedHash(TAGS.block, encodeHeader(h)));
   const cert = await checkCertificate(p.certificate, h.height, hash, genesis, set);
   if (!cert.ok) return { ok: false, why: `certificate: ${cert.why}` };
@@ -283,7 +293,8 @@ export async function verifyAccount(view, id, genesis, set) {
     return { ok: false, why: "the proof does not lead to the block's state root" };
   }
   if (p.value == null) {
-    const empty = !view.exists && BigInt(view.balance) === 0n && BigInt(view.nonce) === 0n;
+    const empty =
+      !view.exists && BigInt(view.balance) === 0n && BigInt(view.nonce) === 0n && view.role == null;
     return empty ? { ok: true, height: h.height, absent: true } : { ok: false, why: "the account shown is not the one proved" };
   }
   // Account { balance: u64, nonce: u64, role: Option<Role> } (§1, §7).

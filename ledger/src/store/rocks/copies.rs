@@ -4,11 +4,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cairn_crypto::codec;
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{DB, Options};
+use rocksdb::{DB, Options, WriteBatch};
 
-use super::{COLUMN_FAMILIES, RocksReader, engine};
-use crate::store::StoreError;
+use super::{
+    CF_META, CF_STATE, COLUMN_FAMILIES, META_GENESIS, META_SCHEMA, META_TIP, RocksReader,
+    RocksStore, engine,
+};
+use crate::block::{Block, BlockHash, Height, Tip};
+use crate::certificate::CommitCertificate;
+use crate::store::{ChainRead, SCHEMA_VERSION, StateEntries, StoreError};
 
 impl RocksReader {
     /// Writes a consistent copy of the whole store to `dir`, which must not exist yet (a
@@ -43,5 +49,70 @@ impl RocksReader {
         let db = DB::open_cf_as_secondary(&opts, path, scratch, COLUMN_FAMILIES).map_err(engine)?;
         db.try_catch_up_with_primary().map_err(engine)?;
         Ok(RocksReader { db: Arc::new(db) })
+    }
+}
+
+/// The lowest block a store filled from a snapshot holds (absent: 1).
+const META_BASE: &[u8] = b"base";
+
+impl RocksReader {
+    /// The lowest block this store holds: 1, or the height of the snapshot it was filled
+    /// from (the blocks below are absent).
+    pub fn base_height(&self) -> Result<Height, StoreError> {
+        match self.get(CF_META, META_BASE)? {
+            Some(b) => Ok(codec::decode(&b)?),
+            None => Ok(1),
+        }
+    }
+}
+
+impl RocksStore {
+    /// Writes state entries into a store being filled from a snapshot (one synced batch). The
+    /// store must be new: no genesis, no tip.
+    pub fn install_state(&mut self, entries: &StateEntries) -> Result<(), StoreError> {
+        if self.meta()?.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        let cf = self.reader.cf(CF_STATE)?;
+        let mut batch = WriteBatch::default();
+        for (k, v) in entries {
+            batch.put_cf(cf, k, v);
+        }
+        self.write_synced(batch)
+    }
+
+    /// Finishes a store filled from a snapshot: `block` (at the snapshot's height, with its
+    /// certificate) becomes the tip, and the blocks below it are absent
+    /// ([`RocksReader::base_height`]). The state written with [`RocksStore::install_state`]
+    /// must be the one its header commits to; opening a ledger on the store checks that.
+    pub fn install_tip(
+        &mut self,
+        genesis_hash: BlockHash,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<Tip, StoreError> {
+        if self.meta()?.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        let h = &block.header;
+        let tip = Tip {
+            height: h.height,
+            hash: block.hash(),
+            state_root: h.state_root,
+            timestamp_ms: h.timestamp_ms,
+        };
+        let mut batch = WriteBatch::default();
+        self.put_block(&mut batch, block, tip.hash, certificate, &block.tx_ids())?;
+        let meta = self.reader.cf(CF_META)?;
+        batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
+        batch.put_cf(meta, META_GENESIS, codec::encode(&genesis_hash));
+        batch.put_cf(meta, META_TIP, codec::encode(&tip));
+        batch.put_cf(meta, META_BASE, codec::encode(&tip.height));
+        self.tip = Some(tip);
+        if let Err(e) = self.write_synced(batch) {
+            self.tip = None;
+            return Err(e);
+        }
+        Ok(tip)
     }
 }

@@ -312,6 +312,56 @@ impl RocksStore {
         });
     }
 
+    /// Puts a committed block, its certificate and its index entries in `batch`.
+    pub(super) fn put_block(
+        &self,
+        batch: &mut WriteBatch,
+        block: &Block,
+        hash: BlockHash,
+        certificate: &CommitCertificate,
+        tx_ids: &[TxId],
+    ) -> Result<(), StoreError> {
+        let r = &self.reader;
+        let height = block.header.height;
+        let hk = height_key(height);
+        batch.put_cf(r.cf(CF_BLOCKS)?, hk, codec::encode(block));
+        batch.put_cf(r.cf(CF_HEADERS)?, hk, codec::encode(&block.header));
+        let ids: Vec<u8> = tx_ids.iter().flat_map(|id| id.0.0).collect();
+        batch.put_cf(r.cf(CF_TX_IDS)?, hk, ids);
+        batch.put_cf(r.cf(CF_CERTS)?, hk, codec::encode(certificate));
+        batch.put_cf(r.cf(CF_BLOCK_BY_HASH)?, hash.0.0, hk);
+        // Index entries go in key order: each memtable insert then starts its skiplist search
+        // from the one before instead of from the top (random transaction ids and accounts
+        // made these inserts most of a block commit's CPU).
+        let txi = r.cf(CF_TX_INDEX)?;
+        let mut by_id: Vec<(usize, &TxId)> = tx_ids.iter().enumerate().collect();
+        by_id.sort_unstable_by_key(|(_, id)| *id);
+        for (i, id) in by_id {
+            let loc = TxLocation {
+                height,
+                index: i as u32,
+            };
+            batch.put_cf(txi, id.0.0, codec::encode(&loc));
+        }
+        let acc = r.cf(CF_ACCOUNT_TXS)?;
+        let encoded: Vec<Vec<u8>> = block.txs.iter().map(codec::encode).collect();
+        let mut by_account: Vec<([u8; 44], usize)> = block
+            .txs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                involved_accounts(&t.tx)
+                    .into_iter()
+                    .map(move |a| (account_tx_key(&a, height, i as u32), i))
+            })
+            .collect();
+        by_account.sort_unstable();
+        for (key, i) in by_account {
+            batch.put_cf(acc, key, &encoded[i]);
+        }
+        Ok(())
+    }
+
     fn put_writes(&self, batch: &mut WriteBatch, writes: &WriteSet) -> Result<(), StoreError> {
         let cf = self.reader.cf(CF_STATE)?;
         for (k, v) in writes {
@@ -673,45 +723,14 @@ impl BlockStore for RocksStore {
     fn commit(&mut self, commit: &BlockCommit, tip: Tip) -> Result<(), StoreError> {
         check_extends(&self.tip()?, commit)?;
         let r = &self.reader;
-        let height = commit.block.header.height;
-        let hk = height_key(height);
         let mut batch = WriteBatch::default();
-        batch.put_cf(r.cf(CF_BLOCKS)?, hk, codec::encode(&commit.block));
-        batch.put_cf(r.cf(CF_HEADERS)?, hk, codec::encode(&commit.block.header));
-        let ids: Vec<u8> = commit.tx_ids.iter().flat_map(|id| id.0.0).collect();
-        batch.put_cf(r.cf(CF_TX_IDS)?, hk, ids);
-        batch.put_cf(r.cf(CF_CERTS)?, hk, codec::encode(&commit.certificate));
-        batch.put_cf(r.cf(CF_BLOCK_BY_HASH)?, commit.hash.0.0, hk);
-        // Index entries go in key order: each memtable insert then starts its skiplist search
-        // from the one before instead of from the top (random transaction ids and accounts
-        // made these inserts most of a block commit's CPU).
-        let txi = r.cf(CF_TX_INDEX)?;
-        let mut by_id: Vec<(usize, &TxId)> = commit.tx_ids.iter().enumerate().collect();
-        by_id.sort_unstable_by_key(|(_, id)| *id);
-        for (i, id) in by_id {
-            let loc = TxLocation {
-                height,
-                index: i as u32,
-            };
-            batch.put_cf(txi, id.0.0, codec::encode(&loc));
-        }
-        let acc = r.cf(CF_ACCOUNT_TXS)?;
-        let encoded: Vec<Vec<u8>> = commit.block.txs.iter().map(codec::encode).collect();
-        let mut by_account: Vec<([u8; 44], usize)> = commit
-            .block
-            .txs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| {
-                involved_accounts(&t.tx)
-                    .into_iter()
-                    .map(move |a| (account_tx_key(&a, height, i as u32), i))
-            })
-            .collect();
-        by_account.sort_unstable();
-        for (key, i) in by_account {
-            batch.put_cf(acc, key, &encoded[i]);
-        }
+        self.put_block(
+            &mut batch,
+            &commit.block,
+            commit.hash,
+            &commit.certificate,
+            &commit.tx_ids,
+        )?;
         self.put_writes(&mut batch, &commit.writes)?;
         batch.put_cf(r.cf(CF_META)?, META_TIP, codec::encode(&tip));
         let before = self.tip;
