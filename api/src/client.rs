@@ -171,6 +171,54 @@ impl Client {
         self.answer(r).await
     }
 
+    /// `GET /api/v1/snapshots`.
+    pub async fn snapshots(&self) -> Result<SnapshotList, ClientError> {
+        self.get("/api/v1/snapshots").await
+    }
+
+    /// `GET /api/v1/snapshots/{height}`: a manifest (check it before use).
+    pub async fn snapshot_manifest(
+        &self,
+        height: Height,
+    ) -> Result<cairn_ledger::snapshot::SnapshotManifest, ClientError> {
+        self.get(&format!("/api/v1/snapshots/{height}")).await
+    }
+
+    /// `GET /api/v1/snapshots/{height}/chunks/{index}`: a chunk's bytes, at most `max` of
+    /// them (a peer cannot make this read more).
+    pub async fn snapshot_chunk(
+        &self,
+        height: Height,
+        index: u32,
+        max: usize,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut r = self
+            .http
+            .get(format!(
+                "{}/api/v1/snapshots/{height}/chunks/{index}",
+                self.base
+            ))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.fail(e))?;
+        if !r.status().is_success() {
+            return self.answer(r).await;
+        }
+        let mut out = Vec::new();
+        while let Some(piece) = r.chunk().await.map_err(|e| self.fail(e))? {
+            if out.len() + piece.len() > max {
+                return Err(ClientError::NotCairn {
+                    node: self.base.clone(),
+                    status: 200,
+                    detail: format!("a snapshot chunk of more than {max} bytes"),
+                });
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+
     /// `GET /api/v1/status`.
     pub async fn status(&self) -> Result<StatusView, ClientError> {
         self.get("/api/v1/status").await

@@ -113,3 +113,32 @@ pub fn restore(home: PathBuf, from: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+pub fn join(home: PathBuf, peers: &[String]) -> anyhow::Result<()> {
+    let h = Home(home);
+    let g = genesis(&h)?;
+    if peers.is_empty() {
+        bail!("name at least one peer's API with --peer http://HOST:PORT");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let started = std::time::Instant::now();
+    let j = rt.block_on(cairn_node::join::join(&h, &g, peers))?;
+    for (peer, why) in &j.refused {
+        eprintln!("refused {peer}: {why}");
+    }
+    println!(
+        "joined chain {} at block {} {} from a snapshot ({} entries in {} chunks, each checked against the certified state root) in {:.1} s; blocks below {} are not in this store. Next: `cairn-node run --home {}`",
+        g.chain_id,
+        j.height,
+        j.block_hash,
+        j.entries,
+        j.chunks,
+        started.elapsed().as_secs_f64(),
+        j.height,
+        h.0.display()
+    );
+    Ok(())
+}

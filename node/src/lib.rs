@@ -24,6 +24,7 @@ pub mod engines;
 pub mod explorer;
 pub mod fatal;
 pub mod genesis_tool;
+pub mod join;
 pub mod metrics;
 pub mod node;
 pub mod read_pool;

@@ -127,6 +127,22 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Fill this home's empty store from the newest state snapshot the peers offer, instead of
+    /// replaying the chain: the block at its height is checked against the genesis and the
+    /// validators in force there, and every chunk against that block's state root; a peer
+    /// that sends anything else is not asked again. Then `run` follows the chain from there.
+    #[command(
+        after_help = "Example:\n  cairn-node join --home n5 --peer http://10.0.0.1:8000 --peer http://10.0.0.2:8000\n  cairn-node run --home n5\n\nPeers serve snapshots every storage.snapshot_interval blocks (config.toml).\nThe new store holds no block below the snapshot's height."
+    )]
+    Join {
+        /// The node's home directory (initialised, with the chain's genesis.json, no data/).
+        #[arg(long)]
+        home: PathBuf,
+        /// A peer's API, e.g. http://10.0.0.1:8000 (repeat: chunks are fetched from each in
+        /// turn).
+        #[arg(long = "peer", value_name = "URL")]
+        peers: Vec<String>,
+    },
     /// Print the node's public key and libp2p peer id.
     ShowKey {
         /// The node's home directory.
@@ -492,6 +508,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { home, file } => data_cmd::import(home, &file),
         Command::Backup { home, to } => data_cmd::backup(home, &to),
         Command::Restore { home, from } => data_cmd::restore(home, &from),
+        Command::Join { home, peers } => data_cmd::join(home, &peers),
         Command::Run { home } => {
             let h = Home(home);
             let cfg = load_config(&h)?;

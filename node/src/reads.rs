@@ -81,6 +81,17 @@ pub fn block(r: &RocksReader, at: BlockRef) -> Result<BlockView, ApiError> {
             "height 0 is the genesis state, not a block: see GET /api/v1/status for its hash",
         ));
     }
+    let base = r.base_height().map_err(internal)?;
+    if h < base {
+        return Err(ApiError::new(
+            410,
+            ErrorCode::NotFound,
+            format!(
+                "block {h} is not on this node: it joined from a snapshot at height {base} and \
+                 holds no block below it; ask a node that replayed the chain"
+            ),
+        ));
+    }
     let not_found = || {
         let tip = r.tip().map(|t| t.height).unwrap_or(0);
         ApiError::not_found(format!("no block at height {h} (the tip is {tip})"))

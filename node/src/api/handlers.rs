@@ -48,6 +48,7 @@ pub async fn blocks(State(s): State<AppState>, q: Q) -> ApiResult<BlockPage> {
         (status = 200, description = "The block.", body = BlockView),
         (status = 400, description = "`bad_block_id`: neither a height nor a hash.", body = ErrorBody),
         (status = 404, description = "`not_found`: no such block on this node.", body = ErrorBody),
+        (status = 410, description = "`not_found`: below the snapshot this node joined from (`cairn-node join`); it holds no block there.", body = ErrorBody),
     )
 )]
 pub async fn block(

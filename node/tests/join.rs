@@ -1,0 +1,191 @@
+//! Joining from a state snapshot with real processes, both engines: a fresh node joins a
+//! network at height 2,000 from a snapshot (one peer serving a tampered chunk is refused, the
+//! chunk comes from another), then follows the chain; another fresh node replays it from
+//! genesis, and both end at the same block and state root as the network. Under Raft a failed
+//! validator is then replaced by a node joined from a snapshot under its key, which must vote
+//! for anything to commit. Times to catch up are printed (`--nocapture`), not asserted: they
+//! are the closing note's, not a test's.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cairn_ledger::ConsensusKind;
+use common::{Net, bin};
+use serde_json::{Value, json};
+
+const BLOCKS: u64 = 2_000;
+const WAIT: Duration = Duration::from_secs(240);
+
+fn node_cmd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin()).args(args).output().expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pbft_a_node_joins_from_a_snapshot_and_a_tampered_chunk_is_refused() {
+    let net = joins(ConsensusKind::Pbft, 4).await;
+    drop(net);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_a_node_joins_from_a_snapshot_and_replaces_a_failed_validator() {
+    let mut net = joins(ConsensusKind::Raft, 3).await;
+    // Validator 2 fails for good: its store is lost. A new home under its key joins from a
+    // snapshot of the others and runs as validator 2 again.
+    net.kill(2);
+    let home = net.nodes[2].home.clone();
+    std::fs::remove_dir_all(home.join("data")).expect("lose the store");
+    std::fs::remove_dir_all(home.join("snapshots")).expect("and its snapshots");
+    let apis: Vec<String> = (0..2).map(|i| net.nodes[i].api.clone()).collect();
+    let (ok, out, err) = node_cmd(&[
+        "join",
+        "--home",
+        s(&home),
+        "--peer",
+        &apis[0],
+        "--peer",
+        &apis[1],
+    ]);
+    assert!(ok, "{out}{err}");
+    net.start(2).await;
+    let tip = net.height(0).await.expect("height");
+    net.wait_agree(tip, WAIT).await;
+    // With validator 0 down, nothing commits unless the replaced validator 2 votes.
+    net.kill(0);
+    let to = net.accounts[2].public_key();
+    let tx = net.transfer(3, BLOCKS / 40, to, 1);
+    let (code, v) = net.submit(1, &tx, true).await;
+    assert_eq!(code, 200, "the replaced validator votes: {v}");
+}
+
+/// A network of `n` validators of `kind` at height BLOCKS, with a node joined from a snapshot
+/// and one replayed from genesis, both following it.
+async fn joins(kind: ConsensusKind, n: usize) -> Net {
+    let accounts = 40;
+    let mut net = Net::new(kind, n, accounts);
+    let (snap, replay) = (net.add_node(), net.add_node());
+    let observers = format!(
+        "observers = [\"{}\", \"{}\"]",
+        net.nodes[snap].key.public_key(),
+        net.nodes[replay].key.public_key()
+    );
+    for i in 0..n {
+        net.configure(i, "p2p", &observers);
+        // One transaction a block: BLOCKS transactions make BLOCKS blocks, and the chain
+        // stops there, so every validator's snapshot is of the same block.
+        net.configure(i, "consensus", "block_txs_max = 1");
+        net.configure(i, "storage", &format!("snapshot_interval = {BLOCKS}"));
+        net.start(i).await;
+    }
+    net.wait_ready().await;
+
+    // BLOCKS transfers, in batches.
+    let per = BLOCKS / accounts as u64;
+    let txs: Vec<Value> = (0..per)
+        .flat_map(|nonce| (0..accounts).map(move |a| (a, nonce)))
+        .map(|(a, nonce)| {
+            let to = net.accounts[(a + 1) % accounts].public_key();
+            serde_json::to_value(net.transfer(a, nonce, to, 1)).expect("json")
+        })
+        .collect();
+    for (k, batch) in txs.chunks(1000).enumerate() {
+        let body = json!({ "txs": batch }).to_string().into_bytes();
+        let (code, v) = net.post(k % n, "/api/v1/txs/batch", body).await;
+        assert_eq!(code, 200, "{v}");
+    }
+    net.wait_agree(BLOCKS, WAIT).await;
+    for i in 0..n {
+        net.wait_for(&format!("node {i}'s snapshot"), WAIT, || async {
+            net.try_get(i, "/api/v1/snapshots")
+                .await
+                .is_some_and(|v| v["heights"][0] == BLOCKS)
+        })
+        .await;
+    }
+
+    // Node 2 serves a tampered chunk: a byte of each of its chunk files flipped.
+    let dir = net.nodes[2].home.join("snapshots").join(BLOCKS.to_string());
+    for e in std::fs::read_dir(&dir).expect("snapshot dir") {
+        let p = e.expect("entry").path();
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("chunk-"))
+        {
+            let mut b = std::fs::read(&p).expect("read");
+            let at = b.len() - 1;
+            b[at] ^= 0x01;
+            std::fs::write(&p, b).expect("write");
+        }
+    }
+
+    // Join from nodes 0, 1 and 2: the block from 0, the manifest from 1, the chunk from 2
+    // (refused), then from 0.
+    let started = Instant::now();
+    let home = net.nodes[snap].home.clone();
+    let apis: Vec<String> = (0..3).map(|i| net.nodes[i].api.clone()).collect();
+    let (ok, out, err) = node_cmd(&[
+        "join",
+        "--home",
+        s(&home),
+        "--peer",
+        &apis[0],
+        "--peer",
+        &apis[1],
+        "--peer",
+        &apis[2],
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("at block {BLOCKS}")), "{out}");
+    assert!(
+        err.contains(&format!("refused {}: chunk 0", apis[2])),
+        "the tampered chunk is refused: {err}"
+    );
+    net.start(snap).await;
+    net.wait_agree(BLOCKS, WAIT).await;
+    let snap_time = started.elapsed();
+
+    // The same from genesis, by block sync.
+    let started = Instant::now();
+    net.start(replay).await;
+    net.wait_agree(BLOCKS, WAIT).await;
+    let replay_time = started.elapsed();
+    eprintln!(
+        "{kind:?}: time to the tip at height {BLOCKS}: from a snapshot {:.2} s (join and start), by replay from genesis {:.2} s",
+        snap_time.as_secs_f64(),
+        replay_time.as_secs_f64()
+    );
+
+    // The joined node follows new blocks, and says why it has no old ones.
+    let to = net.accounts[1].public_key();
+    let tx = net.transfer(0, per, to, 1);
+    let (code, v) = net.submit(snap, &tx, true).await;
+    assert_eq!(code, 200, "{v}");
+    let h = v["receipt"]["height"].as_u64().expect("height");
+    net.wait_agree(h, WAIT).await;
+    let (code, v) = net.get(snap, "/api/v1/blocks/5").await;
+    assert_eq!(code, 410, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("joined from a snapshot")),
+        "{v}"
+    );
+    let (code, _) = net.get(replay, "/api/v1/blocks/5").await;
+    assert_eq!(code, 200);
+
+    // A second join into the same home is refused: it has a store.
+    let (ok, _, err) = node_cmd(&["join", "--home", s(&home), "--peer", &apis[0]]);
+    assert!(!ok && err.contains("holds a store already"), "{err}");
+    net
+}
