@@ -129,6 +129,10 @@ async fn joins(kind: ConsensusKind, n: usize) -> Net {
         }
     }
 
+    // A join killed (SIGKILL) at seeded moments leaves no store a node would start on, and
+    // a later join completes.
+    killed_joins(&net, &net.nodes[0].api).await;
+
     // Join from nodes 0, 1 and 2: the block from 0, the manifest from 1, the chunk from 2
     // (refused), then from 0.
     let started = Instant::now();
@@ -188,4 +192,44 @@ async fn joins(kind: ConsensusKind, n: usize) -> Net {
     let (ok, _, err) = node_cmd(&["join", "--home", s(&home), "--peer", &apis[0]]);
     assert!(!ok && err.contains("holds a store already"), "{err}");
     net
+}
+
+/// Runs `join` into a scratch home and kills it at a spread of moments, then lets one finish:
+/// after each kill there is no `data/` or a whole one, never a partial store.
+async fn killed_joins(net: &Net, peer: &str) {
+    let home = net.dir.path().join("killed-join");
+    common::write_home(
+        &home,
+        &cairn_crypto::SigningKey::generate(),
+        &net.genesis,
+        common::free_port(),
+        "killed",
+        &[],
+    );
+    let mut complete = false;
+    for delay_ms in [2u64, 10, 25, 50, 80, 120] {
+        let mut child = Command::new(bin())
+            .args(["join", "--home", s(&home), "--peer", peer])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn join");
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        // Only a finished join renames its store into place.
+        if home.join("data").exists() {
+            assert!(status.success() || status.code().is_none(), "{status}");
+            complete = true;
+            break;
+        }
+    }
+    if !complete {
+        let (ok, out, err) = node_cmd(&["join", "--home", s(&home), "--peer", peer]);
+        assert!(ok, "a join after the kills completes: {out}{err}");
+    }
+    // The store is whole: a backup of it checks the state against its tip's certified root.
+    let (ok, out, err) = node_cmd(&["backup", "--home", s(&home), "--to", s(&home.join("check"))]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("at block {BLOCKS}")), "{out}");
 }
