@@ -395,8 +395,12 @@ async fn events_replay_then_follow_live() {
 async fn every_documented_route_answers_as_documented() {
     // Every answer `net.get`/`net.post` sees is checked against the document strictly (see
     // common/contract.rs); this test makes sure each documented operation is exercised,
-    // including both answers of POST /txs and a pending transaction.
-    let net = one_node().await;
+    // including both answers of POST /txs and a pending transaction, and a snapshot (one
+    // every block here).
+    let mut net = Net::new(ConsensusKind::Raft, 1, 4);
+    net.configure(0, "storage", "snapshot_interval = 1");
+    net.start_all().await;
+    net.wait_ready().await;
     let t = net.transfer(1, 0, net.accounts[2].public_key(), 3);
     let (code, submitted) = net.submit(0, &t, true).await;
     assert_eq!(code, 200, "{submitted}");
@@ -432,8 +436,22 @@ async fn every_documented_route_answers_as_documented() {
         .expect("height")
         .to_string();
     let tx_id = submitted["id"].as_str().expect("id").to_string();
+    let snapshot = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = net.try_get(0, "/api/v1/snapshots").await;
+            if let Some(h) = listed.and_then(|v| v["heights"][0].as_u64()) {
+                break h.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 19, "every route is documented");
+    assert_eq!(paths.len(), 22, "every route is documented");
     for (path, ops) in paths {
         for (method, op) in ops.as_object().expect("ops") {
             assert!(
@@ -453,7 +471,9 @@ async fn every_documented_route_answers_as_documented() {
                         _ => &acct,
                     },
                 )
-                .replace("{key}", "greeting");
+                .replace("{key}", "greeting")
+                .replace("{height}", &snapshot)
+                .replace("{index}", "0");
             if method == "post" {
                 continue; // Exercised above, each answer checked.
             }

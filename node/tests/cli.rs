@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use cairn_ledger::ConsensusKind;
-use common::{Net, bin};
+use common::{Net, bin, node_cmd};
 
 #[test]
 fn init_writes_a_private_key_and_a_config_and_never_overwrites() {
@@ -217,16 +217,6 @@ fn a_key_that_is_neither_validator_nor_observer_is_refused_at_start() {
         "{err}"
     );
     assert!(!home.join("data").exists(), "nothing was created");
-}
-
-/// Runs `cairn-node` with `args`; its success, stdout and stderr.
-fn node_cmd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin()).args(args).output().expect("run");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,31 +5,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cairn_crypto::SigningKey;
 use cairn_ledger::ConsensusKind;
-use common::{Net, bin, free_port, write_home};
+use common::{Net, arg, free_port, node_cmd, write_home};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// `cairn-node <args>`: success, stdout and stderr.
-fn node_cmd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin()).args(args).output().expect("run");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// Block `h`'s hash and state root as node `i` serves them.
 async fn block_at(net: &Net, i: usize, h: u64) -> (String, String) {
@@ -99,7 +83,13 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
     // An online backup of node 1, and a refusal to write into a directory in use.
     let backups = net.dir.path().join("backups");
     let b1 = backups.join("node1");
-    let (ok, out, err) = node_cmd(&["backup", "--home", s(&net.nodes[1].home), "--to", s(&b1)]);
+    let (ok, out, err) = node_cmd(&[
+        "backup",
+        "--home",
+        arg(&net.nodes[1].home),
+        "--to",
+        arg(&b1),
+    ]);
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("backed up chain") && out.contains("checked"),
@@ -110,12 +100,18 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
             .expect("json");
     let backed_up = manifest["height"].as_u64().expect("height");
     assert!(backed_up >= 5, "{manifest}");
-    let (ok, _, err) = node_cmd(&["backup", "--home", s(&net.nodes[1].home), "--to", s(&b1)]);
+    let (ok, _, err) = node_cmd(&[
+        "backup",
+        "--home",
+        arg(&net.nodes[1].home),
+        "--to",
+        arg(&b1),
+    ]);
     assert!(!ok && err.contains("is not empty"), "{err}");
 
     // An export from node 0 while it runs.
     let file = net.dir.path().join("blocks.cairn");
-    let (ok, out, err) = node_cmd(&["export", "--home", s(&net.nodes[0].home), s(&file)]);
+    let (ok, out, err) = node_cmd(&["export", "--home", arg(&net.nodes[0].home), arg(&file)]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("exported blocks 1..="), "{out}");
 
@@ -133,7 +129,7 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
         "fresh",
         &[],
     );
-    let (ok, out, err) = node_cmd(&["import", "--home", s(&fresh), s(&file)]);
+    let (ok, out, err) = node_cmd(&["import", "--home", arg(&fresh), arg(&file)]);
     assert!(ok, "{out}{err}");
     let tip: u64 = out
         .split("tip ")
@@ -164,7 +160,7 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
         "other",
         &[],
     );
-    let (ok, out, err) = node_cmd(&["import", "--home", s(&other), s(&bad)]);
+    let (ok, out, err) = node_cmd(&["import", "--home", arg(&other), arg(&bad)]);
     assert!(!ok, "{out}");
     assert!(
         err.contains("the record of block") || err.contains("block "),
@@ -186,9 +182,9 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
     let (ok, _, err) = node_cmd(&[
         "restore",
         "--home",
-        s(&net.nodes[restored].home),
+        arg(&net.nodes[restored].home),
         "--from",
-        s(&forged),
+        arg(&forged),
     ]);
     assert!(!ok && err.contains("not intact"), "{err}");
     assert!(!net.nodes[restored].home.join("data").exists());
@@ -197,9 +193,9 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
     let (ok, _, err) = node_cmd(&[
         "backup",
         "--home",
-        s(&net.nodes[restored].home),
+        arg(&net.nodes[restored].home),
         "--to",
-        s(&backups.join("none")),
+        arg(&backups.join("none")),
     ]);
     assert!(!ok && err.contains("holds no store"), "{err}");
 
@@ -207,9 +203,9 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
     let (ok, out, err) = node_cmd(&[
         "restore",
         "--home",
-        s(&net.nodes[restored].home),
+        arg(&net.nodes[restored].home),
         "--from",
-        s(&b1),
+        arg(&b1),
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains(&format!("at block {backed_up}")), "{out}");
@@ -217,9 +213,9 @@ async fn backup_restore_export_and_import_keep_the_chain_whole() {
     let (ok, _, err) = node_cmd(&[
         "restore",
         "--home",
-        s(&net.nodes[restored].home),
+        arg(&net.nodes[restored].home),
         "--from",
-        s(&b1),
+        arg(&b1),
     ]);
     assert!(!ok && err.contains("is not empty"), "{err}");
     net.start(restored).await;

@@ -8,29 +8,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_ledger::ConsensusKind;
-use common::{Net, bin};
+use common::{Net, arg, bin, node_cmd};
 use serde_json::{Value, json};
 
 const BLOCKS: u64 = 2_000;
 const WAIT: Duration = Duration::from_secs(240);
-
-fn node_cmd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin()).args(args).output().expect("run");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pbft_a_node_joins_from_a_snapshot_and_a_tampered_chunk_is_refused() {
@@ -51,7 +37,7 @@ async fn raft_a_node_joins_from_a_snapshot_and_replaces_a_failed_validator() {
     let (ok, out, err) = node_cmd(&[
         "join",
         "--home",
-        s(&home),
+        arg(&home),
         "--peer",
         &apis[0],
         "--peer",
@@ -141,7 +127,7 @@ async fn joins(kind: ConsensusKind, n: usize) -> Net {
     let (ok, out, err) = node_cmd(&[
         "join",
         "--home",
-        s(&home),
+        arg(&home),
         "--peer",
         &apis[0],
         "--peer",
@@ -189,7 +175,7 @@ async fn joins(kind: ConsensusKind, n: usize) -> Net {
     assert_eq!(code, 200);
 
     // A second join into the same home is refused: it has a store.
-    let (ok, _, err) = node_cmd(&["join", "--home", s(&home), "--peer", &apis[0]]);
+    let (ok, _, err) = node_cmd(&["join", "--home", arg(&home), "--peer", &apis[0]]);
     assert!(!ok && err.contains("holds a store already"), "{err}");
     net
 }
@@ -206,10 +192,28 @@ async fn killed_joins(net: &Net, peer: &str) {
         "killed",
         &[],
     );
+    // Seeded moments (CRASH_SEED=<n> replays a run), from as soon as the process starts to
+    // past the time a join takes here.
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("killed joins: CRASH_SEED={seed}");
+    let mut x = seed;
     let mut complete = false;
-    for delay_ms in [2u64, 10, 25, 50, 80, 120] {
+    for _ in 0..6 {
+        // splitmix64
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let delay_ms = (z ^ (z >> 31)) % 150;
         let mut child = Command::new(bin())
-            .args(["join", "--home", s(&home), "--peer", peer])
+            .args(["join", "--home", arg(&home), "--peer", peer])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -219,17 +223,29 @@ async fn killed_joins(net: &Net, peer: &str) {
         let status = child.wait().expect("wait");
         // Only a finished join renames its store into place.
         if home.join("data").exists() {
-            assert!(status.success() || status.code().is_none(), "{status}");
+            assert!(
+                status.success() || status.code().is_none(),
+                "{status} (CRASH_SEED={seed})"
+            );
             complete = true;
             break;
         }
     }
     if !complete {
-        let (ok, out, err) = node_cmd(&["join", "--home", s(&home), "--peer", peer]);
-        assert!(ok, "a join after the kills completes: {out}{err}");
+        let (ok, out, err) = node_cmd(&["join", "--home", arg(&home), "--peer", peer]);
+        assert!(
+            ok,
+            "a join after the kills completes (CRASH_SEED={seed}): {out}{err}"
+        );
     }
     // The store is whole: a backup of it checks the state against its tip's certified root.
-    let (ok, out, err) = node_cmd(&["backup", "--home", s(&home), "--to", s(&home.join("check"))]);
+    let (ok, out, err) = node_cmd(&[
+        "backup",
+        "--home",
+        arg(&home),
+        "--to",
+        arg(&home.join("check")),
+    ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains(&format!("at block {BLOCKS}")), "{out}");
 }

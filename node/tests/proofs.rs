@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_api::{AccountView, RecordView};
@@ -13,7 +12,7 @@ use cairn_cli::verify::verify_state_proof;
 use cairn_crypto::{Hash, PublicKey, SigningKey, codec};
 use cairn_ledger::state::{Account, StateKey};
 use cairn_ledger::{ConsensusKind, Genesis, Payload, SetInForce, Transaction};
-use common::Net;
+use common::{Net, wallet_bin};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -31,16 +30,6 @@ fn check(genesis: &Genesis, v: &AccountView) -> Result<Option<Account>, String> 
     let key = StateKey::Account(v.id).to_bytes();
     let value = verify_state_proof(genesis, &SetInForce::genesis(genesis), p, &key)?;
     Ok(value.map(|b| codec::decode(&b).expect("an account")))
-}
-
-fn wallet_bin() -> PathBuf {
-    let p = std::path::Path::new(common::bin()).with_file_name("cairn");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
 }
 
 fn wallet(net: &Net, node: usize, args: &[&str]) -> (Option<i32>, String) {

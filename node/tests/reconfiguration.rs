@@ -9,7 +9,6 @@
 mod browser;
 mod common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use cairn_ledger::{
     ConsensusKind, Payload, PbftCommitStatement, SignedTransaction, Transaction, Validator,
     ValidatorChange,
 };
-use common::Net;
+use common::{Net, wallet_bin};
 use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(90);
@@ -161,18 +160,6 @@ impl Load {
         self.task.await.expect("load task");
         self.acked.lock().expect("lock").clone()
     }
-}
-
-/// The `cairn` wallet binary, built beside `cairn-node` (`cargo build --workspace --bins`,
-/// which scripts/test.sh runs).
-fn wallet_bin() -> PathBuf {
-    let p = std::path::Path::new(common::bin()).with_file_name("cairn");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
 }
 
 /// `cairn <args>` against node `i`, with the test's keystore: its exit code and output.

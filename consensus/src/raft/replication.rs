@@ -371,7 +371,16 @@ impl Raft {
         let last = self.log.last_index();
         let pr = &mut self.progress[from.index()];
         pr.active = true;
-        pr.applied = pr.applied.max(applied.min(last));
+        if success {
+            pr.applied = pr.applied.max(applied.min(last));
+        } else {
+            // A refusal says where the follower is now, which may be behind what it once
+            // acknowledged: a node restored from a backup or joined from a snapshot starts
+            // with no log. Taking its word lowers what the leader counts as stored there,
+            // which can only delay a commit, never make one (it never raises `matched`).
+            pr.applied = applied.min(last);
+            pr.matched = pr.matched.min(last_index);
+        }
         if success {
             pr.matched = pr.matched.max(last_index.min(last));
             // Entries sent since (pipelined) are not sent again.
@@ -382,7 +391,7 @@ impl Raft {
                 self.send_append(from, out);
             }
         } else {
-            pr.next = last_index.next().max(pr.matched.next()).min(last.next());
+            pr.next = last_index.next().min(last.next());
             pr.replicating = false;
             self.send_append(from, out);
         }

@@ -80,6 +80,33 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cairn-node")
 }
 
+/// Runs `cairn-node` with `args`; its success, stdout and stderr.
+pub fn node_cmd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin()).args(args).output().expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A path as a command-line argument.
+pub fn arg(p: &std::path::Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// The `cairn` wallet binary, built beside `cairn-node` (`cargo build --workspace --bins`,
+/// which scripts/test.sh runs).
+pub fn wallet_bin() -> PathBuf {
+    let p = std::path::Path::new(bin()).with_file_name("cairn");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
 fn config_toml(p2p_port: u16, moniker: &str, bootstrap: &[String]) -> String {
     let bootstrap: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
     let bootstrap = bootstrap.join(", ");

@@ -332,3 +332,52 @@ fn a_pipelining_leader_asks_for_the_next_block_before_the_last_commits() {
             .any(|o| matches!(o, Output::RequestProposal { height: 3, .. }))
     );
 }
+
+#[test]
+fn a_follower_that_lost_its_log_is_resent_from_where_it_is() {
+    // A node restored from a backup or joined from a snapshot comes back with no log. The
+    // leader must stop counting what it acknowledged before, and send from where it is now.
+    let c = chain(3);
+    let (mut r, _) = leader(&c, &RaftDurable::default());
+    let (last, term) = (r.log.last_index(), r.term);
+    step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::AppendEntriesResponse {
+                term,
+                success: true,
+                last_index: last,
+                applied: LogIndex(0),
+            },
+        ),
+    );
+    assert_eq!(r.progress[1].matched, last);
+    let out = step(
+        &mut r,
+        msg(
+            1,
+            RaftMessage::AppendEntriesResponse {
+                term,
+                success: false,
+                last_index: LogIndex(0),
+                applied: LogIndex(0),
+            },
+        ),
+    );
+    assert_eq!(
+        r.progress[1].matched,
+        LogIndex(0),
+        "no longer counted as stored"
+    );
+    assert!(
+        sent(&out).iter().any(|m| matches!(
+            m,
+            RaftMessage::AppendEntries {
+                prev_index: LogIndex(0),
+                ..
+            }
+        )),
+        "resent from the start: {out:?}"
+    );
+}
