@@ -50,7 +50,8 @@ pub fn blocks(
 pub fn range(r: &RocksReader, from: Height, limit: usize) -> Result<Vec<ChainEvent>, ApiError> {
     let tip = r.tip().map_err(internal)?.height;
     let mut out = Vec::new();
-    let mut h = from.max(1);
+    // A node joined from a snapshot has nothing below it: replay starts there.
+    let mut h = from.max(r.base_height().map_err(internal)?);
     while h <= tip && out.len() < limit {
         let (Some(header), Some(txs)) = (
             r.header(h).map_err(internal)?,

@@ -173,6 +173,12 @@ async fn joins(kind: ConsensusKind, n: usize) -> Net {
     );
     let (code, _) = net.get(replay, "/api/v1/blocks/5").await;
     assert_eq!(code, 200);
+    // An event replay from height 1 starts at the snapshot's block, the first it has.
+    let first = first_replayed(&net, snap).await;
+    assert_eq!(
+        first, BLOCKS,
+        "replay starts at the joined node's first block"
+    );
 
     // A second join into the same home is refused: it has a store.
     let (ok, _, err) = node_cmd(&["join", "--home", arg(&home), "--peer", &apis[0]]);
@@ -248,4 +254,33 @@ async fn killed_joins(net: &Net, peer: &str) {
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains(&format!("at block {BLOCKS}")), "{out}");
+}
+
+/// The height of the first block event `GET /api/v1/events?from_height=1` sends on node `i`.
+async fn first_replayed(net: &Net, i: usize) -> u64 {
+    use futures::StreamExt;
+    let resp = net
+        .http
+        .get(format!("{}/api/v1/events?from_height=1", net.nodes[i].api))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let mut reader = cairn_api::sse::SseReader::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("an event within the deadline")
+            .expect("stream open")
+            .expect("chunk");
+        for data in reader.push(&chunk).expect("events of a sane size") {
+            let ev: Value = serde_json::from_str(&data).expect("event json");
+            if ev["type"] == "block" {
+                return ev["height"].as_u64().expect("height");
+            }
+        }
+    }
 }
