@@ -1,9 +1,9 @@
 //! Joining from a state snapshot with real processes, both engines: a fresh node joins a
 //! network at height 2,000 from a snapshot (one peer serving a tampered chunk is refused, the
 //! chunk comes from another), then follows the chain; another fresh node replays it from
-//! genesis, and both end at the same block and state root as the network. Under Raft a failed
-//! validator is then replaced by a node joined from a snapshot under its key, which must vote
-//! for anything to commit. Times to catch up are printed (`--nocapture`), not asserted: they
+//! genesis, and both end at the same block and state root as the network. Then a failed
+//! validator is replaced by a node joined from a snapshot under its key, which must vote for
+//! anything to commit. Times to catch up are printed (`--nocapture`), not asserted: they
 //! are the closing note's, not a test's.
 
 mod common;
@@ -19,35 +19,37 @@ const BLOCKS: u64 = 2_000;
 const WAIT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pbft_a_node_joins_from_a_snapshot_and_a_tampered_chunk_is_refused() {
-    let net = joins(ConsensusKind::Pbft, 4).await;
-    drop(net);
+async fn pbft_a_node_joins_from_a_snapshot_and_replaces_a_failed_validator() {
+    let mut net = joins(ConsensusKind::Pbft, 4).await;
+    replace_validator(&mut net, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_a_node_joins_from_a_snapshot_and_replaces_a_failed_validator() {
     let mut net = joins(ConsensusKind::Raft, 3).await;
-    // Validator 2 fails for good: its store is lost. A new home under its key joins from a
-    // snapshot of the others and runs as validator 2 again.
-    net.kill(2);
-    let home = net.nodes[2].home.clone();
+    replace_validator(&mut net, 3).await;
+}
+
+/// The last of `n` validators fails for good: its store is lost. A new home under its key
+/// joins from a snapshot of the others and runs as that validator again; then with validator
+/// 0 down too, nothing commits unless the replaced one votes (Raft: 2 of 3; PBFT: 3 of 4).
+async fn replace_validator(net: &mut Net, n: usize) {
+    let last = n - 1;
+    net.kill(last);
+    let home = net.nodes[last].home.clone();
     std::fs::remove_dir_all(home.join("data")).expect("lose the store");
     std::fs::remove_dir_all(home.join("snapshots")).expect("and its snapshots");
-    let apis: Vec<String> = (0..2).map(|i| net.nodes[i].api.clone()).collect();
-    let (ok, out, err) = node_cmd(&[
-        "join",
-        "--home",
-        arg(&home),
-        "--peer",
-        &apis[0],
-        "--peer",
-        &apis[1],
-    ]);
+    let mut args = vec!["join".to_string(), "--home".into(), arg(&home).into()];
+    for i in 0..last {
+        args.push("--peer".into());
+        args.push(net.nodes[i].api.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = node_cmd(&args);
     assert!(ok, "{out}{err}");
-    net.start(2).await;
+    net.start(last).await;
     let tip = net.height(0).await.expect("height");
     net.wait_agree(tip, WAIT).await;
-    // With validator 0 down, nothing commits unless the replaced validator 2 votes.
     net.kill(0);
     let to = net.accounts[2].public_key();
     let tx = net.transfer(3, BLOCKS / 40, to, 1);
