@@ -173,23 +173,28 @@ pub(crate) fn subtree_hash(depth: usize, leaves: &[(Hash, Hash)]) -> Hash {
     hash_of(&build(depth, leaves))
 }
 
-/// `link` at `depth` with `changes` (sorted by path, distinct; `None` removes) applied.
-fn update(link: &Link, depth: usize, changes: &[(Hash, Option<Hash>)]) -> Link {
+/// `link` at `depth` with `changes` (sorted by path, distinct; `None` removes) applied, and how
+/// many entries that added (negative: removed).
+fn update(link: &Link, depth: usize, changes: &[(Hash, Option<Hash>)]) -> (Link, isize) {
     if changes.is_empty() {
-        return link.clone();
+        return (link.clone(), 0);
     }
+    let rebuilt = |held: Option<(Hash, Hash)>| {
+        let leaves = inserts(changes, held);
+        let delta = leaves.len() as isize - isize::from(held.is_some());
+        (build(depth, &leaves), delta)
+    };
     match link.as_deref() {
-        None => build(depth, &inserts(changes, None)),
+        None => rebuilt(None),
         Some(Node::Leaf {
             key_hash,
             value_hash,
-        }) => build(depth, &inserts(changes, Some((*key_hash, *value_hash)))),
+        }) => rebuilt(Some((*key_hash, *value_hash))),
         Some(Node::Branch { left, right, .. }) => {
             let split = changes.partition_point(|(k, _)| !bit(k, depth));
-            join(
-                update(left, depth + 1, &changes[..split]),
-                update(right, depth + 1, &changes[split..]),
-            )
+            let (l, dl) = update(left, depth + 1, &changes[..split]);
+            let (r, dr) = update(right, depth + 1, &changes[split..]);
+            (join(l, r), dl + dr)
         }
     }
 }
@@ -255,23 +260,11 @@ impl StateTree {
     /// The next version: this one with a block's writes applied (`None` removes a key).
     /// Shares every subtree the writes do not reach.
     pub fn apply(&self, writes: &WriteSet) -> StateTree {
-        let changes = hashed_changes(writes);
-        let mut entries = self.entries;
-        for (k, v) in &changes {
-            match (self.contains(k), v.is_some()) {
-                (false, true) => entries += 1,
-                (true, false) => entries -= 1,
-                _ => {}
-            }
-        }
+        let (root, delta) = update(&self.root, 0, &hashed_changes(writes));
         StateTree {
-            root: update(&self.root, 0, &changes),
-            entries,
+            root,
+            entries: self.entries.saturating_add_signed(delta),
         }
-    }
-
-    fn contains(&self, key_hash: &Hash) -> bool {
-        matches!(self.find(key_hash).1, Some(l) if l.key_hash == *key_hash)
     }
 
     /// The siblings along `key_hash`'s path and the leaf it ends at.
