@@ -12,7 +12,7 @@ use cairn_cli::verify::verify_state_proof;
 use cairn_crypto::{Hash, PublicKey, SigningKey, codec};
 use cairn_ledger::state::{Account, StateKey};
 use cairn_ledger::{ConsensusKind, Genesis, Payload, SetInForce, Transaction};
-use common::{Net, wallet_bin};
+use common::{Net, wallet};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -30,22 +30,6 @@ fn check(genesis: &Genesis, v: &AccountView) -> Result<Option<Account>, String> 
     let key = StateKey::Account(v.id).to_bytes();
     let value = verify_state_proof(genesis, &SetInForce::genesis(genesis), p, &key)?;
     Ok(value.map(|b| codec::decode(&b).expect("an account")))
-}
-
-fn wallet(net: &Net, node: usize, args: &[&str]) -> (Option<i32>, String) {
-    let o = std::process::Command::new(wallet_bin())
-        .args(["--node", &net.nodes[node].api])
-        .args(args)
-        .output()
-        .expect("run cairn");
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use cairn_ledger::{
     ConsensusKind, Payload, PbftCommitStatement, SignedTransaction, Transaction, Validator,
     ValidatorChange,
 };
-use common::{Net, wallet_bin};
+use common::{Net, wallet};
 use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(90);
@@ -160,25 +160,6 @@ impl Load {
         self.task.await.expect("load task");
         self.acked.lock().expect("lock").clone()
     }
-}
-
-/// `cairn <args>` against node `i`, with the test's keystore: its exit code and output.
-fn wallet(net: &Net, i: usize, args: &[&str]) -> (Option<i32>, String) {
-    let o = std::process::Command::new(wallet_bin())
-        .args(["--node", &net.nodes[i].api, "--keystore"])
-        .arg(net.dir.path().join("keystore"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run cairn");
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
 }
 
 /// `cairn <args>` that must succeed: its output.

@@ -107,6 +107,25 @@ pub fn wallet_bin() -> PathBuf {
     p
 }
 
+/// `cairn <args>` against node `i`, with the test's keystore: its exit code and output.
+pub fn wallet(net: &Net, i: usize, args: &[&str]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(wallet_bin())
+        .args(["--node", &net.nodes[i].api, "--keystore"])
+        .arg(net.dir.path().join("keystore"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run cairn");
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
 fn config_toml(p2p_port: u16, moniker: &str, bootstrap: &[String]) -> String {
     let bootstrap: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
     let bootstrap = bootstrap.join(", ");
