@@ -4,12 +4,13 @@
 #   - tests: prometheus (`promtool check metrics`; the package starts no service by itself),
 #     chromium (the explorer page, headless), python3-venv (a venv in .tools/venv for
 #     openapi-spec-validator, from PyPI, pinned), systemd (`systemd-analyze verify` of the
-#     unit in packaging/; nothing is started).
+#     unit in packaging/; nothing is started), iptables (partitions and loss between nodes in
+#     network namespaces) and faketime (the chaos run's clock fault).
 say() { printf '\n==> %s\n' "$*"; }
 
 missing=()
 packages=(libclang-dev g++ pkg-config)
-[[ ${CAIRN_TEST_TOOLS:-} == 1 ]] && packages+=(prometheus chromium python3-venv systemd)
+[[ ${CAIRN_TEST_TOOLS:-} == 1 ]] && packages+=(prometheus chromium python3-venv systemd iptables faketime)
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done

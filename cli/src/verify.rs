@@ -99,8 +99,8 @@ impl Trail {
 
 /// What a header and its certificate claim about who made it, against `set`: the proposer is
 /// in it, the header names it, a quorum of it certified the block, and a new set appears only
-/// at an epoch boundary.
-fn check_header(
+/// at an epoch boundary. (The transactions are not looked at: [`verify_block`] does both.)
+pub fn check_header(
     genesis: &Genesis,
     set: &SetInForce,
     h: &BlockHeader,

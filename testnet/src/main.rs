@@ -5,33 +5,25 @@
 //! from any shell.
 
 mod bench;
+mod chaos;
+mod faults;
+mod hosts;
+mod init;
+mod procs;
 mod procstat;
 mod readers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use cairn_api::StatusView;
-use cairn_api::client::Client;
-use cairn_cli::keystore::{KeyFile, Keystore};
-use cairn_crypto::SigningKey;
-use cairn_ledger::{
-    ConsensusConfig, Genesis, GenesisAccount, PbftParams, RaftParams, Role, Validator,
-};
+use cairn_cli::keystore::Keystore;
 use clap::{Parser, Subcommand, ValueEnum};
+use hosts::Hosts;
+use procs::{client, find, home_of, pid_of, signal, start, stop, tail, wait_gone, wait_ready};
 use serde::{Deserialize, Serialize};
 
-/// Run a local Cairn network: real node processes on 127.0.0.1, state in one directory.
-///
-/// Typical session:
-///   cairn-testnet init --nodes 4 --consensus pbft
-///   cairn-testnet up
-///   cairn-testnet status
-///   cairn --node http://127.0.0.1:27100 --keystore testnet/accounts transfer --from account1 --to <id> --amount 5 --wait
-///   cairn-testnet kill node0 && cairn-testnet restart node0
-///   cairn-testnet down
 /// The version with the commit it was built from.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -42,6 +34,20 @@ const VERSION: &str = concat!(
 
 #[derive(Parser)]
 #[command(version = VERSION, verbatim_doc_comment)]
+/// Run a local Cairn network: real node processes, on 127.0.0.1 or as hosts in network
+/// namespaces, with state in one directory.
+///
+/// Typical session:
+///   cairn-testnet init --nodes 4 --consensus pbft
+///   cairn-testnet up
+///   cairn-testnet status
+///   cairn --node http://127.0.0.1:27100 --keystore testnet/accounts transfer --from account1 --to <id> --amount 5 --wait
+///   cairn-testnet kill node0 && cairn-testnet restart node0
+///   cairn-testnet down
+///
+/// Nodes as separate hosts (root): `init --hosts netns` puts each node in its own network
+/// namespace; then `partition`, `loss` and `heal` cut and thin the links between them, and
+/// `chaos` runs load under seeded faults and checks every node's chain afterwards.
 struct Cli {
     /// The testnet directory.
     #[arg(
@@ -53,6 +59,14 @@ struct Cli {
     dir: PathBuf,
     #[command(subcommand)]
     command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum HostsArg {
+    /// Every node on 127.0.0.1.
+    Loopback,
+    /// Every node in its own network namespace (root).
+    Netns,
 }
 
 #[derive(Clone, Copy, ValueEnum, Serialize, Deserialize, PartialEq, Eq, Debug)]
@@ -88,6 +102,11 @@ enum Cmd {
         /// The chain id: names the chain in every signature, 1..=64 of [A-Za-z0-9._-].
         #[arg(long, default_value = "cairn-local")]
         chain_id: String,
+        /// Where nodes run: all on 127.0.0.1, or each in its own network namespace with its own
+        /// address on a private bridge, like separate hosts (needs root; what `partition` and
+        /// `loss` need). `up` makes the namespaces, `down` removes them.
+        #[arg(long, value_enum, default_value = "loopback")]
+        hosts: HostsArg,
     },
     /// Start every node in the background and wait until all are ready.
     Up {
@@ -132,8 +151,50 @@ enum Cmd {
         /// Node name.
         node: String,
     },
-    /// Stop every node (SIGTERM, then SIGKILL after 10 s).
+    /// Stop every node (SIGTERM, then SIGKILL after 10 s); with `--hosts netns`, remove the
+    /// namespaces, links and bridge too.
     Down,
+    /// Cut links between nodes (needs `init --hosts netns`). Replaces the partition in force.
+    ///   partition node0,node1 node2,node3   two groups that cannot reach each other
+    ///   partition --isolate node2           node2 alone
+    ///   partition --one-way node0 node1     node0's packets never reach node1 (a TCP
+    ///                                       connection needs both ways: none forms)
+    ///   partition --bridge node2            the others in two halves that only node2 joins
+    #[command(verbatim_doc_comment)]
+    Partition {
+        /// Groups, each a comma-separated list of node names; every node in one.
+        groups: Vec<String>,
+        /// Cut this node off from all others.
+        #[arg(long, conflicts_with_all = ["groups", "one_way", "bridge"])]
+        isolate: Option<String>,
+        /// FROM TO: drop FROM's packets at TO.
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with_all = ["groups", "bridge"])]
+        one_way: Option<Vec<String>>,
+        /// Split the others in two halves joined only through this node.
+        #[arg(long, conflicts_with = "groups")]
+        bridge: Option<String>,
+    },
+    /// Drop a share of packets at random on links (needs `init --hosts netns`): between the
+    /// nodes named, or on every link. Replaces the loss in force; `--percent 0` removes it.
+    Loss {
+        /// Percent of packets dropped, each way.
+        #[arg(long)]
+        percent: f64,
+        /// Nodes whose links to each other lose packets (default: every node).
+        nodes: Vec<String>,
+    },
+    /// Add delay to links (needs the kernel's netem; says so where it is missing).
+    Delay {
+        /// Milliseconds.
+        #[arg(long)]
+        ms: u64,
+    },
+    /// Remove every partition and loss: the network is whole again.
+    Heal,
+    /// Run load under seeded faults, heal, wait for the nodes to agree, then check every
+    /// node's whole chain against what the clients were told and an independent model of the
+    /// state. Prints the figures; exits 1 on any violation. `--seed` replays the schedule.
+    Chaos(chaos::Settings),
     /// Load the running network and measure it: committed tx/s, commit latency, rejections,
     /// and this machine's signature-verification bound. Funds fresh accounts from account0.
     Bench {
@@ -169,6 +230,9 @@ enum Cmd {
 struct State {
     chain_id: String,
     consensus: Engine,
+    /// Where the nodes run (a testnet made before hosts existed ran on loopback).
+    #[serde(default)]
+    hosts: Hosts,
     nodes: Vec<NodeInfo>,
     accounts: Vec<String>,
 }
@@ -177,13 +241,28 @@ struct State {
 struct NodeInfo {
     name: String,
     public_key: String,
+    /// Its address: 127.0.0.1, or its own on the testnet's bridge.
+    #[serde(default = "loopback")]
+    host: String,
     p2p_port: u16,
     api_port: u16,
 }
 
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+
 impl NodeInfo {
     fn api(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        format!("http://{}:{}", self.host, self.api_port)
+    }
+
+    /// Its index: `nodeI`.
+    fn index(&self) -> usize {
+        self.name
+            .strip_prefix("node")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -201,359 +280,6 @@ fn load_state(dir: &Path) -> anyhow::Result<State> {
         )
     })?;
     serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))
-}
-
-fn find<'a>(st: &'a State, name: &str) -> anyhow::Result<&'a NodeInfo> {
-    st.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-        let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
-        anyhow!("no node {name:?}; nodes are {}", names.join(", "))
-    })
-}
-
-fn node_binary() -> anyhow::Result<PathBuf> {
-    if let Ok(p) = std::env::var("CAIRN_NODE_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let me = std::env::current_exe().context("locating cairn-testnet")?;
-    let sibling = me.with_file_name("cairn-node");
-    if sibling.exists() {
-        return Ok(sibling);
-    }
-    bail!(
-        "cairn-node not found next to {} (build it with `cargo build --workspace`, or set CAIRN_NODE_BIN)",
-        me.display()
-    )
-}
-
-/// A node's home as the node was started with it (absolute), so that processes can be
-/// recognised from any working directory.
-fn home_of(dir: &Path, node: &str) -> PathBuf {
-    let home = dir.join(node);
-    home.canonicalize().unwrap_or(home)
-}
-
-fn pid_of(dir: &Path, node: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(dir.join(node).join("pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    is_node(pid, &home_of(dir, node)).then_some(pid)
-}
-
-/// Alive (not a zombie), and running `run --home HOME` for this very node: a PID reused by
-/// anything else, another testnet's node included, is never taken for ours.
-fn is_node(pid: u32, home: &Path) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesised command name.
-    let zombie = stat
-        .rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'));
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let home = home.as_os_str().as_encoded_bytes();
-    !zombie
-        && args
-            .windows(3)
-            .any(|w| w[0] == b"run" && w[1] == b"--home" && w[2] == home)
-}
-
-/// Waits (up to 5 s) until `pid` no longer runs node `home`.
-fn wait_gone(pid: u32, home: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while is_node(pid, home) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let ok = Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .status()
-        .context("running kill")?
-        .success();
-    if !ok {
-        bail!("kill -{sig} {pid} failed");
-    }
-    Ok(())
-}
-
-/// What `init` makes.
-struct Layout {
-    nodes: usize,
-    engine: Engine,
-    base: u16,
-    accounts: usize,
-    balance: u64,
-    chain_id: String,
-}
-
-fn init(dir: &Path, layout: &Layout, force: bool) -> anyhow::Result<()> {
-    let Layout {
-        nodes,
-        engine,
-        base,
-        accounts,
-        balance,
-        ..
-    } = *layout;
-    if !cairn_ledger::valid_chain_id(&layout.chain_id) {
-        bail!(
-            "--chain-id {:?} must be 1..=64 characters of [A-Za-z0-9._-]",
-            layout.chain_id
-        );
-    }
-    if nodes == 0 || nodes > 64 {
-        bail!("--nodes must be in 1..=64");
-    }
-    if engine == Engine::Pbft && nodes < 4 {
-        eprintln!("note: PBFT with {nodes} nodes tolerates no Byzantine fault (4 tolerate one)");
-    }
-    if base.checked_add(100 + nodes as u16).is_none() {
-        bail!("--base-port too high");
-    }
-    // Free ports are held open until all are chosen, so no two nodes get the same one.
-    let mut held = Vec::new();
-    let mut free_port = || -> anyhow::Result<u16> {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = l.local_addr()?.port();
-        held.push(l);
-        Ok(port)
-    };
-    if state_path(dir).exists() {
-        if !force {
-            bail!(
-                "{} already holds a testnet (use --force to replace it, after `down`)",
-                dir.display()
-            );
-        }
-        let st = load_state(dir)?;
-        if st.nodes.iter().any(|n| pid_of(dir, &n.name).is_some()) {
-            bail!(
-                "the testnet in {} is running: `cairn-testnet down` first",
-                dir.display()
-            );
-        }
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir)?;
-    let keys: Vec<SigningKey> = (0..nodes).map(|_| SigningKey::generate()).collect();
-    let account_keys: Vec<SigningKey> = (0..accounts).map(|_| SigningKey::generate()).collect();
-    let mut infos = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
-        let (p2p_port, api_port) = if base == 0 {
-            (free_port()?, free_port()?)
-        } else {
-            (base + i as u16, base + 100 + i as u16)
-        };
-        infos.push(NodeInfo {
-            name: format!("node{i}"),
-            public_key: k.public_key().to_string(),
-            p2p_port,
-            api_port,
-        });
-    }
-    drop(held);
-    let genesis = Genesis {
-        chain_id: layout.chain_id.clone(),
-        genesis_time_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        consensus: match engine {
-            Engine::Raft => ConsensusConfig::Raft(RaftParams {
-                election_timeout_min_ms: 500,
-                election_timeout_max_ms: 1000,
-                heartbeat_interval_ms: 100,
-                epoch_length: 50,
-                ..RaftParams::default()
-            }),
-            Engine::Pbft => ConsensusConfig::Pbft(PbftParams {
-                checkpoint_interval: 50,
-                view_change_timeout_ms: 2000,
-                ..PbftParams::default()
-            }),
-        },
-        validators: keys
-            .iter()
-            .zip(&infos)
-            .map(|(k, n)| Validator {
-                name: n.name.clone(),
-                public_key: k.public_key(),
-            })
-            .collect(),
-        accounts: account_keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GenesisAccount {
-                public_key: k.public_key(),
-                balance,
-                role: Some(if i == 0 { Role::Admin } else { Role::User }),
-            })
-            .collect(),
-    };
-    genesis.validate().context("the generated genesis")?;
-    std::fs::write(dir.join("genesis.json"), genesis.to_json())?;
-    // Where each node runs is configuration, not genesis: every node dials all the others.
-    let mut peers = Vec::new();
-    for (k, n) in keys.iter().zip(&infos) {
-        let peer = cairn_p2p::peer_id_of(&k.public_key())?;
-        peers.push(format!("\"/ip4/127.0.0.1/tcp/{}/p2p/{peer}\"", n.p2p_port));
-    }
-    for (i, (k, n)) in keys.iter().zip(&infos).enumerate() {
-        let bootstrap: Vec<&str> = peers
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, p)| p.as_str())
-            .collect();
-        let home = dir.join(&n.name);
-        std::fs::create_dir_all(&home)?;
-        cairn_node_key(&home.join("node_key"), k)?;
-        std::fs::write(home.join("genesis.json"), genesis.to_json())?;
-        std::fs::write(
-            home.join("config.toml"),
-            format!(
-                "# Written by cairn-testnet init.\nmoniker = \"{}\"\n\n[p2p]\nlisten = \"/ip4/127.0.0.1/tcp/{}\"\nbootstrap = [{}]\n\n[api]\nlisten = \"127.0.0.1:{}\"\n\n[consensus]\ntick_ms = 20\n",
-                n.name,
-                n.p2p_port,
-                bootstrap.join(", "),
-                n.api_port
-            ),
-        )?;
-    }
-    let ks = Keystore::new(dir.join("accounts"));
-    let mut names = Vec::new();
-    for (i, k) in account_keys.iter().enumerate() {
-        let name = format!("account{i}");
-        let file = KeyFile::new(&name, k, None).map_err(|e| anyhow!(e))?;
-        ks.save(&file)?;
-        names.push(name);
-    }
-    let st = State {
-        chain_id: genesis.chain_id.clone(),
-        consensus: engine,
-        nodes: infos,
-        accounts: names,
-    };
-    std::fs::write(state_path(dir), serde_json::to_string_pretty(&st)?)?;
-    println!(
-        "initialised a {}-node {:?} testnet in {}",
-        nodes,
-        engine,
-        dir.display()
-    );
-    println!(
-        "  demo accounts (unencrypted, for local use): {}/accounts",
-        dir.display()
-    );
-    for (i, a) in account_keys.iter().enumerate() {
-        println!(
-            "    account{i}  {}{}",
-            a.public_key(),
-            if i == 0 { "  (admin)" } else { "" }
-        );
-    }
-    println!("next: cairn-testnet --dir {} up", dir.display());
-    Ok(())
-}
-
-/// The node key file format of `cairn-node init`: hex seed, mode 0600.
-fn cairn_node_key(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(f, "{}", hex::encode(key.to_seed()))?;
-    Ok(())
-}
-
-fn start(dir: &Path, n: &NodeInfo) -> anyhow::Result<u32> {
-    if let Some(pid) = pid_of(dir, &n.name) {
-        return Ok(pid);
-    }
-    let bin = node_binary()?;
-    let home = home_of(dir, &n.name);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.join("node.log"))?;
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(&bin);
-    // Each node's settings are in its home: a CAIRN_API_LISTEN (say) set in this shell would
-    // give every node the same port, so no CAIRN_ variable reaches them.
-    for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(|k| k.starts_with("CAIRN_")) {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .args(["run", "--home"])
-        .arg(&home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        // Its own process group: a Ctrl-C in this shell does not reach the nodes.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let pid = child.id();
-    // Until the child has exec'd, /proc shows this program: wait for the switch.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !is_node(pid, &home) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::fs::write(home.join("pid"), format!("{pid}\n"))?;
-    Ok(pid)
-}
-
-async fn wait_ready(dir: &Path, nodes: &[NodeInfo], timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut waiting = Vec::new();
-        for n in nodes {
-            if pid_of(dir, &n.name).is_none() {
-                bail!(
-                    "{} exited; its log ends with:\n{}",
-                    n.name,
-                    tail(&dir.join(&n.name).join("node.log"), 15)
-                );
-            }
-            let ok = client(n)?.ready().await.is_ok();
-            if !ok {
-                waiting.push(n.name.as_str());
-            }
-        }
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "not ready after {} s: {} (see `cairn-testnet logs NODE`)",
-                timeout.as_secs(),
-                waiting.join(", ")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A client of `n`'s API that gives up quickly: a node that does not answer in 5 s is
-/// reported as unresponsive.
-fn client(n: &NodeInfo) -> anyhow::Result<Client> {
-    Ok(Client::new(&n.api(), Duration::from_secs(5))?)
 }
 
 /// One row of `cairn-testnet status`.
@@ -611,27 +337,14 @@ async fn status(dir: &Path, st: &State, json: bool) -> anyhow::Result<()> {
             r.api,
         );
     }
-    Ok(())
-}
-
-fn stop(dir: &Path, n: &NodeInfo) -> anyhow::Result<bool> {
-    let Some(pid) = pid_of(dir, &n.name) else {
-        return Ok(false);
-    };
-    // A paused node cannot act on SIGTERM. A process that is already gone is stopped.
-    let _ = signal(pid, "CONT");
-    let _ = signal(pid, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pid_of(dir, &n.name).is_some() {
-        if Instant::now() > deadline {
-            let _ = signal(pid, "KILL");
-            wait_gone(pid, &home_of(dir, &n.name));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let f = faults::load(dir);
+    if let Some(p) = &f.partition {
+        println!("partition in force: {p}");
     }
-    let _ = std::fs::remove_file(dir.join(&n.name).join("pid"));
-    Ok(true)
+    if !f.loss.is_empty() {
+        println!("packet loss in force on {} directed link(s)", f.loss.len());
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -649,9 +362,14 @@ fn main() -> anyhow::Result<()> {
             balance,
             force,
             chain_id,
-        } => init(
+            hosts,
+        } => init::init(
             &dir,
-            &Layout {
+            &init::Layout {
+                hosts: match hosts {
+                    HostsArg::Loopback => Hosts::Loopback,
+                    HostsArg::Netns => Hosts::plan_netns()?,
+                },
                 nodes,
                 engine: consensus,
                 base: base_port,
@@ -664,7 +382,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Up { timeout } => {
             let st = load_state(&dir)?;
             for n in &st.nodes {
-                let pid = start(&dir, n)?;
+                let pid = start(&dir, &st.hosts, n, &[])?;
                 println!("started {} (pid {pid})", n.name);
             }
             rt.block_on(wait_ready(&dir, &st.nodes, Duration::from_secs(timeout)))?;
@@ -700,7 +418,7 @@ fn main() -> anyhow::Result<()> {
             let st = load_state(&dir)?;
             let n = find(&st, &node)?.clone();
             stop(&dir, &n)?;
-            let pid = start(&dir, &n)?;
+            let pid = start(&dir, &st.hosts, &n, &[])?;
             rt.block_on(wait_ready(
                 &dir,
                 std::slice::from_ref(&n),
@@ -777,10 +495,47 @@ fn main() -> anyhow::Result<()> {
             if !errors.is_empty() {
                 bail!("could not stop every node: {}", errors.join("; "));
             }
+            let removed = st.hosts.tear_down(st.nodes.len())?;
+            faults::forget(&dir);
             println!(
-                "stopped {stopped} node(s); state stays in {}",
+                "stopped {stopped} node(s){}; state stays in {}",
+                if removed > 0 {
+                    format!(", removed {removed} network namespace(s) and the bridge")
+                } else {
+                    String::new()
+                },
                 dir.display()
             );
+            Ok(())
+        }
+        Cmd::Partition {
+            groups,
+            isolate,
+            one_way,
+            bridge,
+        } => faults::partition_cmd(
+            &dir,
+            &load_state(&dir)?,
+            &faults::Shape {
+                groups,
+                isolate,
+                one_way,
+                bridge,
+            },
+        ),
+        Cmd::Loss { percent, nodes } => faults::loss_cmd(&dir, &load_state(&dir)?, percent, &nodes),
+        Cmd::Delay { ms } => faults::delay_cmd(&load_state(&dir)?, ms),
+        Cmd::Heal => faults::heal_cmd(&dir, &load_state(&dir)?),
+        Cmd::Chaos(settings) => {
+            let st = load_state(&dir)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let ok = rt.block_on(chaos::run(&dir, &st, settings))?;
+            if !ok {
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

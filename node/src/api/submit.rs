@@ -139,6 +139,10 @@ async fn submit_inner(
     let body = read_body(&s, body, s.max_body).await?;
     let signed = parse_submission(&body)?;
     drop(body);
+    #[cfg(debug_assertions)]
+    if !wait && planted::ack_without_admit() {
+        return Ok((StatusCode::ACCEPTED, planted::pending(signed)));
+    }
     let admit = s
         .intake
         .submit(vec![signed], wait)
@@ -159,6 +163,40 @@ async fn submit_inner(
         Ok(Ok(TxOutcome::Rejected(r))) => Err(ApiError::rejected(&r)),
         Ok(Err(_)) => Err(ApiError::unavailable("the node is shutting down")),
         Err(_) => Err(wait_timeout(&s, id)),
+    }
+}
+
+/// A bug planted on purpose, in debug builds only, so that the chaos checker's test can show
+/// it catches one: with `CAIRN_PLANTED_BUG=ack_without_admit` in the node's environment,
+/// every fifth submission without `wait` is answered 202 and then forgotten, as a node that
+/// acknowledges what it does not hold would.
+#[cfg(debug_assertions)]
+mod planted {
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use cairn_ledger::SignedTransaction;
+
+    use crate::views::{TxStatus, TxView};
+
+    static ON: LazyLock<bool> = LazyLock::new(|| {
+        std::env::var("CAIRN_PLANTED_BUG").is_ok_and(|v| v == "ack_without_admit")
+    });
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+
+    pub fn ack_without_admit() -> bool {
+        *ON && COUNT.fetch_add(1, Ordering::Relaxed) % 5 == 4
+    }
+
+    pub fn pending(tx: SignedTransaction) -> TxView {
+        TxView {
+            id: tx.id(),
+            status: TxStatus::Pending,
+            tx: Some(tx),
+            receipt: None,
+            proof: None,
+            reason: None,
+        }
     }
 }
 
