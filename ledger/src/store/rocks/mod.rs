@@ -292,7 +292,7 @@ impl RocksStore {
 
     fn synced() -> WriteOptions {
         let mut w = WriteOptions::default();
-        w.set_sync(true);
+        w.set_sync(!planted_unsynced_commit());
         w
     }
 
@@ -758,4 +758,20 @@ impl BlockStore for RocksStore {
         }
         self.write_synced(batch)
     }
+}
+
+/// A bug planted on purpose, in debug builds only, so that the power-loss test can show it
+/// catches one: with `CAIRN_PLANTED_BUG=unsynced_commit` in the environment, block commits are
+/// written without a sync (a process crash loses nothing; a power cut loses the tail).
+#[cfg(debug_assertions)]
+fn planted_unsynced_commit() -> bool {
+    static ON: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::env::var("CAIRN_PLANTED_BUG").is_ok_and(|v| v == "unsynced_commit")
+    });
+    *ON
+}
+
+#[cfg(not(debug_assertions))]
+fn planted_unsynced_commit() -> bool {
+    false
 }
