@@ -330,10 +330,13 @@ fn namespace(hosts: &Hosts, i: usize) -> anyhow::Result<String> {
     })
 }
 
-/// Makes `name` in `ns` (hooked into INPUT once) and empties it.
+/// Makes `name` in `ns`, hooked into INPUT once (also when an interrupted run made the chain
+/// but not the hook), and empties it.
 fn chain(ns: &str, name: &str) -> anyhow::Result<()> {
     if iptables(ns, &["-n", "-L", name]).is_err() {
         iptables(ns, &["-N", name])?;
+    }
+    if iptables(ns, &["-C", "INPUT", "-j", name]).is_err() {
         iptables(ns, &["-I", "INPUT", "-j", name])?;
     }
     iptables(ns, &["-F", name])

@@ -101,14 +101,16 @@ impl Hosts {
             ip(&["link", "set", &bridge, "up"])?;
         }
         let ns = format!("cairn-{tag}-{i}");
-        if namespaces()?.contains(&ns) {
+        let exists = namespaces()?.contains(&ns);
+        if exists && ns_has_link(&ns, "eth0") {
             return Ok(());
         }
         let (outside, inside) = (format!("cv{tag}{i}"), format!("cp{tag}{i}"));
-        // A half-made link from an interrupted run goes first.
-        if link_exists(&outside) {
-            ip(&["link", "del", &outside])?;
+        // Whatever an interrupted run half made goes first.
+        if exists {
+            ip(&["netns", "del", &ns])?;
         }
+        del_link(&outside)?;
         ip(&["netns", "add", &ns])?;
         ip(&[
             "link", "add", &outside, "type", "veth", "peer", "name", &inside,
@@ -149,20 +151,15 @@ impl Hosts {
                     let _ = Command::new("kill").args(["-KILL", pid]).status();
                 }
             }
-            // Deleting the namespace deletes its end of the veth pair, and so the pair.
+            // The link first: a deleted namespace's devices go away in the background.
+            del_link(&format!("cv{tag}{i}"))?;
             ip(&["netns", "del", &ns])?;
             removed += 1;
         }
         for i in 0..nodes {
-            let outside = format!("cv{tag}{i}");
-            if link_exists(&outside) {
-                ip(&["link", "del", &outside])?;
-            }
+            del_link(&format!("cv{tag}{i}"))?;
         }
-        let bridge = format!("cb-{tag}");
-        if link_exists(&bridge) {
-            ip(&["link", "del", &bridge])?;
-        }
+        del_link(&format!("cb-{tag}"))?;
         Ok(removed)
     }
 
@@ -194,6 +191,25 @@ pub fn ip(args: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Deletes the link `name` if it is there; one that vanishes meanwhile is gone all the same.
+fn del_link(name: &str) -> anyhow::Result<()> {
+    if !link_exists(name) {
+        return Ok(());
+    }
+    match ip(&["link", "del", name]) {
+        Err(_) if !link_exists(name) => Ok(()),
+        r => r,
+    }
+}
+
+/// Whether `link` exists inside the namespace `ns`.
+fn ns_has_link(ns: &str, link: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns, "link", "show", link])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn link_exists(name: &str) -> bool {

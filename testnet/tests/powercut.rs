@@ -232,8 +232,10 @@ fn power_cuts(planted: Option<&'static str>, cuts: usize) -> Result<(), String> 
                 "60000",
                 "--rate",
                 "250",
+                // Many accounts: one whose transaction a cut loses waits on that nonce
+                // for the rest of the run (bench does not resend), and the rest carry on.
                 "--accounts",
-                "20",
+                "200",
             ])
             .args(["--batch", "8", "--json"])
             .stdout(Stdio::null())
@@ -247,6 +249,9 @@ fn power_cuts(planted: Option<&'static str>, cuts: usize) -> Result<(), String> 
     let mut last = 0;
     let mut heights = Vec::new();
     for cut in 0..cuts {
+        if let Some(Ok(Some(end))) = net.load.as_mut().map(Child::try_wait) {
+            panic!("the load ended before cut {cut} ({end}): rerun its bench command to see why");
+        }
         // Blocks keep coming to node3 before each cut; the cut lands a seeded while later.
         wait_until(
             &format!("node3 commits past height {last} before cut {cut}"),
@@ -339,6 +344,10 @@ fn a_validator_keeps_every_block_it_committed_through_20_power_cuts_under_load()
 fn power_cuts_catch_a_node_that_does_not_sync_its_commits() {
     if let Some(why) = why_not() {
         eprintln!("SKIPPED the planted power-loss bug: {why}");
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED the planted power-loss bug: release builds leave planted bugs out");
         return;
     }
     let lost = power_cuts(Some("unsynced_commit"), 20)

@@ -125,8 +125,16 @@ pub async fn check(clients: &[Client], facts: &Facts<'_>) -> Findings {
     let mut trail = Trail::new(genesis);
     let mut parent: Option<BlockHash> = None;
     let mut sets = Vec::with_capacity(blocks.len());
-    for b in &blocks {
-        let h = b.block.header.height;
+    for (j, b) in blocks.iter().enumerate() {
+        // The height asked for; a block that names another is wrong, not a reason to panic.
+        let h = j as u64 + 1;
+        if b.block.header.height != h {
+            out.violation(format!(
+                "node0 served a block of height {} as height {h}",
+                b.block.header.height
+            ));
+            return out;
+        }
         let set = match trail.set_at(h) {
             Ok(s) => s.clone(),
             Err(e) => {
@@ -180,8 +188,8 @@ pub async fn check(clients: &[Client], facts: &Facts<'_>) -> Findings {
     let mut at: HashMap<TxId, Vec<u64>> = HashMap::new();
     let mut slots: HashSet<(PublicKey, u64)> = HashSet::new();
     let mut model = Model::new(genesis);
-    for b in &blocks {
-        let h = b.block.header.height;
+    for (j, b) in blocks.iter().enumerate() {
+        let h = j as u64 + 1;
         for t in &b.block.txs {
             let id = t.id();
             out.txs += 1;
@@ -256,7 +264,7 @@ pub async fn check(clients: &[Client], facts: &Facts<'_>) -> Findings {
                     .any(|&(n, t)| n == a.node && t >= a.at);
                 if !lost_memory {
                     out.violation(format!(
-                        "node{} acknowledged {} (nonce {}) at {:.1} s and stayed up, but it never committed",
+                        "node{} acknowledged {} (nonce {}, sent at {:.1} s) and stayed up, but it never committed",
                         a.node,
                         a.tx,
                         a.nonce,

@@ -133,12 +133,15 @@ pub async fn heal_all(
     restarts: &mut Vec<(usize, Duration)>,
 ) -> anyhow::Result<()> {
     let n = st.nodes.len();
-    if st.hosts.namespace(0).is_some() {
+    // Without iptables no partition or loss was put on, and there is nothing to take off.
+    if st.hosts.namespace(0).is_some() && faults::iptables_available() {
         faults::apply_cut(&st.hosts, n, &Default::default())?;
         faults::apply_loss(&st.hosts, n, &[])?;
         if faults::netem_available() {
             faults::apply_delay(&st.hosts, n, 0)?;
         }
+        // A partition set by hand before the run is gone too; `status` must not show it.
+        faults::forget(dir);
     }
     for (i, node) in st.nodes.iter().enumerate() {
         match pid_of(dir, &node.name) {
@@ -155,6 +158,8 @@ pub async fn heal_all(
                 }
             }
             None => {
+                // Down on its own: whatever it acknowledged may be gone, as after a kill.
+                lost(load, restarts, i);
                 start(dir, &st.hosts, node, &[])?;
             }
         }
@@ -187,6 +192,45 @@ pub async fn converge(clients: &[Client], within: Duration) -> bool {
         }
         agreed_once = agreed;
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+/// Waits, up to `within`, until node `i` answers and has reached the height the highest other
+/// node had when it answered, so that the next fault does not land while it is still catching
+/// up (which would take more nodes away than the step says). `false` if it did not.
+pub async fn rejoin(st: &State, i: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let quick: Vec<Client> = st
+        .nodes
+        .iter()
+        .filter_map(|nd| Client::new(&nd.api(), Duration::from_millis(800)).ok())
+        .collect();
+    let Some(me) = quick.get(i) else {
+        return false;
+    };
+    let mut target = None;
+    while Instant::now() < deadline {
+        if let Ok(s) = me.status().await {
+            let want = match target {
+                Some(t) => t,
+                None => {
+                    let mut best = 0;
+                    for (j, c) in quick.iter().enumerate() {
+                        if j != i
+                            && let Ok(o) = c.status().await
+                        {
+                            best = best.max(o.height);
+                        }
+                    }
+                    *target.insert(best)
+                }
+            };
+            if s.height >= want {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
 }

@@ -42,7 +42,7 @@ pub struct Attempt {
     pub nonce: u64,
     /// Node index it went to.
     pub node: usize,
-    /// When it was answered, since the run began.
+    /// When it was sent, since the run began (a node restarted after this may have lost it).
     pub at: Duration,
     pub answer: Answer,
 }
@@ -87,14 +87,14 @@ const RETRY_CODES: [&str; 5] = [
 ];
 
 impl Load {
-    fn record(&self, tx: &SignedTransaction, node: usize, answer: Answer) {
+    fn record(&self, tx: &SignedTransaction, node: usize, sent: Duration, answer: Answer) {
         if let Ok(mut h) = self.history.lock() {
             h.attempts.push(Attempt {
                 tx: tx.id(),
                 sender: tx.tx.sender,
                 nonce: tx.tx.nonce,
                 node,
-                at: self.began.elapsed(),
+                at: sent,
                 answer,
             });
         }
@@ -183,6 +183,9 @@ impl Load {
             last = Some(node);
             *rng = splitmix(*rng);
             let wait = rng.is_multiple_of(2);
+            // Read before sending: a restart while the request is in flight must count.
+            let life = self.life(node);
+            let sent = self.began.elapsed();
             let answer = match self.clients[node].submit(tx, wait).await {
                 Ok(v) => match (v.status, v.receipt) {
                     (TxStatus::Committed, Some(r)) => Answer::Committed {
@@ -204,7 +207,7 @@ impl Load {
                 Err(ClientError::Unreachable { .. }) => Answer::Unknown("unreachable".into()),
                 Err(e) => Answer::Unknown(e.to_string()),
             };
-            self.record(tx, node, answer.clone());
+            self.record(tx, node, sent, answer.clone());
             match answer {
                 Answer::Committed { .. } => return Settled::Committed,
                 Answer::Refused(code) if COMMITTED_CODES.contains(&code.as_str()) => {
@@ -227,7 +230,6 @@ impl Load {
                     // The node holds it: follow it for as long as that node keeps its memory
                     // (a partition or a pause only delays it). Sending it elsewhere would hide
                     // a node that acknowledges what it then loses.
-                    let life = self.life(node);
                     loop {
                         if self.follow(&tx.id(), rng, Duration::from_secs(8)).await {
                             return Settled::Committed;

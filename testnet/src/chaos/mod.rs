@@ -202,6 +202,12 @@ async fn fund(
 
 /// Runs chaos on the testnet in `dir`. `Ok(false)`: the checker found violations.
 pub async fn run(dir: &Path, st: &State, s: Settings) -> anyhow::Result<bool> {
+    if !(s.minutes.is_finite() && s.minutes > 0.0 && s.minutes <= 7.0 * 24.0 * 60.0) {
+        return Err(anyhow!(
+            "--minutes must be a positive number of minutes (at most a week), not {}",
+            s.minutes
+        ));
+    }
     let n = st.nodes.len();
     let f = tolerance(st.consensus, n);
     let seed = s.seed.unwrap_or_else(|| {
@@ -293,15 +299,27 @@ pub async fn run(dir: &Path, st: &State, s: Settings) -> anyhow::Result<bool> {
     let mut restarts: Vec<(usize, Duration)> = Vec::new();
     let deadline = load.began + Duration::from_secs_f64(s.minutes * 60.0);
     let mut undo_heights = Vec::new();
+    // Ctrl-C ends the run early, and the faults in force are still undone below.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     // A first stretch without faults, so the run shows the network working.
-    tokio::time::sleep(
-        Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now())),
+    nap(
+        (Instant::now() + Duration::from_secs(3)).min(deadline),
+        &interrupted,
     )
     .await;
     let mut failure = None;
-    while Instant::now() + Duration::from_secs(2) < deadline {
+    while Instant::now() + Duration::from_secs(2) < deadline && !interrupted.load(Ordering::Relaxed)
+    {
         let Some(step) = schedule.step() else {
-            tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            nap(deadline, &interrupted).await;
             break;
         };
         let start = load.began.elapsed();
@@ -320,11 +338,16 @@ pub async fn run(dir: &Path, st: &State, s: Settings) -> anyhow::Result<bool> {
             failure = Some(e.context(format!("injecting {}", step.fault.describe())));
             break;
         }
-        let hold_end = (Instant::now() + step.hold).min(deadline);
-        tokio::time::sleep(hold_end.saturating_duration_since(Instant::now())).await;
+        if let nemesis::Fault::Clock { node, .. } = step.fault {
+            wait_rejoin(st, node, &say).await;
+        }
+        nap((Instant::now() + step.hold).min(deadline), &interrupted).await;
         if let Err(e) = undo(dir, st, &load, &step.fault, &mut restarts).await {
             failure = Some(e.context(format!("undoing {}", step.fault.describe())));
             break;
+        }
+        for i in step.fault.restarted() {
+            wait_rejoin(st, i, &say).await;
         }
         let end = load.began.elapsed();
         let h = progress
@@ -341,20 +364,32 @@ pub async fn run(dir: &Path, st: &State, s: Settings) -> anyhow::Result<bool> {
             end_s: end.as_secs_f64(),
             recovery_s: None,
         });
-        let quiet_end = (Instant::now() + step.quiet).min(deadline);
-        tokio::time::sleep(quiet_end.saturating_duration_since(Instant::now())).await;
+        nap((Instant::now() + step.quiet).min(deadline), &interrupted).await;
     }
 
     // Stop the load, heal everything, and wait for the nodes to agree.
     load.stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    let stopped_s = load.began.elapsed().as_secs_f64();
+    for mut t in tasks {
+        // A client still waiting on an answer after this is cut off: nothing it sends may
+        // land during the heal and the checks.
+        if tokio::time::timeout(Duration::from_secs(15), &mut t)
+            .await
+            .is_err()
+        {
+            t.abort();
+        }
     }
     let _ = monitor.await;
     say("  load stopped; healing".into());
     heal_all(dir, st, &load, &mut restarts).await?;
     if let Some(e) = failure {
         return Err(e);
+    }
+    if interrupted.load(Ordering::Relaxed) {
+        return Err(anyhow!(
+            "interrupted: the load stopped and every fault was undone; nothing was checked"
+        ));
     }
     let converge_start = Instant::now();
     let converged = converge(&clients, Duration::from_secs(s.converge_timeout)).await;
@@ -388,7 +423,11 @@ pub async fn run(dir: &Path, st: &State, s: Settings) -> anyhow::Result<bool> {
             .find(|&&(t, ph)| t >= e.end_s && ph > h)
             .map(|&(t, _)| t - e.end_s);
     }
-    let gaps: Vec<f64> = progress.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    // Gaps between height increases, and the one from the last increase to the load's end.
+    let mut gaps: Vec<f64> = progress.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    if let Some(&(t, _)) = progress.last() {
+        gaps.push((stopped_s - t).max(0.0));
+    }
     let mut answers = BTreeMap::new();
     for a in &history.attempts {
         let key = match &a.answer {
@@ -497,4 +536,21 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits for a restarted node to catch up before the nemesis goes on (30 s at most).
+async fn wait_rejoin(st: &State, i: usize, say: &impl Fn(String)) {
+    if !inject::rejoin(st, i, Duration::from_secs(30)).await {
+        say(format!(
+            "  node{i} had not caught up 30 s after its restart; going on"
+        ));
+    }
+}
+
+/// Sleeps until `until`, or until `interrupted` is set.
+async fn nap(until: Instant, interrupted: &AtomicBool) {
+    while Instant::now() < until && !interrupted.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+    }
 }

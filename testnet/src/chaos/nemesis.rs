@@ -1,7 +1,8 @@
 //! The nemesis: a fault schedule drawn from the seed, one fault at a time, each held a few
 //! seconds and then undone. Most faults stay within what the engine tolerates (f nodes down,
-//! paused or cut off); about one in six goes beyond it for a few seconds, when the network
-//! may stall but must never fork or lose a commit.
+//! paused or cut off); about one kill, pause or partition in six goes beyond it for a few
+//! seconds, when the network may stall but must never fork or lose a commit. Where the network
+//! tolerates none (f = 0), every fault that takes a node away is marked beyond.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -59,6 +60,15 @@ impl Fault {
             Fault::Loss(_) => Kind::Loss,
             Fault::Delay(_) => Kind::Netem,
             Fault::Clock { .. } => Kind::Clock,
+        }
+    }
+
+    /// The nodes this fault's undo restarts (they must catch up before the next fault).
+    pub fn restarted(&self) -> Vec<usize> {
+        match self {
+            Fault::Kill(v) => v.clone(),
+            Fault::Clock { node, .. } => vec![*node],
+            _ => Vec::new(),
         }
     }
 
@@ -142,9 +152,11 @@ impl Schedule {
         }
         let pick = self.below(self.kinds.len() as u64) as usize;
         let kind = self.kinds[pick];
-        // Beyond tolerance now and then, for kinds that take nodes away.
-        let beyond =
-            matches!(kind, Kind::Kill | Kind::Pause | Kind::Partition) && self.below(6) == 0;
+        // Beyond tolerance now and then, for kinds that take nodes away; always when the
+        // network tolerates no node away (f = 0), as any such fault then goes beyond.
+        let takes_nodes = matches!(kind, Kind::Kill | Kind::Pause | Kind::Partition);
+        let beyond = (takes_nodes && self.below(6) == 0)
+            || (self.f == 0 && (takes_nodes || kind == Kind::Clock));
         let k = if beyond {
             self.f + 1
         } else {
@@ -271,7 +283,7 @@ mod tests {
 
     #[test]
     fn faults_stay_within_tolerance_unless_marked_beyond() {
-        for (n, f) in [(4, 1), (3, 1), (7, 2)] {
+        for (n, f) in [(4, 1), (3, 1), (7, 2), (3, 0), (2, 0)] {
             let mut s = Schedule::new(1, n, f, &ALL);
             let mut beyond = 0;
             for _ in 0..2000 {
@@ -291,6 +303,8 @@ mod tests {
                             })
                             .count()
                     }
+                    // A clock fault restarts its node.
+                    Fault::Clock { .. } => 1,
                     _ => 0,
                 };
                 if step.beyond {

@@ -127,7 +127,19 @@ impl PowercutFs {
         };
         let ranges = t.dirty.remove(&ino).unwrap_or_default();
         drop(t);
-        let live = match File::open(self.live.join(&rel)) {
+        let copied = self.copy_ranges(&rel, &ranges);
+        if copied.is_err() {
+            // Not durable after all: the next fsync must copy these again.
+            for (&start, &end) in &ranges {
+                self.mark(ino, start, end);
+            }
+        }
+        copied
+    }
+
+    /// Copies `ranges` of the live file `rel` to its durable copy, and the live length.
+    fn copy_ranges(&self, rel: &Path, ranges: &BTreeMap<u64, u64>) -> std::io::Result<()> {
+        let live = match File::open(self.live.join(rel)) {
             Ok(f) => f,
             // Unlinked while open: nothing of it survives anyway.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -138,9 +150,9 @@ impl PowercutFs {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(self.durable.join(&rel))?;
+            .open(self.durable.join(rel))?;
         let mut buf = Vec::new();
-        for (start, end) in ranges {
+        for (&start, &end) in ranges {
             let end = end.min(len);
             if start >= end {
                 continue;
@@ -177,9 +189,10 @@ impl PowercutFs {
         if new > old {
             self.mark(ino, old, new);
         } else {
-            // Shrinking: the durable file gets the new length at sync; mark nothing but make
-            // sure the inode is synced for its length.
-            self.lock().dirty.entry(ino).or_default();
+            // Shrinking: the cut-off bytes are dirty too, so that if the file grows again
+            // before the sync, the durable copy gets what the live file then holds there
+            // (zeros) rather than the old bytes.
+            self.mark(ino, new, old.max(new + 1));
         }
     }
 
