@@ -239,3 +239,70 @@ fn a_store_moved_aside_starts_fresh_and_a_clean_store_reopens() {
     drop(l);
     std::fs::remove_dir_all(&aside).expect("cleanup");
 }
+
+/// RocksDB's memory stays within the budgets the store was opened with: after writing several
+/// times the memtable budget, the memtables are flushed back within it, and reading everything
+/// back leaves the shared block cache at most its capacity.
+#[test]
+fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = cairn_ledger::StoreMemory {
+        memtable_bytes: 4 << 20,
+        block_cache_bytes: 1 << 20,
+    };
+    let mut store = RocksStore::open_with(dir.path(), &c.genesis.hash(), memory).expect("open");
+    let reader = store.reader();
+    // 16 MiB of values that do not compress, four times the memtable budget.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let values: Vec<Vec<u8>> = (0..128)
+        .map(|_| {
+            (0..128 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    let mut most = 0;
+    for (i, v) in values.iter().enumerate() {
+        store
+            .consensus_put(format!("big-{i:03}").as_bytes(), v)
+            .expect("put");
+        most = most.max(reader.memtable_bytes().expect("memtable size"));
+    }
+    // Flushes run in the background: the memtables come back within the budget, and never
+    // held everything written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while reader.memtable_bytes().expect("memtable size") > memory.memtable_bytes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memtables at {} bytes 30 s after the writes, budget {}",
+            reader.memtable_bytes().unwrap_or(0),
+            memory.memtable_bytes
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        most < 12 << 20,
+        "the memtables peaked at {most} bytes: flushes did not keep them near the budget"
+    );
+    // Read it all back (through the table files now): the cache fills and evicts.
+    for (i, v) in values.iter().enumerate() {
+        let got = store
+            .consensus_get(format!("big-{i:03}").as_bytes())
+            .expect("get")
+            .expect("present");
+        assert_eq!(&got, v);
+    }
+    let cached = reader.block_cache_bytes().expect("cache usage");
+    assert!(cached > 0, "the reads went through the block cache");
+    assert!(
+        cached <= memory.block_cache_bytes,
+        "block cache at {cached} bytes, capacity {}",
+        memory.block_cache_bytes
+    );
+}

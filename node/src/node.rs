@@ -155,6 +155,7 @@ fn open_store(home: &Home, genesis: &Genesis, config: &Config) -> anyhow::Result
     );
     let memory = cairn_ledger::StoreMemory {
         memtable_bytes: config.storage.memtable_bytes,
+        block_cache_bytes: config.storage.block_cache_bytes,
     };
     match RocksStore::open_with(&data, &genesis.hash(), memory) {
         Ok(s) => Ok(s),

@@ -197,6 +197,9 @@ enum Cmd {
     Chaos(chaos::Settings),
     /// Load the running network and measure it: committed tx/s, commit latency, rejections,
     /// and this machine's signature-verification bound. Funds fresh accounts from account0.
+    /// With `--soak N`: N transactions in rounds of `--round`, each round's rate, latency and
+    /// every node's memory, and a failure when the last round's rate is more than 10% below
+    /// the first's or a node's memory keeps growing after the first half.
     Bench {
         /// Sending accounts.
         #[arg(long, default_value_t = 200)]
@@ -219,6 +222,15 @@ enum Cmd {
         /// blocks, event replays from height 1): compare the commit rate with and without.
         #[arg(long, default_value_t = 0)]
         readers: usize,
+        /// A long run: this many transactions in all, in rounds (`--txs` is then ignored).
+        #[arg(long)]
+        soak: Option<usize>,
+        /// Transactions per soak round.
+        #[arg(long, default_value_t = 100_000, requires = "soak")]
+        round: usize,
+        /// Fail the soak when a node's resident memory goes above this many MB.
+        #[arg(long, requires = "soak")]
+        max_rss_mb: Option<f64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -450,6 +462,9 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             batch,
             readers,
+            soak,
+            round,
+            max_rss_mb,
             json,
         } => {
             let st = load_state(&dir)?;
@@ -461,24 +476,33 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(bench::run(
-                &apis,
-                admin,
-                bench::Settings {
-                    accounts,
-                    txs,
-                    rate,
-                    concurrency,
-                    batch: batch as usize,
-                    nodes: st
-                        .nodes
-                        .iter()
-                        .map(|n| (n.name.clone(), pid_of(&dir, &n.name)))
-                        .collect(),
-                    readers,
-                    json,
-                },
-            ))
+            let settings = bench::Settings {
+                accounts,
+                txs,
+                rate,
+                concurrency,
+                batch: batch as usize,
+                nodes: st
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), pid_of(&dir, &n.name)))
+                    .collect(),
+                readers,
+                json,
+            };
+            match soak {
+                None => rt.block_on(bench::run(&apis, admin, settings)),
+                Some(total) => rt.block_on(bench::soak::soak(
+                    &apis,
+                    admin,
+                    settings,
+                    bench::soak::Soak {
+                        total,
+                        round,
+                        max_rss_mb,
+                    },
+                )),
+            }
         }
         Cmd::Down => {
             let st = load_state(&dir)?;

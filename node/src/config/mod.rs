@@ -138,13 +138,15 @@ pub struct MempoolConfig {
     pub bytes_max: usize,
 }
 
-/// `[storage]`: the memory RocksDB's write buffers may use (all column families together), and
-/// the state snapshots the node keeps for others to join from.
+/// `[storage]`: the memory RocksDB may use (write buffers and block cache, each over all column
+/// families together), and the state snapshots the node keeps for others to join from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// All write buffers (memtables); past it the largest is flushed to disk.
     pub memtable_bytes: usize,
+    /// The block cache all column families share (data, index and filter blocks).
+    pub block_cache_bytes: usize,
     /// Blocks between state snapshots (0: none).
     pub snapshot_interval: u64,
     /// Snapshots kept (the newest).
@@ -156,6 +158,7 @@ impl Default for StorageConfig {
         let d = cairn_ledger::StoreMemory::default();
         StorageConfig {
             memtable_bytes: d.memtable_bytes,
+            block_cache_bytes: d.block_cache_bytes,
             snapshot_interval: 1000,
             snapshots_kept: 2,
         }
@@ -299,6 +302,9 @@ impl Config {
             return Err(
                 "storage.memtable_bytes: 0 (no shared budget) or at least 4194304 (4 MiB)".into(),
             );
+        }
+        if self.storage.block_cache_bytes < 1 << 20 {
+            return Err("storage.block_cache_bytes: at least 1048576 (1 MiB)".into());
         }
         cairn_p2p::check_listen_address(&self.p2p.listen)
             .map_err(|e| format!("p2p.listen: {e}"))?;

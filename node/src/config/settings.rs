@@ -153,10 +153,17 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s(
         "storage.memtable_bytes",
-        "A budget for RocksDB's write buffers, all column families together: past it the \
-         largest is flushed to disk. 0 (the default): none, each column family flushes at \
-         64 MiB. A budget (at least 4 MiB; 64 MiB saves some 45 MB per node under load) costs \
-         more flushes and a longer commit-latency tail.",
+        "A budget for RocksDB's write buffers (memtables), all column families together: \
+         past it the largest is flushed to disk. Default 32 MiB; at least 4 MiB, or 0 for none \
+         (each of the ten column families then flushes at 64 MiB, so memory grows with the \
+         chain up to some 640 MiB).",
+        BYTES,
+    ),
+    s(
+        "storage.block_cache_bytes",
+        "RocksDB's block cache, shared by every column family: recently read data blocks, and \
+         the index and filter blocks of its table files, which count against it. Default \
+         32 MiB; at least 1 MiB.",
         BYTES,
     ),
     s(

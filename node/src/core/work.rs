@@ -497,6 +497,9 @@ impl Work {
         self.metrics
             .cached_keys
             .set(cairn_crypto::cached_keys() as i64);
+        self.metrics
+            .verified_kept
+            .set(self.admission.verified_kept() as i64);
         let _ = self.events.send(ChainEvent::Block {
             block: BlockSummary::of(&c.block),
             txs: c.ids,

@@ -50,8 +50,12 @@ pub struct Metrics {
     pub cached_accounts: Gauge,
     /// Decoded public keys kept for verification (bounded by `cairn_crypto::KEYS_KEPT`).
     pub cached_keys: Gauge,
+    /// Transactions remembered as verified (bounded by `admission::VERIFIED_KEPT`).
+    pub verified_kept: Gauge,
     /// RocksDB's memtables, bytes (bounded by `storage.memtable_bytes` when set).
     pub store_memtables: Gauge,
+    /// RocksDB's block cache, bytes (bounded by `storage.block_cache_bytes`).
+    pub store_block_cache: Gauge,
     /// Compact blocks received with transactions this node did not hold, asked of their
     /// sender.
     pub compact_asks: Counter,
@@ -128,7 +132,9 @@ impl Metrics {
             verify_batch: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0]),
             cached_accounts: Gauge::default(),
             cached_keys: Gauge::default(),
+            verified_kept: Gauge::default(),
             store_memtables: Gauge::default(),
+            store_block_cache: Gauge::default(),
             compact_asks: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
@@ -208,9 +214,22 @@ impl Metrics {
             m.cached_keys.clone(),
         );
         registry.register(
+            "verified_txs_kept",
+            format!(
+                "Transactions remembered as verified, so a block carrying them is not verified again (at most {})",
+                crate::core::admission::VERIFIED_KEPT
+            ),
+            m.verified_kept.clone(),
+        );
+        registry.register(
             "store_memtable_bytes",
             "RocksDB's memtables in bytes, all column families (at most storage.memtable_bytes when set, bar a flush in progress)",
             m.store_memtables.clone(),
+        );
+        registry.register(
+            "store_block_cache_bytes",
+            "RocksDB's block cache in bytes: data, index and filter blocks of every column family (at most storage.block_cache_bytes)",
+            m.store_block_cache.clone(),
         );
         registry.register(
             "compact_block_asks",

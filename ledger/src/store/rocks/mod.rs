@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use cairn_crypto::{PublicKey, codec};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options,
-    WriteBatch, WriteBufferManager, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction,
+    IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::{
@@ -104,6 +104,16 @@ impl RocksReader {
         }
         Some(total as usize)
     }
+
+    /// RocksDB's block cache now, in bytes (one cache shared by every column family, holding
+    /// data, index and filter blocks: at most [`StoreMemory::block_cache_bytes`]).
+    pub fn block_cache_bytes(&self) -> Option<usize> {
+        let cf = self.db.cf_handle(CF_BLOCKS)?;
+        self.db
+            .property_int_value_cf(cf, "rocksdb.block-cache-usage")
+            .ok()?
+            .map(|v| v as usize)
+    }
 }
 
 impl std::fmt::Debug for RocksReader {
@@ -164,15 +174,49 @@ fn check_mark(found: Found, recovered: u64, path: &Path, wal: &str) -> Result<()
     }
 }
 
-/// The memory RocksDB's write buffers may use, all column families together. By default
-/// there is no shared budget: each of the ten column families flushes its memtable at 64 MiB
-/// (RocksDB's default), which keeps commit latency's tail shortest on these machines; a budget
-/// trades a longer tail for less memory (ARCHITECTURE.md, "Storage").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The memory RocksDB may use: its write buffers (memtables) and its block cache, each a
+/// budget over all column families together (ARCHITECTURE.md, "Storage").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreMemory {
     /// All memtables together, in bytes: past it RocksDB flushes the largest one. 0: no
-    /// shared budget.
+    /// shared budget (each column family flushes at 64 MiB, up to 640 MiB in all).
     pub memtable_bytes: usize,
+    /// The one block cache every column family shares, in bytes: data blocks, and the index
+    /// and filter blocks of every table file (which would otherwise sit outside any bound).
+    pub block_cache_bytes: usize,
+}
+
+impl StoreMemory {
+    /// The default memtable budget.
+    pub const DEFAULT_MEMTABLE_BYTES: usize = 32 << 20;
+    /// The default block cache.
+    pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 32 << 20;
+}
+
+impl Default for StoreMemory {
+    fn default() -> Self {
+        StoreMemory {
+            memtable_bytes: Self::DEFAULT_MEMTABLE_BYTES,
+            block_cache_bytes: Self::DEFAULT_BLOCK_CACHE_BYTES,
+        }
+    }
+}
+
+/// Every column family's options: one block cache of `memory.block_cache_bytes` for all,
+/// holding the index and filter blocks too (so they count against it), with those of level-0
+/// files pinned (they are read on every lookup); a Bloom filter per table file, so a lookup
+/// of a key a file lacks (a transaction id not yet committed, an account not yet created)
+/// seldom reads the file.
+fn column_family_options(memory: &StoreMemory) -> Options {
+    let cache = Cache::new_lru_cache(memory.block_cache_bytes.max(1 << 20));
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_bloom_filter(10.0, false);
+    let mut cf = Options::default();
+    cf.set_block_based_table_factory(&table);
+    cf
 }
 
 impl RocksStore {
@@ -190,18 +234,15 @@ impl RocksStore {
         memory: StoreMemory,
     ) -> Result<Self, StoreError> {
         let mut opts = Options::default();
-        // Only the write buffers can be bounded together. A block cache shared by every column
-        // family (in place of RocksDB's default one per column family) made commit latency's
-        // tail two to four times longer at 15,000 tx/s (Raft, p99 37-45 -> 156-227 ms), and
-        // so did memtables of a quarter of the budget each; not understood yet (issue 16).
-        // The database keeps the manager alive (rust-rocksdb's options-outlive-the-database
-        // rule).
+        // The database keeps the manager and the cache alive (rust-rocksdb's
+        // options-outlive-the-database rule).
         if memory.memtable_bytes > 0 {
             opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(
                 memory.memtable_bytes,
                 false,
             ));
         }
+        let cf_opts = column_family_options(&memory);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -231,7 +272,7 @@ impl RocksStore {
                 .map_err(|e| StoreError::Engine(format!("{}: {e}", path.display())))?;
             WriteMark::open(path)?
         };
-        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(corrupt)?;
         check_mark(found, db.latest_sequence_number(), path, &wal)?;
         let mut store = RocksStore {
