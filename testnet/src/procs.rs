@@ -120,6 +120,12 @@ pub fn start(
             cmd.env_remove(k);
         }
     }
+    // Two malloc arenas, as the systemd unit and the container image set: with glibc's
+    // default, freed memory stays in per-thread arenas and a node's RSS climbs with the chain
+    // (ARCHITECTURE.md, "Storage"). One set in this shell wins.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        cmd.env("MALLOC_ARENA_MAX", "2");
+    }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let child = cmd
         .args(["run", "--home"])
