@@ -241,7 +241,7 @@ fn a_store_moved_aside_starts_fresh_and_a_clean_store_reopens() {
 }
 
 /// RocksDB's memory stays within the budgets the store was opened with: writing four times the
-/// memtable budget, the memtables are flushed near it, and reading everything back leaves the
+/// memtable budget, the memtables are flushed back within it, and reading everything back leaves the
 /// shared block cache at most its capacity.
 #[test]
 fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
@@ -267,20 +267,30 @@ fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
                 .collect()
         })
         .collect();
-    let mut most = 0;
     for (i, v) in values.iter().enumerate() {
         store
             .consensus_put(format!("big-{i:03}").as_bytes(), v)
             .expect("put");
-        most = most.max(reader.memtable_bytes().expect("memtable size"));
     }
-    // The budget is RocksDB's soft limit: a write past 7/8 of it has the largest memtable
-    // flushed in the background, so the memtables overshoot by what arrives meanwhile, but
-    // never hold everything written (16 MiB, which they would without a budget).
-    assert!(
-        most < 12 << 20,
-        "the memtables peaked at {most} bytes: flushes did not keep them near the budget"
-    );
+    // The budget is RocksDB's soft limit: a write past 7/8 of it switches the largest memtable
+    // to be flushed in the background, so how far the memtables overshoot meanwhile depends on
+    // how busy the machine is. Once the flushes are done they hold the budget and at most a
+    // write and an arena block more (without a budget they would hold all 16 MiB: each column
+    // family alone flushes at 64 MiB).
+    let settled = memory.memtable_bytes + (2 << 20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = reader.memtable_bytes().expect("memtable size");
+        if now <= settled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the memtables still hold {now} bytes a minute after the writes, budget {}",
+            memory.memtable_bytes
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // Read it all back (through the table files now): the cache fills and evicts.
     for (i, v) in values.iter().enumerate() {
         let got = store
