@@ -38,7 +38,7 @@ use crate::wire;
 /// Verification batches running at once (the machine has few cores; the core task needs one).
 pub const VERIFY_JOBS: usize = 2;
 /// Gossiped transactions waiting for verification, at most.
-const TO_VERIFY_MAX: usize = 50_000;
+pub const TO_VERIFY_MAX: usize = 50_000;
 /// Most id comparisons spent looking for a compact block's missing transactions in the
 /// queue to verify.
 const QUEUE_SEARCH_MAX: usize = 1 << 16;
@@ -362,6 +362,16 @@ impl Admission {
     /// Transactions held unverified for the leader.
     pub fn standby_len(&self) -> usize {
         self.standby.len()
+    }
+
+    /// The standby's encoded bytes (at most `mempool.bytes_max`).
+    pub fn standby_bytes(&self) -> usize {
+        self.standby.bytes()
+    }
+
+    /// Transactions waiting for signature verification (at most [`TO_VERIFY_MAX`]).
+    pub fn verify_queue_len(&self) -> usize {
+        self.to_verify.len()
     }
 
     /// A standby transaction at its sender's next nonce that would not execute now is dropped,

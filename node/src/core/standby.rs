@@ -131,6 +131,11 @@ impl Standby {
         self.txs.len()
     }
 
+    /// Their encoded bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()

@@ -585,6 +585,10 @@ impl Work {
         m.peers.set(connected as i64);
         m.mempool_txs.set(mempool.len() as i64);
         m.mempool_bytes.set(mempool.bytes() as i64);
+        m.standby_txs.set(self.admission.standby_len() as i64);
+        m.standby_bytes.set(self.admission.standby_bytes() as i64);
+        m.verify_queue.set(self.admission.verify_queue_len() as i64);
+        m.waiters.set(self.waiters.len() as i64);
         m.heard_validators.set(readiness.heard as i64);
         m.ready.set(i64::from(readiness.ready));
         let syncing = self.sync.is_behind(tip.height);

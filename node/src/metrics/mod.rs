@@ -32,6 +32,14 @@ pub struct Metrics {
     pub mempool_txs: Gauge,
     /// Pending bytes.
     pub mempool_bytes: Gauge,
+    /// Unverified transactions a Raft follower holds for the leader (bounded like the mempool).
+    pub standby_txs: Gauge,
+    /// Their bytes.
+    pub standby_bytes: Gauge,
+    /// Transactions waiting for signature verification.
+    pub verify_queue: Gauge,
+    /// API clients waiting for a transaction's outcome.
+    pub waiters: Gauge,
     /// Committed blocks.
     pub blocks: Counter,
     /// Committed transactions.
@@ -123,6 +131,10 @@ impl Metrics {
             peers: Gauge::default(),
             mempool_txs: Gauge::default(),
             mempool_bytes: Gauge::default(),
+            standby_txs: Gauge::default(),
+            standby_bytes: Gauge::default(),
+            verify_queue: Gauge::default(),
+            waiters: Gauge::default(),
             blocks: Counter::default(),
             committed_txs: Counter::default(),
             rejected_txs: Family::default(),
@@ -165,6 +177,32 @@ impl Metrics {
             "mempool_bytes",
             "Pending transaction bytes",
             m.mempool_bytes.clone(),
+        );
+        registry.register(
+            "standby_txs",
+            "Unverified transactions a Raft follower holds for the next leader (at most mempool.txs_max)",
+            m.standby_txs.clone(),
+        );
+        registry.register(
+            "standby_bytes",
+            "Bytes of the standby's transactions (at most mempool.bytes_max)",
+            m.standby_bytes.clone(),
+        );
+        registry.register(
+            "verify_queue_txs",
+            format!(
+                "Transactions waiting for signature verification (at most {})",
+                crate::core::admission::TO_VERIFY_MAX
+            ),
+            m.verify_queue.clone(),
+        );
+        registry.register(
+            "waiters",
+            format!(
+                "API clients waiting for a transaction's outcome (at most {})",
+                crate::core::waiters::WAITERS_MAX
+            ),
+            m.waiters.clone(),
         );
         registry.register("blocks", "Blocks committed", m.blocks.clone());
         registry.register(
