@@ -225,6 +225,12 @@ enum Cmd {
         /// A long run: this many transactions in all, in rounds (`--txs` is then ignored).
         #[arg(long)]
         soak: Option<usize>,
+        /// Most transactions sent and not yet committed at any time; a sender waits for
+        /// commits before it sends more. Default: no limit for a plain bench (the mempools
+        /// take the whole load at once, and hold up to `mempool.txs_max`), 20,000 for a soak
+        /// (a steady stream, as from clients that wait for their answers).
+        #[arg(long)]
+        window: Option<usize>,
         /// Transactions per soak round.
         #[arg(long, default_value_t = 100_000, requires = "soak")]
         round: usize,
@@ -462,6 +468,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             batch,
             readers,
+            window,
             soak,
             round,
             max_rss_mb,
@@ -488,6 +495,7 @@ fn main() -> anyhow::Result<()> {
                     .map(|n| (n.name.clone(), pid_of(&dir, &n.name)))
                     .collect(),
                 readers,
+                window: window.unwrap_or(if soak.is_some() { 20_000 } else { 0 }),
                 json,
             };
             match soak {

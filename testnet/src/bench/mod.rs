@@ -26,6 +26,9 @@ pub struct Settings {
     pub nodes: Vec<(String, Option<u32>)>,
     /// Explorer clients reading beside the load (0: none).
     pub readers: usize,
+    /// Most transactions sent and not yet seen committed (0: no limit, the mempools take the
+    /// whole load at once).
+    pub window: usize,
     pub json: bool,
 }
 

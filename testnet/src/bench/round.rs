@@ -2,6 +2,7 @@
 //! what came of them (commits seen on node 0's event stream).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,6 +157,45 @@ impl Figures {
     }
 }
 
+/// At most `most` transactions sent and not yet seen committed (0: no limit).
+#[derive(Clone)]
+struct Window {
+    most: usize,
+    /// Sent, or about to be, less those refused.
+    sent: Arc<AtomicUsize>,
+    /// In the blocks seen committed.
+    committed: Arc<AtomicUsize>,
+}
+
+impl Window {
+    /// How long a sender waits for room when no commit arrives at all; then it sends anyway
+    /// (transactions stranded behind a refused nonce never commit, and must not stop the load).
+    const STALL: Duration = Duration::from_secs(10);
+
+    /// Waits until `n` more fit, and counts them as sent.
+    async fn enter(&self, n: usize) {
+        if self.most == 0 {
+            self.sent.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let mut last = self.committed.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        loop {
+            let sent = self.sent.fetch_add(n, Ordering::Relaxed) + n;
+            let committed = self.committed.load(Ordering::Relaxed);
+            if sent.saturating_sub(committed) <= self.most || since.elapsed() > Self::STALL {
+                return;
+            }
+            self.sent.fetch_sub(n, Ordering::Relaxed);
+            if committed != last {
+                last = committed;
+                since = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
 /// Signs `txs` transfers (the next nonces of every account in turn), sends them to the nodes
 /// and waits (two minutes at most) until node 0 shows each accepted one committed.
 pub async fn round(
@@ -187,9 +227,12 @@ pub async fn round(
 
     // Follow commits on node 0, on its own thread so submitters cannot delay it.
     let seen: Arc<Mutex<HashMap<TxId, (Instant, u32)>>> = Arc::default();
+    // Transactions in the blocks seen so far, for the window.
+    let seen_count = Arc::new(AtomicUsize::new(0));
     let from = first.status().await?.height + 1;
     let follower = first.clone();
     let seen2 = seen.clone();
+    let seen_count2 = seen_count.clone();
     let stop_follow = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_follow2 = stop_follow.clone();
     std::thread::spawn(move || {
@@ -209,6 +252,7 @@ pub async fn round(
                     continue;
                 };
                 let now = Instant::now();
+                seen_count2.fetch_add(txs.len(), Ordering::Relaxed);
                 let Ok(mut m) = seen2.lock() else { return };
                 for id in txs {
                     m.entry(id).or_insert((now, 0)).1 += 1;
@@ -263,6 +307,11 @@ pub async fn round(
     let (reads, readers) =
         crate::readers::start(apis, read_accounts, s.readers, stop_reads.clone());
     let start = Instant::now();
+    let window = Window {
+        most: s.window,
+        sent: Arc::new(AtomicUsize::new(0)),
+        committed: seen_count,
+    };
     let mut workers = Vec::new();
     for _ in 0..s.concurrency.max(1) {
         let (clients, queue, submitted, rejected, refused, bar) = (
@@ -275,6 +324,7 @@ pub async fn round(
         );
         let rate = s.rate;
         let batch = s.batch;
+        let window = window.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
@@ -287,6 +337,7 @@ pub async fn round(
                     )
                     .await;
                 }
+                window.enter(txs.len()).await;
                 let client = &clients[req % clients.len()];
                 let t = Instant::now();
                 let answers: Vec<(TxId, Result<(), String>)> = if txs.len() == 1 && batch == 1 {
@@ -302,6 +353,8 @@ pub async fn round(
                             }
                         }
                         Err(code) => {
+                            // A refused transaction never commits: it leaves the window.
+                            window.sent.fetch_sub(1, Ordering::Relaxed);
                             if let Ok(mut m) = rejected.lock() {
                                 *m.entry(code).or_default() += 1;
                             }

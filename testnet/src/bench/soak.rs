@@ -81,11 +81,15 @@ pub async fn soak(apis: &[String], admin: SigningKey, s: Settings, k: Soak) -> a
     };
     let rounds = k.total.div_ceil(k.round);
     say(format!(
-        "soak: {} transactions in {rounds} rounds of {} on a {}-node {} network; setting up {} accounts…",
+        "soak: {} transactions in {rounds} rounds of {} on a {}-node {} network, {}; setting up {} accounts…",
         k.total,
         k.round,
         apis.len(),
         status.consensus,
+        match s.window {
+            0 => "no window".to_string(),
+            w => format!("at most {w} in flight"),
+        },
         s.accounts
     ));
     let per = k.total.div_ceil(s.accounts.max(1)) as u64;
@@ -187,6 +191,7 @@ pub async fn soak(apis: &[String], admin: SigningKey, s: Settings, k: Soak) -> a
         "consensus": status.consensus,
         "total": k.total,
         "round": k.round,
+        "window": s.window,
         "rss_at_start_mb": at_start.iter().map(|u| u.map(|u| u.rss_mb)).collect::<Vec<_>>(),
         "rounds": done,
         "last_to_first_rate": ratio,
