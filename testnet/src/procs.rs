@@ -34,6 +34,12 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// glibc malloc settings for every node started here (see `start`).
+const MALLOC_TUNING: [(&str, &str); 2] = [
+    ("MALLOC_ARENA_MAX", "2"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+];
+
 /// A node's home as the node was started with it (absolute), so that processes can be
 /// recognised from any working directory.
 pub fn home_of(dir: &Path, node: &str) -> PathBuf {
@@ -120,11 +126,14 @@ pub fn start(
             cmd.env_remove(k);
         }
     }
-    // Two malloc arenas, as the systemd unit and the container image set: with glibc's
-    // default, freed memory stays in per-thread arenas and a node's RSS climbs with the chain
+    // glibc's malloc tuned as the systemd unit and the container image tune it: two arenas,
+    // and allocations of 128 KiB and more always mapped on their own, so what is freed goes
+    // back to the system. With glibc's defaults a node's RSS climbs with the chain
     // (ARCHITECTURE.md, "Storage"). One set in this shell wins.
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        cmd.env("MALLOC_ARENA_MAX", "2");
+    for (k, v) in MALLOC_TUNING {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let child = cmd
