@@ -172,6 +172,11 @@ impl Window {
     /// (transactions stranded behind a refused nonce never commit, and must not stop the load).
     const STALL: Duration = Duration::from_secs(10);
 
+    /// `n` counted as sent that were not, or that never commit.
+    fn leave(&self, n: usize) {
+        self.sent.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// Waits until `n` more fit, and counts them as sent.
     async fn enter(&self, n: usize) {
         if self.most == 0 {
@@ -186,7 +191,7 @@ impl Window {
             if sent.saturating_sub(committed) <= self.most || since.elapsed() > Self::STALL {
                 return;
             }
-            self.sent.fetch_sub(n, Ordering::Relaxed);
+            self.leave(n);
             if committed != last {
                 last = committed;
                 since = Instant::now();
@@ -327,17 +332,22 @@ pub async fn round(
         let window = window.clone();
         workers.push(tokio::spawn(async move {
             loop {
+                // Room first, then the next request: a request taken from the queue and then
+                // held back by the window could hold nonces that later requests (sent already)
+                // wait for, and the load would stall.
+                window.enter(per_request).await;
                 let next = queue.lock().ok().and_then(|mut q| q.next());
                 let Some((req, (first, txs))) = next else {
+                    window.leave(per_request);
                     return;
                 };
+                window.leave(per_request - txs.len());
                 if rate > 0.0 {
                     tokio::time::sleep_until(
                         (start + Duration::from_secs_f64(first as f64 / rate)).into(),
                     )
                     .await;
                 }
-                window.enter(txs.len()).await;
                 let client = &clients[req % clients.len()];
                 let t = Instant::now();
                 let answers: Vec<(TxId, Result<(), String>)> = if txs.len() == 1 && batch == 1 {
@@ -354,7 +364,7 @@ pub async fn round(
                         }
                         Err(code) => {
                             // A refused transaction never commits: it leaves the window.
-                            window.sent.fetch_sub(1, Ordering::Relaxed);
+                            window.leave(1);
                             if let Ok(mut m) = rejected.lock() {
                                 *m.entry(code).or_default() += 1;
                             }
