@@ -18,11 +18,11 @@
 //!   block executes ([`TxCheck`]); ids verified here are remembered so nothing is verified
 //!   twice.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_crypto::{Hash, PublicKey, Signature};
+use cairn_crypto::PublicKey;
 use cairn_ledger::{
     Block, BlockStore, Mempool, MempoolConfig, Payload, SignedTransaction, StateView, TxId,
     TxRejection, VerifiedTransaction, verify_transactions,
@@ -42,10 +42,6 @@ pub const TO_VERIFY_MAX: usize = 50_000;
 /// Most id comparisons spent looking for a compact block's missing transactions in the
 /// queue to verify.
 const QUEUE_SEARCH_MAX: usize = 1 << 16;
-/// Most transactions remembered as verified: twice the default mempool, so a full mempool's
-/// transactions are never verified again when their block comes (about 14 MB when full: two
-/// 32-byte digests per entry, in the set and in the order, plus the set's overhead).
-pub const VERIFIED_KEPT: usize = 200_000;
 /// A pending transaction is announced again after this long.
 pub const REANNOUNCE_AFTER: Duration = Duration::from_secs(3);
 /// Most transactions re-announced per round.
@@ -69,50 +65,6 @@ pub enum Route {
 pub struct Admitted {
     /// What `POST /txs` answers.
     pub view: TxView,
-}
-
-/// Signed transactions verified on this node, bounded, oldest forgotten first. Keyed by id
-/// *and* signature: the id covers only the unsigned transaction, so a block carrying a known
-/// id with another signature must still be verified. Each entry is kept as the SHA-256 of
-/// `id ‖ signature` (a key in this node's memory only, never stored or sent): a third of the
-/// memory of the pair, and as collision-resistant, so no other signature can pass for it.
-#[derive(Debug, Default)]
-struct VerifiedIds {
-    set: HashSet<Hash>,
-    order: VecDeque<Hash>,
-}
-
-impl VerifiedIds {
-    fn key(id: TxId, signature: Signature) -> Hash {
-        let mut both = [0u8; 96];
-        both[..32].copy_from_slice(&id.0.0);
-        both[32..].copy_from_slice(&signature.0);
-        Hash::sha256(&both)
-    }
-
-    fn insert(&mut self, id: TxId, signature: Signature) {
-        let k = Self::key(id, signature);
-        if self.set.insert(k) {
-            self.order.push_back(k);
-            while self.order.len() > VERIFIED_KEPT {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn contains(&self, id: TxId, signature: Signature) -> bool {
-        self.set.contains(&Self::key(id, signature))
-    }
-
-    fn remove(&mut self, id: TxId, signature: Signature) {
-        self.set.remove(&Self::key(id, signature));
-    }
-
-    fn len(&self) -> usize {
-        self.set.len()
-    }
 }
 
 /// The mempool and everything around it.
@@ -699,6 +651,10 @@ impl TxCheck for Admission {
         Ok(())
     }
 }
+
+mod verified;
+pub use verified::VERIFIED_KEPT;
+use verified::VerifiedIds;
 
 #[cfg(test)]
 mod tests;

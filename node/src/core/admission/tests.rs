@@ -318,28 +318,3 @@ fn the_verification_queue_is_bounded_in_jobs() {
     assert!(a.next_batch().is_none(), "{VERIFY_JOBS} jobs at most");
     assert!(a.verifying());
 }
-
-/// The verified set holds at most `VERIFIED_KEPT` transactions, forgets the oldest first, and
-/// tells a known id with another signature from the one it verified.
-#[test]
-fn the_verified_set_keeps_its_bound_and_forgets_the_oldest() {
-    let mut kept = VerifiedIds::default();
-    let id = |i: u64| {
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&i.to_le_bytes());
-        TxId(cairn_crypto::Hash(b))
-    };
-    let sig = Signature([7; 64]);
-    for i in 0..VERIFIED_KEPT as u64 + 1_000 {
-        kept.insert(id(i), sig);
-        assert!(kept.len() <= VERIFIED_KEPT);
-        assert!(kept.order.len() <= VERIFIED_KEPT);
-    }
-    assert_eq!(kept.len(), VERIFIED_KEPT);
-    assert!(!kept.contains(id(0), sig), "the oldest went first");
-    assert!(kept.contains(id(VERIFIED_KEPT as u64 + 999), sig));
-    assert!(
-        !kept.contains(id(VERIFIED_KEPT as u64 + 999), Signature([8; 64])),
-        "another signature for a known id is not taken as verified"
-    );
-}
