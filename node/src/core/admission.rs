@@ -263,10 +263,15 @@ impl Admission {
         let mut accounts: HashMap<PublicKey, (u64, bool)> = HashMap::new();
         for t in txs {
             let id = t.id();
-            if self.mempool.contains(&id)
-                || self.verified.contains(id, t.signature)
-                || self.standby.contains(&id)
-            {
+            if self.mempool.contains(&id) || self.standby.contains(&id) {
+                continue;
+            }
+            if !standby && self.verified.contains(id, t.signature) {
+                // Verified here in a proposed block that has not committed (and may never:
+                // its view or term may have passed). Not verified again, but admitted: a node
+                // that skipped it would leave it to its admitting node alone, and the
+                // primary or leader might never hold it.
+                self.admit_verified(VerifiedTransaction::trusted(t), state, now)?;
                 continue;
             }
             if standby {
@@ -381,24 +386,30 @@ impl Admission {
         self.verifying = self.verifying.saturating_sub(1);
         for r in batch {
             match r {
-                Ok(tx) => {
-                    let id = tx.id();
-                    match self.mempool.insert(tx, state)? {
-                        Ok(_) => {
-                            // Gossip already spread it; this node re-announces it only if it
-                            // lingers.
-                            self.announced.insert(id, now);
-                            self.schedule.push_back((id, now));
-                        }
-                        // Duplicates and stale nonces are routine in gossip.
-                        Err(TxRejection::Duplicate | TxRejection::StaleNonce { .. }) => {}
-                        Err(reason) => {
-                            tracing::debug!(%id, %reason, "gossiped transaction not admitted")
-                        }
-                    }
-                }
+                Ok(tx) => self.admit_verified(tx, state, now)?,
                 Err(reason) => self.metrics.rejected(reason.code()),
             }
+        }
+        Ok(())
+    }
+
+    /// Admits a gossiped transaction whose signature was verified here.
+    fn admit_verified(
+        &mut self,
+        tx: VerifiedTransaction,
+        state: &impl StateView,
+        now: Instant,
+    ) -> Result<(), Fatal> {
+        let id = tx.id();
+        match self.mempool.insert(tx, state)? {
+            Ok(_) => {
+                // Gossip already spread it; this node re-announces it only if it lingers.
+                self.announced.insert(id, now);
+                self.schedule.push_back((id, now));
+            }
+            // Duplicates and stale nonces are routine in gossip.
+            Err(TxRejection::Duplicate | TxRejection::StaleNonce { .. }) => {}
+            Err(reason) => tracing::debug!(%id, %reason, "gossiped transaction not admitted"),
         }
         Ok(())
     }

@@ -236,6 +236,45 @@ fn block_transactions_are_verified_once_and_bad_ones_named() {
     assert_eq!(err.0, bad.id());
 }
 
+/// A proposal that never commits (its primary was cut off and the view moved on) leaves its
+/// transactions verified here but in no mempool. When they come back by gossip they must be
+/// admitted, without a second verification: skipping them as known would strand them on the
+/// node that admitted them (the PBFT chaos run, seed 1515, lost 11 acknowledged transactions
+/// this way).
+#[test]
+fn gossip_of_a_transaction_verified_in_a_proposal_that_never_committed_is_admitted() {
+    let (c, chain, mut a) = setup();
+    let t0 = Instant::now();
+    let to = c.accounts[0].public_key();
+    let tx = c.transfer(&c.accounts[1], 0, to, 1);
+    assert!(a.check_block_txs(std::slice::from_ref(&tx)).is_ok());
+    assert!(
+        !a.mempool().contains(&tx.id()),
+        "validating is not admitting"
+    );
+    let verifications = a.metrics.verified_txs.get();
+    a.on_gossip(vec![tx.clone()], false, chain.ledger(), t0)
+        .expect("io");
+    assert!(a.mempool().contains(&tx.id()), "admitted from gossip");
+    assert!(a.next_batch().is_none(), "nothing left to verify");
+    assert_eq!(a.metrics.verified_txs.get(), verifications, "verified once");
+    // It is this node's to announce again now, like any other pending transaction.
+    a.reannounce(&chain, t0 + REANNOUNCE_AFTER).expect("io");
+    assert_eq!(gossiped(&mut a), vec![tx.id()]);
+    // Another signature for the same id is not taken as verified.
+    let mut forged = c.transfer(&c.accounts[2], 0, to, 1);
+    a.check_block_txs(std::slice::from_ref(&forged))
+        .expect("valid");
+    forged.signature.0[63] ^= 0x40;
+    a.on_gossip(vec![forged.clone()], false, chain.ledger(), t0)
+        .expect("io");
+    assert!(
+        !a.mempool().contains(&forged.id()),
+        "not admitted unverified"
+    );
+    assert_eq!(a.next_batch().map(|b| b.len()), Some(1), "queued to verify");
+}
+
 #[test]
 fn a_raft_follower_holds_gossip_unverified_announces_it_and_verifies_it_only_to_lead() {
     let (c, mut chain, mut a) = setup();
