@@ -134,7 +134,7 @@ mod tests {
         };
         PbftPersist::Prepared(PreparedProof {
             pre_prepare: signed(vote),
-            block,
+            block: std::sync::Arc::new(block),
             prepares: vec![signed(vote)],
         })
     }

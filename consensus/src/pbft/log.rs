@@ -8,6 +8,7 @@
 //! - [`ViewChanges`]: VIEW-CHANGE messages, per author its highest few views.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cairn_ledger::Block;
 
@@ -18,7 +19,9 @@ use crate::{NodeId, Refusal, Seq, View};
 /// one prepare and one commit per validator (the first one stands).
 #[derive(Debug, Clone)]
 pub(super) struct Slot {
-    pub(super) pre_prepare: Option<(Signed<Vote>, Block)>,
+    /// The pre-prepare and its block, shared with the prepared certificate (one copy of each
+    /// block in the window, not two).
+    pub(super) pre_prepare: Option<(Signed<Vote>, Arc<Block>)>,
     /// `None` until the caller answered `Validate`.
     pub(super) validated: Option<bool>,
     pub(super) asked: bool,

@@ -4,6 +4,8 @@
 //! the signature and must hash to the digest. Commits are signed over the ledger's
 //! [`PbftCommitStatement`], so 2f+1 commits are a commit certificate as they stand.
 
+use std::sync::Arc;
+
 use cairn_crypto::{Domain, Signature, codec};
 use cairn_ledger::domains::PBFT_COMMIT;
 use cairn_ledger::{Block, BlockHash, PbftCommitStatement, ValidatorSet};
@@ -93,8 +95,8 @@ pub struct CheckpointProof {
 pub struct PreparedProof {
     /// The primary's pre-prepare.
     pub pre_prepare: Signed<Vote>,
-    /// The block it names.
-    pub block: Block,
+    /// The block it names, shared with the replica's log (serialized as the block itself).
+    pub block: Arc<Block>,
     /// Prepares from other replicas.
     pub prepares: Vec<Signed<Vote>>,
 }

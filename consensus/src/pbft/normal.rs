@@ -5,6 +5,8 @@
 //! `blocks_in_flight` blocks, each on the one before, with the ordering rules of
 //! [`Pbft::advance_slot`].
 
+use std::sync::Arc;
+
 use cairn_ledger::{Block, BlockHash};
 
 use super::log::Slot;
@@ -93,7 +95,7 @@ impl Pbft {
             },
         });
         let mut slot = Slot::new();
-        slot.pre_prepare = Some((signed, block));
+        slot.pre_prepare = Some((signed, Arc::new(block)));
         // The primary built the block on its own ledger: it is valid.
         slot.validated = Some(true);
         slot.asked = true;
@@ -157,7 +159,7 @@ impl Pbft {
             return Err(Refusal::Conflicting);
         }
         let slot = self.slots.entry(v.seq).or_insert_with(Slot::new);
-        slot.pre_prepare = Some((vote, block));
+        slot.pre_prepare = Some((vote, Arc::new(block)));
         if v.seq.0 >= self.next_seq().0 + self.depth() {
             // Beyond the blocks a primary may have in flight: others are ahead; fetch the
             // committed blocks in between.
@@ -325,7 +327,7 @@ impl Pbft {
                 slot.asked = true;
                 if let Some((_, block)) = &slot.pre_prepare {
                     out.push(Output::Validate {
-                        block: block.clone(),
+                        block: Block::clone(block),
                     });
                 }
             }
@@ -370,7 +372,7 @@ impl Pbft {
         {
             let proof = PreparedProof {
                 pre_prepare: pp.clone(),
-                block: block.clone(),
+                block: Arc::clone(block),
                 prepares,
             };
             out.push(Output::Persist {
@@ -419,7 +421,7 @@ impl Pbft {
         else {
             return true;
         };
-        let Some((_, block)) = slot.pre_prepare.clone() else {
+        let Some(block) = slot.pre_prepare.as_ref().map(|(_, b)| Block::clone(b)) else {
             return true;
         };
         slot.committed = true;

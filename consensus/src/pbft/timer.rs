@@ -74,7 +74,7 @@ impl Pbft {
                 out.push(Output::Broadcast {
                     msg: PbftMessage::PrePrepare {
                         vote: vote.clone(),
-                        block: block.clone(),
+                        block: cairn_ledger::Block::clone(block),
                     },
                 });
             }

@@ -12,8 +12,9 @@
 //! instead of pushing a view change alone.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use cairn_ledger::{BlockHash, ValidatorSet};
+use cairn_ledger::{Block, BlockHash, ValidatorSet};
 
 use super::certificate::{checkpoint_proof_ok, prepared_proof_ok};
 use super::log::Slot;
@@ -274,7 +275,7 @@ impl Pbft {
                 digest: p.pre_prepare.body.digest,
             };
             match self.safety.pre_prepare(vote) {
-                Ok(signed) => pre_prepares.push((signed, p.block.clone())),
+                Ok(signed) => pre_prepares.push((signed, Block::clone(&p.block))),
                 Err(r) => return self.refuse(r),
             }
         }
@@ -398,7 +399,7 @@ impl Pbft {
                 slot.validated = Some(true);
                 slot.asked = true;
             }
-            slot.pre_prepare = Some((signed, block));
+            slot.pre_prepare = Some((signed, Arc::new(block)));
             self.slots.insert(seq, slot);
         }
         // The new primary signed a pre-prepare for every re-proposal, some of them perhaps at

@@ -99,7 +99,7 @@ fn a_later_instance_refuses_prepared_certificates_at_or_below_its_base() {
         checkpoint: None,
         prepared: vec![PreparedProof {
             pre_prepare: pp,
-            block: b.clone(),
+            block: std::sync::Arc::new(b.clone()),
             prepares,
         }],
     };

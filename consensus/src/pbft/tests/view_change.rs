@@ -305,7 +305,7 @@ fn s4_4_an_idle_backup_keeps_its_timer_still() {
 fn prepared_cert(c: &TestChain, view: u64, b: &Block) -> PreparedProof {
     PreparedProof {
         pre_prepare: sign(c, primary(View(view), 4).0, PRE_PREPARE, &vote(view, b)),
-        block: b.clone(),
+        block: std::sync::Arc::new(b.clone()),
         prepares: vec![],
     }
 }
