@@ -272,6 +272,7 @@ async fn every_route_and_error_path() {
         "cairn_cached_keys ",
         "cairn_store_memtable_bytes ",
         "cairn_store_block_cache_bytes ",
+        "cairn_store_table_readers_bytes ",
         "cairn_committed_txs_total ",
         "cairn_round_changes_total ",
         "cairn_block_interval_seconds_bucket",

@@ -368,6 +368,9 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     if let Some(bytes) = s.reader.block_cache_bytes() {
         m.store_block_cache.set(bytes as i64);
     }
+    if let Some(bytes) = s.reader.table_readers_bytes() {
+        m.store_table_readers.set(bytes as i64);
+    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let openmetrics = exposition::wants_openmetrics(accept);
     let content_type = if openmetrics {

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub store_memtables: Gauge,
     /// RocksDB's block cache, bytes (bounded by `storage.block_cache_bytes`).
     pub store_block_cache: Gauge,
+    /// RocksDB's table readers outside the block cache, bytes.
+    pub store_table_readers: Gauge,
     /// Compact blocks received with transactions this node did not hold, asked of their
     /// sender.
     pub compact_asks: Counter,
@@ -147,6 +149,7 @@ impl Metrics {
             verified_kept: Gauge::default(),
             store_memtables: Gauge::default(),
             store_block_cache: Gauge::default(),
+            store_table_readers: Gauge::default(),
             compact_asks: Counter::default(),
             bad_messages: Counter::default(),
             dropped_gossip: Counter::default(),
@@ -268,6 +271,11 @@ impl Metrics {
             "store_block_cache_bytes",
             "RocksDB's block cache in bytes: data, index and filter blocks of every column family (at most storage.block_cache_bytes)",
             m.store_block_cache.clone(),
+        );
+        registry.register(
+            "store_table_readers_bytes",
+            "What RocksDB's open table files hold in memory outside the block cache, in bytes (its own estimate; grows with the number of table files)",
+            m.store_table_readers.clone(),
         );
         registry.register(
             "compact_block_asks",

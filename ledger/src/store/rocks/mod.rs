@@ -105,6 +105,21 @@ impl RocksReader {
         Some(total as usize)
     }
 
+    /// What RocksDB's open table files hold in memory outside the block cache, all column
+    /// families, in bytes (its own estimate): this grows with the number of table files,
+    /// that is with the chain.
+    pub fn table_readers_bytes(&self) -> Option<usize> {
+        let mut total = 0u64;
+        for name in COLUMN_FAMILIES {
+            let cf = self.db.cf_handle(name)?;
+            total += self
+                .db
+                .property_int_value_cf(cf, "rocksdb.estimate-table-readers-mem")
+                .ok()??;
+        }
+        Some(total as usize)
+    }
+
     /// RocksDB's block cache now, in bytes (one cache shared by every column family, holding
     /// data, index and filter blocks: at most [`StoreMemory::block_cache_bytes`]).
     pub fn block_cache_bytes(&self) -> Option<usize> {
