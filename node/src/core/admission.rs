@@ -7,7 +7,9 @@
 //!   `202` means "in this node's mempool, to be gossiped", not durable.
 //! - **Gossip** is verified off the core task in batches: at most [`VERIFY_JOBS`] at once,
 //!   and whatever arrives meanwhile joins the next batch, so the busier the node the larger
-//!   and cheaper its batches. The queue is bounded; what it drops, senders re-announce.
+//!   and cheaper its batches. The queue is bounded; what it drops, senders re-announce. A
+//!   transaction whose signature was already checked here (in a proposed block that did not
+//!   commit) is admitted at once instead.
 //! - **Re-announcement**, so that no transaction is stranded on a node that is not the leader
 //!   (the leader or admitting node restarted, a gossip message was lost): every transaction a
 //!   node holds, however it got it, is gossiped again once it has been pending for
@@ -251,14 +253,16 @@ impl Admission {
     }
 
     /// Queues gossiped transactions this node does not hold yet for verification; a Raft
-    /// follower (`standby`) holds them unverified instead (see [`Standby`]).
+    /// follower (`standby`) holds them unverified instead (see [`Standby`]). One whose
+    /// signature was verified here already is admitted at once. Whether any was.
     pub fn on_gossip(
         &mut self,
         txs: Vec<SignedTransaction>,
         standby: bool,
         state: &impl StateView,
         now: Instant,
-    ) -> Result<(), Fatal> {
+    ) -> Result<bool, Fatal> {
+        let mut admitted = false;
         // Senders' committed nonces and membership, read once per batch (standby only).
         let mut accounts: HashMap<PublicKey, (u64, bool)> = HashMap::new();
         for t in txs {
@@ -267,11 +271,11 @@ impl Admission {
                 continue;
             }
             if !standby && self.verified.contains(id, t.signature) {
-                // Verified here in a proposed block that has not committed (and may never:
-                // its view or term may have passed). Not verified again, but admitted: a node
-                // that skipped it would leave it to its admitting node alone, and the
-                // primary or leader might never hold it.
-                self.admit_verified(VerifiedTransaction::trusted(t), state, now)?;
+                // Verified here in a proposed block that has not committed (and may never: a
+                // PBFT view change may have passed it by). Not verified again, but admitted: a
+                // node that skipped it would leave it to the node that admitted it, and the
+                // primary might never hold it.
+                admitted |= self.admit_verified(VerifiedTransaction::trusted(t), state, now)?;
                 continue;
             }
             if standby {
@@ -303,7 +307,7 @@ impl Admission {
             }
             self.to_verify.push((id, t));
         }
-        Ok(())
+        Ok(admitted)
     }
 
     /// No longer a follower: what the standby holds is verified into the mempool, as much as
@@ -386,32 +390,35 @@ impl Admission {
         self.verifying = self.verifying.saturating_sub(1);
         for r in batch {
             match r {
-                Ok(tx) => self.admit_verified(tx, state, now)?,
+                Ok(tx) => {
+                    self.admit_verified(tx, state, now)?;
+                }
                 Err(reason) => self.metrics.rejected(reason.code()),
             }
         }
         Ok(())
     }
 
-    /// Admits a gossiped transaction whose signature was verified here.
+    /// Admits a gossiped transaction whose signature was verified here; whether it was.
     fn admit_verified(
         &mut self,
         tx: VerifiedTransaction,
         state: &impl StateView,
         now: Instant,
-    ) -> Result<(), Fatal> {
+    ) -> Result<bool, Fatal> {
         let id = tx.id();
         match self.mempool.insert(tx, state)? {
             Ok(_) => {
                 // Gossip already spread it; this node re-announces it only if it lingers.
                 self.announced.insert(id, now);
                 self.schedule.push_back((id, now));
+                return Ok(true);
             }
             // Duplicates and stale nonces are routine in gossip.
             Err(TxRejection::Duplicate | TxRejection::StaleNonce { .. }) => {}
             Err(reason) => tracing::debug!(%id, %reason, "gossiped transaction not admitted"),
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The signed transactions named by these keys (id and signature) that this node holds:

@@ -317,8 +317,11 @@ impl<P: NodeEngine> Core<P> {
         // verifies them, and this node trusts its blocks.
         let standby = self.follows_a_leader();
         let w = &mut self.work;
-        w.admission.on_gossip(txs, standby, w.chain.ledger(), now)?;
+        let admitted = w.admission.on_gossip(txs, standby, w.chain.ledger(), now)?;
         w.start_verification();
+        if admitted {
+            self.try_propose()?;
+        }
         Ok(())
     }
 
