@@ -94,28 +94,22 @@ impl RocksReader {
     /// RocksDB's memtables now, all column families, in bytes (at most the [`StoreMemory`]
     /// budget when there is one, bar a flush in progress), from its own accounting.
     pub fn memtable_bytes(&self) -> Option<usize> {
-        let mut total = 0u64;
-        for name in COLUMN_FAMILIES {
-            let cf = self.db.cf_handle(name)?;
-            total += self
-                .db
-                .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
-                .ok()??;
-        }
-        Some(total as usize)
+        self.sum_over_column_families("rocksdb.cur-size-all-mem-tables")
     }
 
     /// What RocksDB's open table files hold in memory outside the block cache, all column
     /// families, in bytes (its own estimate): this grows with the number of table files,
     /// that is with the chain.
     pub fn table_readers_bytes(&self) -> Option<usize> {
+        self.sum_over_column_families("rocksdb.estimate-table-readers-mem")
+    }
+
+    /// An integer property of each column family, added up (`None` if one lacks it).
+    fn sum_over_column_families(&self, property: &str) -> Option<usize> {
         let mut total = 0u64;
         for name in COLUMN_FAMILIES {
             let cf = self.db.cf_handle(name)?;
-            total += self
-                .db
-                .property_int_value_cf(cf, "rocksdb.estimate-table-readers-mem")
-                .ok()??;
+            total += self.db.property_int_value_cf(cf, property).ok()??;
         }
         Some(total as usize)
     }
