@@ -307,3 +307,51 @@ fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
         memory.block_cache_bytes
     );
 }
+
+#[test]
+fn a_block_missing_a_stored_transaction_is_reported_corrupt() {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = RocksStore::open(dir.path(), &c.genesis.hash()).expect("open");
+        let mut l = Ledger::open(store, c.genesis.clone()).expect("ledger");
+        commit_blocks(&mut l, &c, 3);
+    }
+    // Damage the store underneath: remove block 2's one transaction (height 2, index 0).
+    {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), names)
+            .expect("raw open");
+        let txs = db.cf_handle("txs").expect("txs column family");
+        let mut key = [0u8; 12];
+        key[..8].copy_from_slice(&2u64.to_be_bytes());
+        assert!(
+            db.get_cf(txs, key).expect("get").is_some(),
+            "the key layout"
+        );
+        db.delete_cf(txs, key).expect("delete");
+    }
+    let store = RocksStore::open(dir.path(), &c.genesis.hash()).expect("reopen");
+    assert_eq!(
+        store.block(1).expect("read").expect("block 1").txs.len(),
+        1,
+        "the blocks around it read back"
+    );
+    assert_eq!(store.block(3).expect("read").expect("block 3").txs.len(), 1);
+    match store.block(2) {
+        Err(StoreError::Corrupt(msg)) => assert!(
+            msg.contains("height 2 has 0 transactions stored, its header says 1"),
+            "{msg}"
+        ),
+        other => panic!("expected a corrupt block, got {other:?}"),
+    }
+    // The account index still names it: the page says so rather than skipping it.
+    let sender = c.accounts[1].public_key();
+    match store.account_txs(&sender, 3, 10) {
+        Err(StoreError::Corrupt(msg)) => assert!(
+            msg.contains("transaction 0 of height 2 is indexed but not stored"),
+            "{msg}"
+        ),
+        other => panic!("expected a corrupt page, got {other:?}"),
+    }
+}

@@ -30,7 +30,9 @@ pub use rocks::{RocksReader, RocksStore, StoreMemory};
 /// the consensus column family in the engines' keyed layouts (`cairn_consensus`).
 /// 3: the state root is a sparse Merkle tree's (`state_tree`), so version 2 chains' roots
 /// are not this version's; the layout is unchanged.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: each transaction stored once, by height and index (`txs`), and a block is its header
+/// and that run; the account index holds keys only.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Everything committing one block changes, written atomically.
 #[derive(Debug, Clone)]

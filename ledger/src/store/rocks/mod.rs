@@ -1,11 +1,18 @@
 //! The RocksDB [`BlockStore`] (DESIGN §7).
 //!
-//! Column families: `blocks` (height BE → block), `headers` (height BE → header), `tx_ids`
-//! (height BE → the block's transaction ids, concatenated), `certs` (height BE → certificate),
-//! `block_by_hash` (hash → height BE), `tx_index` (tx id → location), `account_txs` (account ‖
-//! height BE ‖ index BE → the signed transaction), `state` (state key → value), `consensus`
-//! (engine key → bytes), `meta` (schema version, genesis hash, tip). Big-endian numbers make
-//! key order height order.
+//! Column families: `headers` (height BE → header), `txs` (height BE ‖ index BE → the signed
+//! transaction; a block is its header and its run of `txs`), `tx_ids` (height BE → the block's
+//! transaction ids, concatenated), `certs` (height BE → certificate), `block_by_hash` (hash →
+//! height BE), `tx_index` (tx id → location), `account_txs` (account ‖ height BE ‖ index BE →
+//! nothing: the key is the entry, the transaction is read from `txs`), `state` (state key →
+//! value), `consensus` (engine key → bytes), `meta` (schema version, genesis hash, tip).
+//! Big-endian numbers make key order height order.
+//!
+//! Each transaction is stored once, under a key that only grows (`txs`): its table files never
+//! overlap, so compaction moves them down without rewriting them. The column families keyed
+//! at random (`tx_index`, `account_txs`, `state`) are rewritten by every compaction that
+//! reaches them, so they hold small fixed-size entries only: a 3M-transaction soak wrote 2.9 GB
+//! of `account_txs` table files when its values were whole transactions.
 //!
 //! Committing a block is one `WriteBatch` written with `sync = true`: after `commit` returns,
 //! the block survives a crash of the process or the machine, and a crash at any instant leaves
@@ -40,7 +47,7 @@ use crate::state::{Account, StateKey, StateView, WriteSet};
 use crate::transaction::{SignedTransaction, TxId};
 use mark::{Found, Mark, WriteMark};
 
-const CF_BLOCKS: &str = "blocks";
+const CF_TXS: &str = "txs";
 const CF_HEADERS: &str = "headers";
 const CF_TX_IDS: &str = "tx_ids";
 const CF_CERTS: &str = "certs";
@@ -51,8 +58,8 @@ const CF_STATE: &str = "state";
 const CF_CONSENSUS: &str = "consensus";
 const CF_META: &str = "meta";
 const COLUMN_FAMILIES: [&str; 10] = [
-    CF_BLOCKS,
     CF_HEADERS,
+    CF_TXS,
     CF_TX_IDS,
     CF_CERTS,
     CF_BLOCK_BY_HASH,
@@ -73,6 +80,14 @@ fn engine(e: rocksdb::Error) -> StoreError {
 
 fn height_key(h: Height) -> [u8; 8] {
     h.to_be_bytes()
+}
+
+/// A transaction's key in `txs`: its block's height, then its index in the block.
+fn tx_key(height: Height, index: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
 }
 
 fn account_tx_key(account: &PublicKey, height: Height, index: u32) -> [u8; 44] {
@@ -117,7 +132,7 @@ impl RocksReader {
     /// RocksDB's block cache now, in bytes (one cache shared by every column family, holding
     /// data, index and filter blocks: at most [`StoreMemory::block_cache_bytes`]).
     pub fn block_cache_bytes(&self) -> Option<usize> {
-        let cf = self.db.cf_handle(CF_BLOCKS)?;
+        let cf = self.db.cf_handle(CF_HEADERS)?;
         self.db
             .property_int_value_cf(cf, "rocksdb.block-cache-usage")
             .ok()?
@@ -211,20 +226,43 @@ impl Default for StoreMemory {
     }
 }
 
-/// Every column family's options: one block cache of `memory.block_cache_bytes` for all,
-/// holding the index and filter blocks too (so they count against it), with those of level-0
-/// files pinned (they are read on every lookup); a Bloom filter per table file, so a lookup
-/// of a key a file lacks (a transaction id not yet committed, an account not yet created)
-/// seldom reads the file.
-fn column_family_options(memory: &StoreMemory) -> Options {
-    let cache = Cache::new_lru_cache(memory.block_cache_bytes.max(1 << 20));
+/// Column families read by point lookups of keys that may be absent (a transaction id not yet
+/// committed, a block hash not yet seen, an account not yet created): each table file has a
+/// Bloom filter (10 bits per key), so such a lookup seldom reads the file. The others are
+/// read by height, which the tip bounds, or by range: a filter would cost memory, in the
+/// block cache and in every compaction, and save no read (the account index's filter alone
+/// would hold more than the transaction index's, at two keys per transfer).
+const LOOKED_UP: [&str; 4] = [CF_TX_INDEX, CF_BLOCK_BY_HASH, CF_STATE, CF_CONSENSUS];
+
+/// Column families keyed at random: each level-0 file overlaps the whole of the level below,
+/// so each compaction into it rewrites that level. They wait for 8 level-0 files instead of
+/// RocksDB's 4, which halves how often that happens; lookups check the extra files' Bloom
+/// filters, pinned in the cache.
+const KEYED_AT_RANDOM: [&str; 4] = [CF_TX_INDEX, CF_ACCOUNT_TXS, CF_BLOCK_BY_HASH, CF_STATE];
+
+/// The target size of a table file written by compaction. A compaction builds each output
+/// file's Bloom filter from a hash per key, all held until the file is done: with RocksDB's
+/// 64 MiB files of small index entries that came to 28 MB of a node's peak heap (heaptrack,
+/// a 2M-transaction PBFT soak), more as the chain grows into bigger compactions.
+const TABLE_FILE_BYTES: u64 = 8 << 20;
+
+/// The options of column family `name`. All share `cache`, which holds the index and filter
+/// blocks too (so they count against its capacity), with those of level-0 files pinned (they
+/// are read on every lookup).
+fn column_family_options(name: &str, cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();
-    table.set_block_cache(&cache);
+    table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    table.set_bloom_filter(10.0, false);
+    if LOOKED_UP.contains(&name) {
+        table.set_bloom_filter(10.0, false);
+    }
     let mut cf = Options::default();
     cf.set_block_based_table_factory(&table);
+    cf.set_target_file_size_base(TABLE_FILE_BYTES);
+    if KEYED_AT_RANDOM.contains(&name) {
+        cf.set_level_zero_file_num_compaction_trigger(8);
+    }
     cf
 }
 
@@ -251,7 +289,7 @@ impl RocksStore {
                 false,
             ));
         }
-        let cf_opts = column_family_options(&memory);
+        let cache = Cache::new_lru_cache(memory.block_cache_bytes.max(1 << 20));
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -281,7 +319,8 @@ impl RocksStore {
                 .map_err(|e| StoreError::Engine(format!("{}: {e}", path.display())))?;
             WriteMark::open(path)?
         };
-        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));
+        let cfs = COLUMN_FAMILIES
+            .map(|name| ColumnFamilyDescriptor::new(name, column_family_options(name, &cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(corrupt)?;
         check_mark(found, db.latest_sequence_number(), path, &wal)?;
         let mut store = RocksStore {
@@ -295,7 +334,7 @@ impl RocksStore {
                 if store
                     .reader
                     .db
-                    .iterator_cf(store.reader.cf(CF_BLOCKS)?, IteratorMode::Start)
+                    .iterator_cf(store.reader.cf(CF_HEADERS)?, IteratorMode::Start)
                     .next()
                     .is_some()
                 {
@@ -374,8 +413,11 @@ impl RocksStore {
         let r = &self.reader;
         let height = block.header.height;
         let hk = height_key(height);
-        batch.put_cf(r.cf(CF_BLOCKS)?, hk, codec::encode(block));
         batch.put_cf(r.cf(CF_HEADERS)?, hk, codec::encode(&block.header));
+        let txs = r.cf(CF_TXS)?;
+        for (i, t) in block.txs.iter().enumerate() {
+            batch.put_cf(txs, tx_key(height, i as u32), codec::encode(t));
+        }
         let ids: Vec<u8> = tx_ids.iter().flat_map(|id| id.0.0).collect();
         batch.put_cf(r.cf(CF_TX_IDS)?, hk, ids);
         batch.put_cf(r.cf(CF_CERTS)?, hk, codec::encode(certificate));
@@ -394,20 +436,19 @@ impl RocksStore {
             batch.put_cf(txi, id.0.0, codec::encode(&loc));
         }
         let acc = r.cf(CF_ACCOUNT_TXS)?;
-        let encoded: Vec<Vec<u8>> = block.txs.iter().map(codec::encode).collect();
-        let mut by_account: Vec<([u8; 44], usize)> = block
+        let mut by_account: Vec<[u8; 44]> = block
             .txs
             .iter()
             .enumerate()
             .flat_map(|(i, t)| {
                 involved_accounts(&t.tx)
                     .into_iter()
-                    .map(move |a| (account_tx_key(&a, height, i as u32), i))
+                    .map(move |a| account_tx_key(&a, height, i as u32))
             })
             .collect();
         by_account.sort_unstable();
-        for (key, i) in by_account {
-            batch.put_cf(acc, key, &encoded[i]);
+        for key in by_account {
+            batch.put_cf(acc, key, []);
         }
         Ok(())
     }
@@ -447,6 +488,16 @@ impl RocksReader {
 
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(cf)?, key).map_err(engine)
+    }
+
+    /// The transaction at `index` of the block at `height`, which an index says is there.
+    fn tx_at(&self, height: Height, index: u32) -> Result<SignedTransaction, StoreError> {
+        match self.get(CF_TXS, &tx_key(height, index))? {
+            Some(bytes) => Ok(SignedTransaction::decode(&bytes)?),
+            None => Err(StoreError::Corrupt(format!(
+                "transaction {index} of height {height} is indexed but not stored"
+            ))),
+        }
     }
 
     fn read_tip(&self) -> Result<Tip, StoreError> {
@@ -527,18 +578,34 @@ impl ChainRead for RocksReader {
     }
 
     fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
-        let Some(bytes) = self.get(CF_BLOCKS, &height_key(height))? else {
+        let Some(header) = self.header(height)? else {
             return Ok(None);
         };
-        let block = Block::decode(&bytes)?;
-        // Assert at both ends: what we read back must be what was written under this key.
-        if block.header.height != height {
+        let first = tx_key(height, 0);
+        let mode = IteratorMode::From(&first, Direction::Forward);
+        let mut txs = Vec::with_capacity(header.tx_count as usize);
+        for kv in self.db.iterator_cf(self.cf(CF_TXS)?, mode) {
+            let (k, v) = kv.map_err(engine)?;
+            if k.len() != 12 || k[..8] != first[..8] {
+                break;
+            }
+            // Assert at both ends: the run must be the header's transactions, in order.
+            if k[8..] != (txs.len() as u32).to_be_bytes() {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {} of height {height} is missing",
+                    txs.len()
+                )));
+            }
+            txs.push(SignedTransaction::decode(&v)?);
+        }
+        if txs.len() != header.tx_count as usize {
             return Err(StoreError::Corrupt(format!(
-                "block stored under height {height} says height {}",
-                block.header.height
+                "height {height} has {} transactions stored, its header says {}",
+                txs.len(),
+                header.tx_count
             )));
         }
-        Ok(Some(block))
+        Ok(Some(Block { header, txs }))
     }
 
     fn header(&self, height: Height) -> Result<Option<BlockHeader>, StoreError> {
@@ -587,7 +654,7 @@ impl ChainRead for RocksReader {
         let mode = IteratorMode::From(&start, Direction::Reverse);
         let mut out: Vec<AccountTx> = Vec::new();
         for kv in self.db.iterator_cf(self.cf(CF_ACCOUNT_TXS)?, mode) {
-            let (k, v) = kv.map_err(engine)?;
+            let (k, _) = kv.map_err(engine)?;
             if k.len() != 44 || k[..32] != account.0 {
                 break;
             }
@@ -605,7 +672,7 @@ impl ChainRead for RocksReader {
             out.push(AccountTx {
                 height,
                 index,
-                tx: SignedTransaction::decode(&v)?,
+                tx: self.tx_at(height, index)?,
             });
         }
         Ok(out)
