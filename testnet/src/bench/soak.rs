@@ -39,6 +39,10 @@ struct Round {
     /// Per node: resident memory at the round's end and the most sampled during it, MB.
     rss_end_mb: Vec<Option<f64>>,
     rss_max_mb: Vec<Option<f64>>,
+    /// Per node: CPU time (all threads) over the round, per transaction committed in it, µs.
+    /// A cost per transaction that grows from round to round shows here before the rate
+    /// falls, and tells the nodes' share from the client's on a shared machine.
+    cpu_us_per_tx: Vec<Option<f64>>,
 }
 
 /// Samples every node's resident memory every 500 ms until told to stop; the most per node.
@@ -101,13 +105,22 @@ pub async fn soak(apis: &[String], admin: SigningKey, s: Settings, k: Soak) -> a
         let txs = k.round.min(k.total - r * k.round);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sampler = sample_rss(s.nodes.clone(), stop.clone());
+        let before = usage_all(&s.nodes);
         let f = round::round(&clients, &mut acc, txs, &s).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let rss_max = sampler.await?;
         let f = f?;
-        let rss_end: Vec<Option<f64>> = usage_all(&s.nodes)
+        let after = usage_all(&s.nodes);
+        let rss_end: Vec<Option<f64>> = after.iter().map(|u| u.map(|u| u.rss_mb)).collect();
+        let cpu_us_per_tx: Vec<Option<f64>> = before
             .iter()
-            .map(|u| u.map(|u| u.rss_mb))
+            .zip(&after)
+            .map(|(b, a)| match (b, a) {
+                (Some(b), Some(a)) if f.committed > 0 => {
+                    Some((a.cpu_s - b.cpu_s) * 1e6 / f.committed as f64)
+                }
+                _ => None,
+            })
             .collect();
         if f.committed_twice > 0 || f.missing > 0 {
             broke.push(format!(
@@ -126,16 +139,18 @@ pub async fn soak(apis: &[String], admin: SigningKey, s: Settings, k: Soak) -> a
             latency_ms: f.latency,
             rss_end_mb: rss_end,
             rss_max_mb: rss_max,
+            cpu_us_per_tx,
         };
         say(format!(
-            "  round {:>3}/{rounds}  {:>7} committed  {:>6.0} tx/s  p50 {:>4.0} ms  p99 {:>5.0} ms  height {:>7}  RSS max {}",
+            "  round {:>3}/{rounds}  {:>7} committed  {:>6.0} tx/s  p50 {:>4.0} ms  p99 {:>5.0} ms  height {:>7}  RSS max {}  CPU {} µs/tx",
             line.round,
             line.committed,
             line.tx_per_s,
             line.latency_ms.p50,
             line.latency_ms.p99,
             line.height,
-            mbs(&line.rss_max_mb)
+            mbs(&line.rss_max_mb),
+            per_node(&line.cpu_us_per_tx),
         ));
         done.push(line);
     }
@@ -233,9 +248,13 @@ pub async fn soak(apis: &[String], admin: SigningKey, s: Settings, k: Soak) -> a
 
 /// Per-node megabytes, for people.
 fn mbs(v: &[Option<f64>]) -> String {
+    per_node(v) + " MB"
+}
+
+/// Per-node figures, rounded, `-` for a node not measured.
+fn per_node(v: &[Option<f64>]) -> String {
     v.iter()
         .map(|m| m.map_or("-".to_string(), |x| format!("{x:.0}")))
         .collect::<Vec<_>>()
         .join("/")
-        + " MB"
 }
