@@ -355,3 +355,45 @@ fn a_block_missing_a_stored_transaction_is_reported_corrupt() {
         other => panic!("expected a corrupt page, got {other:?}"),
     }
 }
+
+#[test]
+fn a_store_of_the_previous_layout_is_refused_as_another_schema() {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = RocksStore::open(dir.path(), &c.genesis.hash()).expect("open");
+        let mut l = Ledger::open(store, c.genesis.clone()).expect("ledger");
+        commit_blocks(&mut l, &c, 2);
+        l.store_mut()
+            .force_schema_version_for_tests(3)
+            .expect("set version");
+    }
+    // Schema 3's column families: whole blocks in `blocks`, no `txs`.
+    {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
+        let mut db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), names)
+            .expect("raw open");
+        db.drop_cf("txs").expect("drop txs");
+        db.create_cf("blocks", &rocksdb::Options::default())
+            .expect("create blocks");
+    }
+    let refused = |r: Result<(), StoreError>, what: &str| match r {
+        Err(StoreError::UnsupportedSchema { found, supported }) => {
+            assert_eq!((found, supported), (3, SCHEMA_VERSION), "{what}")
+        }
+        other => panic!("{what}: expected UnsupportedSchema, got {other:?}"),
+    };
+    refused(
+        RocksStore::open(dir.path(), &c.genesis.hash()).map(|_| ()),
+        "open",
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    refused(
+        cairn_ledger::RocksReader::open_secondary(dir.path(), scratch.path()).map(|_| ()),
+        "secondary open",
+    );
+    // Refused without being changed: no `txs` column family was created in it.
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
+    assert!(names.iter().any(|n| n == "blocks"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "txs"), "{names:?}");
+}

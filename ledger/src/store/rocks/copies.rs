@@ -9,8 +9,7 @@ use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, Options, WriteBatch};
 
 use super::{
-    CF_META, CF_STATE, COLUMN_FAMILIES, META_GENESIS, META_SCHEMA, META_TIP, RocksReader,
-    RocksStore, engine,
+    CF_META, CF_STATE, META_GENESIS, META_SCHEMA, META_TIP, RocksReader, RocksStore, engine,
 };
 use crate::block::{Block, BlockHash, Height, Tip};
 use crate::certificate::CommitCertificate;
@@ -46,9 +45,13 @@ impl RocksReader {
         let mut opts = Options::default();
         // A secondary instance must keep every table file open (RocksDB's rule for them).
         opts.set_max_open_files(-1);
-        let db = DB::open_cf_as_secondary(&opts, path, scratch, COLUMN_FAMILIES).map_err(engine)?;
+        // The column families on disk: another schema's may not be this one's.
+        let existing = DB::list_cf(&opts, path).map_err(engine)?;
+        let db = DB::open_cf_as_secondary(&opts, path, scratch, existing).map_err(engine)?;
         db.try_catch_up_with_primary().map_err(engine)?;
-        Ok(RocksReader { db: Arc::new(db) })
+        let reader = RocksReader { db: Arc::new(db) };
+        reader.check_schema()?;
+        Ok(reader)
     }
 }
 

@@ -10,8 +10,8 @@
 //!
 //! Each transaction is stored once, under a key that only grows (`txs`): its table files never
 //! overlap, so compaction moves them down without rewriting them. The column families keyed
-//! at random (`tx_index`, `account_txs`, `state`) are rewritten by every compaction that
-//! reaches them, so they hold small fixed-size entries only: a 3M-transaction soak wrote 2.9 GB
+//! at random (`tx_index`, `account_txs`, `block_by_hash`, `state`) are rewritten by every
+//! compaction that reaches them, so they hold small fixed-size entries only: a 3M-transaction soak wrote 2.9 GB
 //! of `account_txs` table files when its values were whole transactions.
 //!
 //! Committing a block is one `WriteBatch` written with `sync = true`: after `commit` returns,
@@ -33,7 +33,7 @@ use std::sync::Arc;
 use cairn_crypto::{PublicKey, codec};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction,
-    IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::{
@@ -236,8 +236,8 @@ const LOOKED_UP: [&str; 4] = [CF_TX_INDEX, CF_BLOCK_BY_HASH, CF_STATE, CF_CONSEN
 
 /// Column families keyed at random: each level-0 file overlaps the whole of the level below,
 /// so each compaction into it rewrites that level. They wait for 8 level-0 files instead of
-/// RocksDB's 4, which halves how often that happens; lookups check the extra files' Bloom
-/// filters, pinned in the cache.
+/// RocksDB's 4, which halves how often that happens; a lookup checks the extra files' Bloom
+/// filters (pinned in the cache), an account page's range scan merges them.
 const KEYED_AT_RANDOM: [&str; 4] = [CF_TX_INDEX, CF_ACCOUNT_TXS, CF_BLOCK_BY_HASH, CF_STATE];
 
 /// The target size of a table file written by compaction. A compaction builds each output
@@ -311,8 +311,15 @@ impl RocksStore {
             // compare with the mark before a read-write open may make a loss permanent.
             let (mark, found) = WriteMark::open(path)?;
             let existing = DB::list_cf(&opts, path).map_err(engine)?;
-            let ro = DB::open_cf_for_read_only(&opts, path, existing, false).map_err(corrupt)?;
-            check_mark(found, ro.latest_sequence_number(), path, &wal)?;
+            let ro = RocksReader {
+                db: Arc::new(
+                    DB::open_cf_for_read_only(&opts, path, existing, false).map_err(corrupt)?,
+                ),
+            };
+            // Another schema's column families are not this one's: refuse it before the
+            // read-write open, which would fail on them or create this schema's in it.
+            ro.check_schema()?;
+            check_mark(found, ro.db.latest_sequence_number(), path, &wal)?;
             (mark, found)
         } else {
             std::fs::create_dir_all(path)
@@ -500,6 +507,19 @@ impl RocksReader {
         }
     }
 
+    /// Refuses a store written with another schema version.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.meta()? {
+            Some(meta) if meta.schema_version != SCHEMA_VERSION => {
+                Err(StoreError::UnsupportedSchema {
+                    found: meta.schema_version,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn read_tip(&self) -> Result<Tip, StoreError> {
         let bytes = self
             .get(CF_META, META_TIP)?
@@ -583,8 +603,13 @@ impl ChainRead for RocksReader {
         };
         let first = tx_key(height, 0);
         let mode = IteratorMode::From(&first, Direction::Forward);
-        let mut txs = Vec::with_capacity(header.tx_count as usize);
-        for kv in self.db.iterator_cf(self.cf(CF_TXS)?, mode) {
+        let mut read = ReadOptions::default();
+        if let Some(next) = height.checked_add(1) {
+            read.set_iterate_upper_bound(tx_key(next, 0));
+        }
+        // The count is from disk: a damaged one must not decide an allocation.
+        let mut txs = Vec::with_capacity((header.tx_count as usize).min(1 << 16));
+        for kv in self.db.iterator_cf_opt(self.cf(CF_TXS)?, read, mode) {
             let (k, v) = kv.map_err(engine)?;
             if k.len() != 12 || k[..8] != first[..8] {
                 break;
