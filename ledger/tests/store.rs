@@ -308,6 +308,12 @@ fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
     );
 }
 
+/// The store's RocksDB opened directly, every column family on disk, to damage it underneath.
+fn raw_open(dir: &std::path::Path) -> rocksdb::DB {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).expect("list");
+    rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, names).expect("raw open")
+}
+
 #[test]
 fn a_block_missing_a_stored_transaction_is_reported_corrupt() {
     let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
@@ -319,9 +325,7 @@ fn a_block_missing_a_stored_transaction_is_reported_corrupt() {
     }
     // Damage the store underneath: remove block 2's one transaction (height 2, index 0).
     {
-        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), names)
-            .expect("raw open");
+        let db = raw_open(dir.path());
         let txs = db.cf_handle("txs").expect("txs column family");
         let mut key = [0u8; 12];
         key[..8].copy_from_slice(&2u64.to_be_bytes());
@@ -370,9 +374,7 @@ fn a_store_of_the_previous_layout_is_refused_as_another_schema() {
     }
     // Schema 3's column families: whole blocks in `blocks`, no `txs`.
     {
-        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
-        let mut db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), names)
-            .expect("raw open");
+        let mut db = raw_open(dir.path());
         db.drop_cf("txs").expect("drop txs");
         db.create_cf("blocks", &rocksdb::Options::default())
             .expect("create blocks");
