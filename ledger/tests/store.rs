@@ -243,19 +243,11 @@ fn a_store_moved_aside_starts_fresh_and_a_clean_store_reopens() {
 /// RocksDB's memory stays within the budgets the store was opened with: writing four times the
 /// memtable budget, the memtables are flushed back within it, and reading everything back leaves the
 /// shared block cache at most its capacity.
-#[test]
-fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
-    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let memory = cairn_ledger::StoreMemory {
-        memtable_bytes: 4 << 20,
-        block_cache_bytes: 1 << 20,
-    };
-    let mut store = RocksStore::open_with(dir.path(), &c.genesis.hash(), memory).expect("open");
-    let reader = store.reader();
-    // 16 MiB of values that do not compress, four times the memtable budget.
+/// Puts `n` values of 128 KiB that do not compress into the consensus column family, under
+/// the keys `big-000`…; returns them.
+fn put_incompressible(store: &mut RocksStore, n: usize) -> Vec<Vec<u8>> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let values: Vec<Vec<u8>> = (0..128)
+    let values: Vec<Vec<u8>> = (0..n)
         .map(|_| {
             (0..128 * 1024)
                 .map(|_| {
@@ -272,6 +264,75 @@ fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
             .consensus_put(format!("big-{i:03}").as_bytes(), v)
             .expect("put");
     }
+    values
+}
+
+/// The nice value in a `/proc/…/stat` file: field 19, counted after the parenthesised command
+/// (which may hold spaces), where the state is field 3.
+fn nice_in(stat: &std::path::Path) -> Option<i64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// The nice value of each of this process's threads named `name`.
+fn threads_named(name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = task.expect("task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() == name
+            && let Some(n) = nice_in(&dir.join("stat"))
+        {
+            nice.push(n);
+        }
+    }
+    nice
+}
+
+#[test]
+fn compactions_run_at_the_lowest_cpu_priority_and_flushes_at_normal_priority() {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = cairn_ledger::StoreMemory {
+        memtable_bytes: 4 << 20,
+        block_cache_bytes: 1 << 20,
+    };
+    let mut store = RocksStore::open_with(dir.path(), &c.genesis.hash(), memory).expect("open");
+    // 16 MiB through a 4 MiB memtable budget: four or more level-0 files, so a compaction.
+    put_incompressible(&mut store, 128);
+    // A pool thread takes its priority when it runs its first job.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !threads_named("rocksdb:low").contains(&19) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction thread at nice 19 a minute after the writes: {:?}",
+            threads_named("rocksdb:low")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The flush threads keep the process's priority (whatever the test runs at).
+    let own = nice_in(std::path::Path::new("/proc/thread-self/stat")).expect("own nice value");
+    let flushes = threads_named("rocksdb:high");
+    assert!(!flushes.is_empty(), "the flushes ran on their own pool");
+    assert!(
+        flushes.iter().all(|&n| n == own),
+        "flush threads at {flushes:?}, the process at {own}"
+    );
+}
+
+#[test]
+fn rocks_store_keeps_memtables_and_block_cache_within_their_budgets() {
+    let c = TestChain::new(ConsensusKind::Raft, 1, 4, 1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = cairn_ledger::StoreMemory {
+        memtable_bytes: 4 << 20,
+        block_cache_bytes: 1 << 20,
+    };
+    let mut store = RocksStore::open_with(dir.path(), &c.genesis.hash(), memory).expect("open");
+    let reader = store.reader();
+    // 16 MiB of values that do not compress, four times the memtable budget.
+    let values = put_incompressible(&mut store, 128);
     // The budget is RocksDB's soft limit: a write past 7/8 of it switches the largest memtable
     // to be flushed in the background, so how far the memtables overshoot meanwhile depends on
     // how busy the machine is. Once the flushes are done they hold the budget and at most a

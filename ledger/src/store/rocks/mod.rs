@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use cairn_crypto::{PublicKey, codec};
 use rocksdb::{
-    Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode,
+    Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, Env, IteratorMode,
     Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
@@ -228,6 +228,13 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Compactions run at the lowest CPU priority (nice 19): each one comes in a burst
+        // (it rewrites a whole level), and in it competes with consensus for the cores;
+        // deferred to the moments the node waits on its peers, it delays no block. Flushes
+        // keep normal priority: writes stall when they fall behind.
+        let mut env = Env::new().map_err(engine)?;
+        env.lower_thread_pool_cpu_priority();
+        opts.set_env(&env);
         // Two cores on the target machines: one for the node, one for flushes/compactions.
         opts.increase_parallelism(2);
         opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);

@@ -1,8 +1,8 @@
 //! How the store tunes RocksDB: the memory budgets, and each column family's options.
 
-use rocksdb::{BlockBasedOptions, Cache, Options};
+use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
 
-use super::{CF_ACCOUNT_TXS, CF_BLOCK_BY_HASH, CF_CONSENSUS, CF_STATE, CF_TX_INDEX};
+use super::{CF_ACCOUNT_TXS, CF_BLOCK_BY_HASH, CF_CONSENSUS, CF_STATE, CF_TX_IDS, CF_TX_INDEX};
 
 /// The memory RocksDB may use: its write buffers (memtables) and its block cache, each a
 /// budget over all column families together (ARCHITECTURE.md, "Storage").
@@ -46,6 +46,12 @@ const LOOKED_UP: [&str; 4] = [CF_TX_INDEX, CF_BLOCK_BY_HASH, CF_STATE, CF_CONSEN
 /// filters (pinned in the cache), an account page's range scan merges them.
 const KEYED_AT_RANDOM: [&str; 4] = [CF_TX_INDEX, CF_ACCOUNT_TXS, CF_BLOCK_BY_HASH, CF_STATE];
 
+/// Column families whose entries are mostly SHA-256 hashes (transaction ids), which do not
+/// compress: LZ4 saved 17% of the transaction index's bytes and none of the blocks' id
+/// lists, for compressing every flushed and compacted block and decompressing every one
+/// read. They are stored uncompressed; the others stay LZ4.
+const RANDOM_BYTES: [&str; 2] = [CF_TX_INDEX, CF_TX_IDS];
+
 /// The target size of a table file written by compaction. A compaction builds each output
 /// file's Bloom filter from a hash per key, all held until the file is done: with RocksDB's
 /// 64 MiB files of small index entries that came to 28 MB of a node's peak heap (heaptrack,
@@ -66,6 +72,11 @@ pub(super) fn column_family_options(name: &str, cache: &Cache) -> Options {
     let mut cf = Options::default();
     cf.set_block_based_table_factory(&table);
     cf.set_target_file_size_base(TABLE_FILE_BYTES);
+    cf.set_compression_type(if RANDOM_BYTES.contains(&name) {
+        DBCompressionType::None
+    } else {
+        DBCompressionType::Lz4
+    });
     if KEYED_AT_RANDOM.contains(&name) {
         cf.set_level_zero_file_num_compaction_trigger(8);
     }
