@@ -170,7 +170,8 @@ enum GenesisCmd {
         /// Genesis time in ms since the Unix epoch (default: now); block 1 may not be older.
         #[arg(long)]
         genesis_time_ms: Option<u64>,
-        /// PBFT: a checkpoint every this many blocks [default: 100].
+        /// PBFT: a checkpoint every this many blocks, also the epoch at which validator
+        /// changes take effect [default: 10].
         #[arg(long)]
         checkpoint_interval: Option<u64>,
         /// PBFT: ms without progress before a view change [default: 2000].

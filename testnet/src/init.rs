@@ -111,11 +111,7 @@ pub fn init(dir: &Path, layout: &Layout, force: bool) -> anyhow::Result<()> {
                 epoch_length: 50,
                 ..RaftParams::default()
             }),
-            Engine::Pbft => ConsensusConfig::Pbft(PbftParams {
-                checkpoint_interval: 50,
-                view_change_timeout_ms: 2000,
-                ..PbftParams::default()
-            }),
+            Engine::Pbft => ConsensusConfig::Pbft(PbftParams::default()),
         },
         validators: keys
             .iter()
